@@ -1,0 +1,40 @@
+# The two commands: `make demo` and `make test`. Both do all set-up on a fresh machine.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOME_DEMO ?= .demo-home
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DS_ACCELERATOR := cpu
+
+.PHONY: setup demo test test-unit test-integration test-gpu bench clean
+
+setup: $(STAMP)
+
+# torch first, pinned to the CPU wheel: anything that pulls torch later must not resolve a CUDA build.
+$(STAMP): pyproject.toml infra/setup-system.sh
+	bash infra/setup-system.sh
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH bash infra/demo.sh $(HOME_DEMO)
+
+# Tiers run one after another; pytest's exit code 5 ("no tests collected") is reported and fails the run,
+# so an empty tier is never mistaken for a pass.
+test: setup test-unit test-integration
+
+test-unit: setup
+	bash tests/run_tier.sh unit "not integration and not gpu"
+
+test-integration: setup
+	bash tests/run_tier.sh integration "integration"
+
+test-gpu: setup
+	bash tests/run_tier.sh gpu "gpu"
+
+clean:
+	rm -rf $(VENV) $(HOME_DEMO)

@@ -1,0 +1,60 @@
+"""Atomic file output: nothing half-written ever becomes visible.
+
+Every writer stages into the data home's tmp/ (same filesystem) and publishes with os.replace / rename,
+so a crash leaves either the old state or the new one, and a rerun converges to the same result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+
+def atomic_write_bytes(path: Path, data: bytes, tmp_dir: Path | None = None) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=tmp_dir or path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_once(path: Path, data: bytes, tmp_dir: Path | None = None) -> bool:
+    """Write content-addressed data unless it is already there. Returns True when this call wrote it."""
+    if Path(path).exists():
+        return False
+    atomic_write_bytes(path, data, tmp_dir)
+    return True
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path, tmp_dir: Path) -> Iterator[Path]:
+    """Yield a staging folder; on success it is renamed to `final` in one step.
+
+    If `final` appeared meanwhile (a concurrent or earlier run finished the same deterministic work),
+    the staged copy is discarded: both have the same content by construction.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    Path(tmp_dir).mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=tmp_dir, prefix=f".{final.name}-"))
+    try:
+        yield stage
+        try:
+            os.rename(stage, final)
+        except OSError:
+            if not final.exists():
+                raise
+            shutil.rmtree(stage, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise

@@ -1,0 +1,31 @@
+"""Reason codes: why a record was dropped or repaired. They land in SQL (`rejects.reason`,
+`images.conversion`), so "why did this fail" is one GROUP BY.
+
+A reject drops the whole sample (a sample whose image or path cannot be trusted would teach the model
+the wrong thing); a repair keeps it and says what was changed.
+"""
+
+from enum import StrEnum
+
+
+class Reject(StrEnum):
+    BAD_FIELD = "bad_field"  # a required field is missing, null, or of the wrong type
+    INVALID_BASE64 = "invalid_base64"  # the image string is not valid base64
+    EMPTY_IMAGE = "empty_image"  # zero bytes after decoding
+    UNKNOWN_FORMAT = "unknown_format"  # bytes are not a supported image format
+    TRUNCATED_IMAGE = "truncated_image"  # the image data ends early
+    UNDECODABLE_IMAGE = "undecodable_image"  # a known format, but the decoder rejects the data
+    DECOMPRESSION_BOMB = "decompression_bomb"  # more pixels than the configured limit
+    IMAGE_COUNT_MISMATCH = "image_count_mismatch"  # sandbox outputs showing images != processed images given
+    UNMAPPED_PATH = "unmapped_path"  # a path in the text that means no image of the sample
+    DUPLICATE_SAMPLE = "duplicate_sample"  # same split, text and images as an earlier sample
+
+
+class Repair(StrEnum):
+    NONE = ""  # stored byte-for-byte
+    ALPHA_ON_WHITE = "alpha_on_white"  # RGBA / LA / P-with-transparency composited on white
+    CMYK_TO_RGB = "cmyk_to_rgb"
+    HIGH_BIT_DEPTH = "high_bit_depth"  # 16-bit (or 32-bit integer) samples scaled to 8 bits
+    PALETTE_TO_RGB = "palette_to_rgb"
+    FORMAT_TO_RGB = "format_to_rgb"  # WEBP, GIF, BMP, TIFF, ... decoded and stored as PNG / JPEG
+    MODE_TO_RGB = "mode_to_rgb"  # any other mode (e.g. 1-bit, YCbCr) converted to RGB
