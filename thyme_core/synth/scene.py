@@ -92,13 +92,16 @@ def render_scene(rng: np.random.Generator, width: int, height: int) -> Scene:
 
 
 def _background(rng: np.random.Generator, width: int, height: int) -> Image.Image:
+    """A linear two-colour gradient in a random direction (drawn small, then resized: it is smooth)."""
     a, b = rng.integers(60, 230, size=(2, 3))
     angle = rng.uniform(0, np.pi)
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    t = xs * np.cos(angle) / width + ys * np.sin(angle) / height
+    sw, sh = max(2, width // 16), max(2, height // 16)
+    ys, xs = np.mgrid[0:sh, 0:sw].astype(np.float32)
+    t = xs * np.cos(angle) / sw + ys * np.sin(angle) / sh
     t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
     rgb = a[None, None, :] + (b - a)[None, None, :] * t[..., None]
-    return Image.fromarray(rgb.astype(np.uint8), "RGB")
+    small = Image.fromarray(rgb.astype(np.uint8), "RGB")
+    return small.resize((width, height), Image.Resampling.BILINEAR)
 
 
 def _soft_shapes(rng: np.random.Generator, draw: ImageDraw.ImageDraw, width: int, height: int) -> None:
@@ -207,6 +210,9 @@ def _distractors(rng, draw: ImageDraw.ImageDraw, cell: tuple, scale: float) -> N
 
 
 def _add_noise(rng: np.random.Generator, image: Image.Image) -> Image.Image:
-    arr = np.asarray(image, dtype=np.int16)
-    noise = rng.integers(-5, 6, size=arr.shape, dtype=np.int16)
-    return Image.fromarray(np.clip(arr + noise, 0, 255).astype(np.uint8), "RGB")
+    """Sensor-like noise of +-5 levels, in uint8 throughout (clip first so the sum cannot wrap)."""
+    arr = np.asarray(image).copy()
+    np.clip(arr, 5, 245, out=arr)
+    arr += rng.integers(0, 11, size=arr.shape, dtype=np.uint8)
+    arr -= 5
+    return Image.fromarray(arr, "RGB")
