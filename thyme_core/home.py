@@ -30,6 +30,9 @@ def default_home() -> Path:
 class DataHome:
     root: Path
 
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
+
     @property
     def images_dir(self) -> Path:
         return self.root / "images"

@@ -29,3 +29,12 @@ class Repair(StrEnum):
     PALETTE_TO_RGB = "palette_to_rgb"
     FORMAT_TO_RGB = "format_to_rgb"  # WEBP, GIF, BMP, TIFF, ... decoded and stored as PNG / JPEG
     MODE_TO_RGB = "mode_to_rgb"  # any other mode (e.g. 1-bit, YCbCr) converted to RGB
+
+
+class Rejected(Exception):
+    """A record is dropped: `reason` is the code that lands in SQL, `detail` the human-readable why."""
+
+    def __init__(self, reason: Reject, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail

@@ -1,0 +1,41 @@
+-- The catalog: DuckDB views over the Parquet parts under the data home.
+-- Paths are relative to the home root (catalog.connect sets file_search_path to it). To open the file
+-- from the duckdb CLI, run it from the home folder or `SET file_search_path = '/path/to/home'` first.
+-- Each prepare shard publishes one folder shards/prepare/<key>/; shards/prepare/_schema/ holds empty,
+-- typed parts so every view resolves before the first shard lands.
+-- Columns are listed explicitly: they are the contract with thyme_core/schema.py (a test checks both).
+
+CREATE OR REPLACE VIEW sft_samples_all AS
+SELECT id, split, source_file, source_row, question, response, question_orig, response_orig,
+       image_sha256, image_paths, has_image, n_images, n_code_blocks, path_map, shard
+FROM read_parquet(['shards/prepare/*/image_samples.parquet', 'shards/prepare/*/text_samples.parquet']);
+
+-- Deduplicated samples: the first occurrence (by source file and row) of each id.
+CREATE OR REPLACE VIEW sft_samples AS
+SELECT * FROM sft_samples_all
+QUALIFY row_number() OVER (PARTITION BY id ORDER BY source_file, source_row, shard) = 1;
+
+CREATE OR REPLACE VIEW images AS
+SELECT sha256, path, format, width, height, bytes, repair, source_format
+FROM read_parquet('shards/prepare/*/images.parquet')
+QUALIFY row_number() OVER (PARTITION BY sha256 ORDER BY path) = 1;
+
+-- Every dropped record with its reason: rejects from the shards plus duplicates found across them.
+CREATE OR REPLACE VIEW rejects AS
+SELECT split, source_file, source_row, reason, detail, shard
+FROM read_parquet('shards/prepare/*/rejects.parquet')
+UNION ALL
+SELECT split, source_file, source_row, 'duplicate_sample' AS reason,
+       'same as ' || first_file || ' row ' || first_row AS detail, shard
+FROM (
+    SELECT *, first_value(source_file) OVER w AS first_file, first_value(source_row) OVER w AS first_row,
+           row_number() OVER w AS occurrence
+    FROM sft_samples_all
+    WINDOW w AS (PARTITION BY id ORDER BY source_file, source_row, shard)
+)
+WHERE occurrence > 1;
+
+CREATE OR REPLACE VIEW prepare_shards AS
+SELECT shard, split, source_file, row_start, row_stop, samples_image, samples_text, rejects,
+       images_seen, images_written, images_repaired, seconds, code_version
+FROM read_parquet('shards/prepare/*/summary.parquet');

@@ -1,0 +1,45 @@
+"""Prefect tasks of SFT data preparation: thin wrappers over thyme_core.prepare / catalog."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from thyme_core import catalog, prepare
+from thyme_core.home import DataHome
+from thyme_core.prepare_report import PrepareReport, build_report
+from thyme_core.source import ShardSpec
+
+from tasks.retry import retry_unless_user_error
+
+# Finished shards are skipped by thyme_core itself (their folder is the marker), which stays true when a
+# home is deleted or moved; a Prefect result cache keyed on inputs would not, so none is used here.
+
+
+@task(name="plan-shards", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_unless_user_error,
+      cache_policy=NO_CACHE)
+def plan_shards(source: str, split: str, config: prepare.PrepareConfig) -> list[ShardSpec]:
+    return prepare.plan(source, split, config)
+
+
+@task(name="prepare-shard", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_unless_user_error,
+      cache_policy=NO_CACHE,
+      task_run_name="prepare-{spec.split}-{spec.row_start}-{spec.row_stop}")
+def prepare_shard(spec: ShardSpec, home_root: str, config: prepare.PrepareConfig) -> prepare.ShardResult:
+    return prepare.prepare_shard(spec, DataHome(home_root), config)
+
+
+@task(name="catalog-report", cache_policy=NO_CACHE)
+def catalog_report(home_root: str, split: str, results: list[prepare.ShardResult], wall_seconds: float) -> PrepareReport:
+    home = DataHome(home_root)
+    catalog.connect(home).close()  # (re)declare the views
+    return build_report(home, split, results, wall_seconds)
+
+
+@task(name="publish-report", cache_policy=NO_CACHE)
+def publish_report(report: PrepareReport) -> str:
+    markdown = report.markdown()
+    create_markdown_artifact(markdown, key=f"prepare-{report.split.replace('_', '-').lower()}",
+                             description="SFT data preparation summary")
+    return markdown

@@ -1,0 +1,29 @@
+"""`thyme prepare SOURCE --split NAME`: run the prepare_sft_data flow."""
+
+from __future__ import annotations
+
+from thyme_cli.main import add_home_arg
+
+
+def register(sub) -> None:
+    p = sub.add_parser("prepare", help="prepare Thyme SFT data (Parquet/JSONL) into the catalog")
+    p.add_argument("source", help="a Thyme SFT .parquet or .jsonl file, or a folder of them")
+    p.add_argument("--split", required=True, help="split name, e.g. wo_thinking_thyme_single_round, 2round, computation")
+    p.add_argument("--shard-rows", type=int, default=1000, help="source rows per shard / Prefect task (default 1000)")
+    p.add_argument("--max-pixels", type=int, default=100_000_000, help="decompression-bomb limit in pixels (default 100M)")
+    p.add_argument("--verify", choices=["structure", "decode"], default="structure",
+                   help="JPEG check: header + end marker (default) or a scaled decode of every image")
+    add_home_arg(p)
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from flows.prepare_sft_data import prepare_sft_data
+    from tasks.runtime import shared_prefect_api
+
+    with shared_prefect_api():
+        prepare_sft_data(
+            source=args.source, split=args.split, home=args.home,
+            shard_rows=args.shard_rows, max_pixels=args.max_pixels, verify=args.verify,
+        )
+    return 0

@@ -1,0 +1,30 @@
+"""`thyme sql "QUERY"` or `thyme sql NAME`: query the catalog, print a table."""
+
+from __future__ import annotations
+
+from thyme_cli.main import add_home_arg
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sql", help="run SQL (or a named query from sql/queries/) on the catalog")
+    p.add_argument("query", nargs="?", help="SQL text, or the name of a query in sql/queries/")
+    p.add_argument("--param", action="append", default=[], help="a value bound to the next `?` (repeatable)")
+    p.add_argument("--list", action="store_true", help="list the named queries")
+    p.add_argument("--max-width", type=int, default=60, help="cut cells longer than this (default 60)")
+    add_home_arg(p)
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from thyme_core import catalog
+    from thyme_core.errors import ThymeError
+    from thyme_core.home import resolve_home
+
+    if args.list:
+        print("\n".join(catalog.named_queries()))
+        return 0
+    if not args.query:
+        raise ThymeError("give a query (SQL text or a name from `thyme sql --list`)")
+    columns, rows = catalog.query(resolve_home(args.home), args.query, args.param)
+    print(catalog.format_table(columns, rows, args.max_width))
+    return 0

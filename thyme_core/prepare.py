@@ -1,0 +1,195 @@
+"""Prepare Thyme SFT data: one shard of source rows in, one published shard folder out.
+
+For every record: check the fields, decode and check each image (images.py), map every path the text
+mentions to the stored image it means (paths.py), and either accept the sample or reject it with a reason
+code. Images of accepted samples go to the content-addressed store; the shard's rows are written as zstd
+Parquet into a staging folder that is renamed into place in one step:
+
+    shards/prepare/<shard key>/{image_samples, text_samples, images, rejects, summary}.parquet
+
+A finished shard is never redone (its key covers the input's content hash, the split, the row range, the
+config and the code version), a crashed one left only staging debris in tmp/, so reruns converge to
+exactly the catalog of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from thyme_core import images as img
+from thyme_core.fsio import atomic_dir
+from thyme_core.home import DataHome
+from thyme_core.paths import rewrite_paths
+from thyme_core.reasons import Reject, Rejected
+from thyme_core.schema import ImageRecord, RejectRecord, SftSample, ShardSummary, to_table
+from thyme_core.source import ShardSpec, plan_shards, read_shard
+from thyme_core.thyme_format import code_blocks
+
+TABLE = "prepare"
+# Modules whose code shapes prepared output: their source is the code version in every shard key.
+_VERSIONED_MODULES = ("images", "paths", "prepare", "reasons", "schema", "source", "thyme_format")
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    shard_rows: int = field(default=1000, metadata={"help": "source rows per shard (one Prefect task each)"})
+    max_pixels: int = field(default=100_000_000, metadata={"help": "reject images with more pixels (bombs)"})
+    verify: str = field(default="structure", metadata={"help": "'structure' or 'decode': how hard to check JPEGs"})
+
+    def __post_init__(self):
+        if self.shard_rows < 1:
+            raise ValueError("shard_rows must be >= 1")
+        self.image_config()  # validates max_pixels and verify
+
+    def image_config(self) -> img.ImageConfig:
+        return img.ImageConfig(max_pixels=self.max_pixels, verify=self.verify)
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def code_version() -> str:
+    h = hashlib.sha256()
+    pkg = Path(__file__).parent
+    for name in _VERSIONED_MODULES:
+        h.update((pkg / f"{name}.py").read_bytes())
+    return h.hexdigest()[:16]
+
+
+def plan(source: str | Path, split: str, config: PrepareConfig) -> list[ShardSpec]:
+    return plan_shards(source, split, config.shard_rows, f"{config.fingerprint()}:{code_version()}")
+
+
+def shard_dir(home: DataHome, key: str) -> Path:
+    return home.shards_dir / TABLE / key
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    summary: ShardSummary
+    reused: bool  # True when an earlier run had already finished this shard
+
+
+def prepare_shard(spec: ShardSpec, home: DataHome, config: PrepareConfig) -> ShardResult:
+    """Process one shard, or return the summary of the finished one already there."""
+    final = shard_dir(home, spec.key)
+    if (final / "summary.parquet").exists():
+        return ShardResult(read_summary(final), reused=True)
+    home.ensure()
+    started = time.perf_counter()
+    out = _ShardOutput(spec, home, config.image_config())
+    for row, record in read_shard(spec):
+        out.add(row, record)
+    summary = out.summary(time.perf_counter() - started)
+    with atomic_dir(final, home.tmp_dir) as stage:
+        out.write(stage, summary)
+    return ShardResult(summary, reused=False)
+
+
+def read_summary(folder: Path) -> ShardSummary:
+    row = pq.read_table(folder / "summary.parquet").to_pylist()[0]
+    return ShardSummary(**row)
+
+
+class _ShardOutput:
+    """Accumulates one shard's accepted samples, images and rejects."""
+
+    def __init__(self, spec: ShardSpec, home: DataHome, image_config: img.ImageConfig):
+        self.spec = spec
+        self.store = img.ImageStore(home.root, home.tmp_dir)
+        self.image_config = image_config
+        self.source_file = Path(spec.path).name
+        self.samples: list[SftSample] = []
+        self.rejects: list[RejectRecord] = []
+        self.images: dict[str, ImageRecord] = {}
+        self.images_seen = self.images_written = 0
+
+    def add(self, row: int, record: dict | str) -> None:
+        try:
+            sample, prepared = build_sample(record, self.spec.split, self.image_config)
+        except Rejected as exc:
+            self.rejects.append(RejectRecord(self.spec.split, self.source_file, row, exc.reason, exc.detail, self.spec.key))
+            return
+        self.samples.append(dataclasses.replace(sample, source_file=self.source_file, source_row=row, shard=self.spec.key))
+        for p in prepared:
+            self.images_seen += 1
+            self.images_written += self.store.put(p)
+            self.images.setdefault(p.sha256, _image_record(p))
+
+    def summary(self, seconds: float) -> ShardSummary:
+        n_image = sum(s.has_image for s in self.samples)
+        return ShardSummary(
+            shard=self.spec.key, split=self.spec.split, source_file=self.source_file,
+            row_start=self.spec.row_start, row_stop=self.spec.row_stop,
+            samples_image=n_image, samples_text=len(self.samples) - n_image, rejects=len(self.rejects),
+            images_seen=self.images_seen, images_written=self.images_written,
+            images_repaired=sum(1 for r in self.images.values() if r.repair),
+            seconds=round(seconds, 3), code_version=code_version(),
+        )
+
+    def write(self, folder: Path, summary: ShardSummary) -> None:
+        with_image = [s for s in self.samples if s.has_image]
+        text_only = [s for s in self.samples if not s.has_image]
+        for name, cls, rows in (
+            ("image_samples", SftSample, with_image),
+            ("text_samples", SftSample, text_only),
+            ("images", ImageRecord, sorted(self.images.values(), key=lambda r: r.sha256)),
+            ("rejects", RejectRecord, self.rejects),
+            ("summary", ShardSummary, [summary]),
+        ):
+            pq.write_table(to_table(cls, rows), folder / f"{name}.parquet", compression="zstd")
+
+
+def _image_record(p: img.PreparedImage) -> ImageRecord:
+    return ImageRecord(p.sha256, p.relpath, p.format, p.width, p.height, len(p.data), str(p.repair), p.source_format)
+
+
+def build_sample(record: dict | str, split: str, image_config: img.ImageConfig) -> tuple[SftSample, list[img.PreparedImage]]:
+    """One source record -> (sample, images to store), or Rejected with the reason.
+
+    Nothing is written here: a sample rejected for its third image leaves no orphan in the store.
+    """
+    question, response, raw_images = _fields(record)
+    prepared = []
+    for i, entry in enumerate(raw_images):
+        try:
+            prepared.append(img.prepare_image(img.decode_base64(entry), image_config))
+        except Rejected as exc:
+            raise Rejected(exc.reason, f"image[{i}]: {exc.detail}") from None
+    stored = [p.relpath for p in prepared]
+    rewrite = rewrite_paths(question, response, stored)
+    if rewrite.problem is not None:
+        raise Rejected(rewrite.problem.reason, rewrite.problem.detail)
+    shas = [p.sha256 for p in prepared]
+    ident = hashlib.sha256("\0".join([split, question, response, *shas]).encode()).hexdigest()[:32]
+    sample = SftSample(
+        id=ident, split=split, source_file="", source_row=-1,
+        question=rewrite.question, response=rewrite.response, question_orig=question, response_orig=response,
+        image_sha256=shas, image_paths=stored, has_image=bool(shas), n_images=len(shas),
+        n_code_blocks=len(code_blocks(response)),
+        path_map=json.dumps([dataclasses.asdict(m) for m in rewrite.mappings]), shard="",
+    )
+    return sample, prepared
+
+
+def _fields(record: dict | str) -> tuple[str, str, list]:
+    if isinstance(record, str):  # the reader could not parse the record; the string says why
+        raise Rejected(Reject.BAD_FIELD, record)
+    missing = [k for k in ("question", "response") if not isinstance(record.get(k), str)]
+    if missing:
+        detail = ", ".join(f"{k} is {type(record.get(k)).__name__ if k in record else 'missing'}" for k in missing)
+        raise Rejected(Reject.BAD_FIELD, detail)
+    images = record.get("image")
+    if images is None:
+        images = []  # text-only samples may carry a null image list
+    if not isinstance(images, list):
+        raise Rejected(Reject.BAD_FIELD, f"image is {type(images).__name__}, expected a list")
+    return record["question"], record["response"], images
+

@@ -1,0 +1,95 @@
+"""One frozen dataclass per record kind, and the Arrow schema derived from it.
+
+These are the rows of the Parquet files; `sql/schema.sql` declares the catalog views over them with the
+same columns, and a test checks that the two agree. Adding a field means adding it in both places.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+_ARROW_TYPES = {
+    str: pa.string(),
+    int: pa.int64(),
+    float: pa.float64(),
+    bool: pa.bool_(),
+    list[str]: pa.list_(pa.string()),
+}
+
+
+@dataclass(frozen=True)
+class SftSample:
+    """A prepared SFT sample. Paths in `question` / `response` are relative to the data home."""
+
+    id: str  # sha256 (32 hex) of split, original text and image hashes: the dedup key
+    split: str
+    source_file: str
+    source_row: int
+    question: str
+    response: str
+    question_orig: str
+    response_orig: str
+    image_sha256: list[str]  # image[0] the original, then processed images in order
+    image_paths: list[str]  # home-relative paths of the same images
+    has_image: bool
+    n_images: int
+    n_code_blocks: int
+    path_map: str  # JSON list of {where, block, original, image_index, stored}
+    shard: str
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    sha256: str
+    path: str  # relative to the data home
+    format: str  # stored format: JPEG or PNG
+    width: int
+    height: int
+    bytes: int
+    repair: str  # reasons.Repair value; "" when stored byte-for-byte
+    source_format: str
+
+
+@dataclass(frozen=True)
+class RejectRecord:
+    split: str
+    source_file: str
+    source_row: int
+    reason: str  # reasons.Reject value
+    detail: str
+    shard: str
+
+
+@dataclass(frozen=True)
+class ShardSummary:
+    """One row per finished prepare shard: what went in and what came out."""
+
+    shard: str
+    split: str
+    source_file: str
+    row_start: int
+    row_stop: int
+    samples_image: int
+    samples_text: int
+    rejects: int
+    images_seen: int
+    images_written: int
+    images_repaired: int
+    seconds: float
+    code_version: str
+
+
+def arrow_schema(cls: type) -> pa.Schema:
+    hints = typing.get_type_hints(cls)
+    return pa.schema([pa.field(f.name, _ARROW_TYPES[hints[f.name]]) for f in dataclasses.fields(cls)])
+
+
+def to_table(cls: type, records: list) -> pa.Table:
+    """Column-wise conversion of dataclass records to an Arrow table of `cls`'s schema."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    columns = {n: [getattr(r, n) for r in records] for n in names}
+    return pa.table(columns, schema=arrow_schema(cls))

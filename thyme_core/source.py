@@ -1,0 +1,182 @@
+"""Thyme SFT sources, read in shards with flat memory.
+
+A source is a Parquet file in Hugging Face `datasets` layout (columns `image`: list of base64 strings,
+`question`, `response`), a JSONL file with the same fields, or a folder holding such files. `plan_shards`
+cuts each file into shards of about `shard_rows` rows (Parquet at row-group boundaries, JSONL at line
+boundaries) and names each shard by a key derived from the file's content hash, the split, the row range,
+the preparation config and the code version: a rerun finds the same keys and skips finished work.
+
+File-level problems (unreadable file, missing column, wrong column type) are ThymeError with the file and
+column named; record-level problems are left to the caller to turn into reason codes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from thyme_core.errors import ThymeError
+
+REQUIRED_COLUMNS = ("image", "question", "response")
+PARQUET_SUFFIXES = (".parquet",)
+JSONL_SUFFIXES = (".jsonl", ".json")
+READ_BATCH_ROWS = 64  # rows decoded from Parquet at a time inside a row group
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    key: str
+    split: str
+    path: str  # absolute path of the source file
+    kind: str  # "parquet" or "jsonl"
+    file_sha256: str
+    row_start: int
+    row_stop: int
+    row_groups: tuple[int, ...] = ()  # parquet: the row groups covering [row_start, row_stop)
+    byte_start: int = 0  # jsonl: byte range of the shard's lines
+    byte_stop: int = 0
+
+
+def list_source_files(source: str | Path) -> list[Path]:
+    root = Path(source)
+    if not root.exists():
+        raise ThymeError(f"{root}: no such file or folder")
+    if root.is_file():
+        files = [root]
+    else:
+        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in PARQUET_SUFFIXES + JSONL_SUFFIXES)
+        if not files:
+            raise ThymeError(f"{root}: no .parquet or .jsonl files in this folder")
+    for f in files:
+        if f.suffix.lower() not in PARQUET_SUFFIXES + JSONL_SUFFIXES:
+            raise ThymeError(f"{f}: unsupported file type (expected .parquet or .jsonl)")
+    return files
+
+
+def file_sha256(path: Path, chunk: int = 8 << 20) -> str:
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
+    except OSError as exc:
+        raise ThymeError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return h.hexdigest()
+
+
+def plan_shards(source: str | Path, split: str, shard_rows: int, salt: str) -> list[ShardSpec]:
+    """All shards of a source. `salt` (config hash + code version) goes into every shard key."""
+    if not split or "/" in split:
+        raise ThymeError(f"invalid split name {split!r}")
+    specs: list[ShardSpec] = []
+    for path in list_source_files(source):
+        digest = file_sha256(path)
+        if path.suffix.lower() in PARQUET_SUFFIXES:
+            specs += _plan_parquet(path, split, shard_rows, digest, salt)
+        else:
+            specs += _plan_jsonl(path, split, shard_rows, digest, salt)
+    return specs
+
+
+def _shard_key(digest: str, split: str, start: int, stop: int, salt: str) -> str:
+    text = f"{digest}\0{split}\0{start}\0{stop}\0{salt}"
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _open_parquet(path: Path) -> pq.ParquetFile:
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise ThymeError(f"{path}: not a readable Parquet file ({exc})") from None
+    check_parquet_schema(path, pf.schema_arrow)
+    return pf
+
+
+def check_parquet_schema(path: Path, schema: pa.Schema) -> None:
+    for col in REQUIRED_COLUMNS:
+        if col not in schema.names:
+            raise ThymeError(f"{path}: missing column '{col}' (has: {', '.join(schema.names)})")
+    for col in ("question", "response"):
+        if not _is_string(schema.field(col).type):
+            raise ThymeError(f"{path}: column '{col}' has type {schema.field(col).type}, expected string")
+    t = schema.field("image").type
+    if not (pa.types.is_list(t) or pa.types.is_large_list(t)) or not _is_string(t.value_type):
+        raise ThymeError(f"{path}: column 'image' has type {t}, expected list<string> of base64 images")
+
+
+def _is_string(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+def _plan_parquet(path: Path, split: str, shard_rows: int, digest: str, salt: str) -> list[ShardSpec]:
+    md = _open_parquet(path).metadata
+    specs, groups, start, row = [], [], 0, 0
+    for i in range(md.num_row_groups):
+        groups.append(i)
+        row += md.row_group(i).num_rows
+        if row - start >= shard_rows or i == md.num_row_groups - 1:
+            key = _shard_key(digest, split, start, row, salt)
+            specs.append(ShardSpec(key, split, str(path.absolute()), "parquet", digest, start, row, tuple(groups)))
+            groups, start = [], row
+    return specs
+
+
+def _plan_jsonl(path: Path, split: str, shard_rows: int, digest: str, salt: str) -> list[ShardSpec]:
+    specs, start_row, start_byte, row, pos = [], 0, 0, 0, 0
+    with open(path, "rb") as f:
+        for line in f:
+            pos += len(line)
+            if line.strip():
+                row += 1
+            if row - start_row >= shard_rows:
+                key = _shard_key(digest, split, start_row, row, salt)
+                specs.append(ShardSpec(key, split, str(path.absolute()), "jsonl", digest, start_row, row, (), start_byte, pos))
+                start_row, start_byte = row, pos
+    if row > start_row:
+        key = _shard_key(digest, split, start_row, row, salt)
+        specs.append(ShardSpec(key, split, str(path.absolute()), "jsonl", digest, start_row, row, (), start_byte, pos))
+    return specs
+
+
+def read_shard(spec: ShardSpec) -> Iterator[tuple[int, dict | str]]:
+    """Yield (row number, record) for every row of the shard; a record that cannot be parsed is
+    yielded as an error string so the caller can reject it with a reason."""
+    if spec.kind == "parquet":
+        yield from _read_parquet(spec)
+    else:
+        yield from _read_jsonl(spec)
+
+
+def _read_parquet(spec: ShardSpec) -> Iterator[tuple[int, dict]]:
+    pf = _open_parquet(Path(spec.path))
+    row = spec.row_start
+    for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS, row_groups=list(spec.row_groups), columns=list(REQUIRED_COLUMNS)):
+        for record in batch.to_pylist():
+            yield row, record
+            row += 1
+
+
+def _read_jsonl(spec: ShardSpec) -> Iterator[tuple[int, dict | str]]:
+    row = spec.row_start
+    with open(spec.path, "rb") as f:
+        f.seek(spec.byte_start)
+        while f.tell() < spec.byte_stop:
+            line = f.readline()
+            if not line:
+                break
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    record = f"line is a JSON {type(record).__name__}, not an object"
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                record = f"line is not valid JSON: {exc}"
+            yield row, record
+            row += 1
