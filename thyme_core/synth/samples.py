@@ -61,7 +61,7 @@ def kind_of(split: str) -> str:
         return SPLIT_KINDS[split]
     if split in KINDS:
         return split
-    known = ", ".join([*SPLIT_KINDS, *KINDS])
+    known = ", ".join(dict.fromkeys([*SPLIT_KINDS, *KINDS]))
     raise ValueError(f"unknown split {split!r}; known: {known}")
 
 
