@@ -104,6 +104,8 @@ def sniff(data: bytes) -> str:
 def prepare_image(data: bytes, config: ImageConfig = ImageConfig()) -> PreparedImage:
     """Check one image's bytes and return what to store, converting only when needed."""
     fmt = sniff(data)
+    if fmt == "PNG" and len(data) >= 24 and (data[16:20] == b"\0\0\0\0" or data[20:24] == b"\0\0\0\0"):
+        raise Rejected(Reject.EMPTY_IMAGE, "PNG header declares a zero width or height")
     try:
         im = Image.open(io.BytesIO(data), formats=[fmt])
     except Image.DecompressionBombError as exc:
@@ -172,6 +174,8 @@ def _to_rgb(fmt: str, im: Image.Image, png_depth: int) -> tuple[Image.Image, Rep
         rgba = im.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB"), Repair.ALPHA_ON_WHITE
+    if fmt not in ("JPEG", "PNG"):
+        return _high_bit_depth_to_rgb(im) if mode.startswith("I") else im.convert("RGB"), Repair.FORMAT_TO_RGB
     if mode == "CMYK":
         return im.convert("RGB"), Repair.CMYK_TO_RGB
     if mode.startswith("I") or mode == "F":

@@ -76,6 +76,8 @@ _CODE_TOKEN_RE = re.compile(
     re.S,
 )
 _LINE_RE = re.compile(r"[^\n]+")
+# A literal that is the first argument of a read call names an existing file, never a new output.
+_READ_CALL_RE = re.compile(r"(?:imread|Image\.open|\bopen)\s*\(\s*$")
 _UNSAFE_STORED = re.compile(r"""[\s"'`\\{}]""")
 
 
@@ -257,7 +259,8 @@ def _rewrite_code(bi: int, response: str, code_span, own: int | None, own_shown:
             continue  # dynamic: cannot be resolved statically
         if not _looks_like_image_path(text):
             continue
-        image, action = _resolve(text, m.group("assign") is not None, own, own_shown, ctx, bi)
+        read = _READ_CALL_RE.search(response, max(code_span[0], m.start() - 48), m.start()) is not None
+        image, action = _resolve(text, m.group("assign") is not None, read, own, own_shown, ctx, bi)
         if action == _LEAVE:
             continue
         stored = ctx.stored[image]
@@ -271,7 +274,7 @@ def _rewrite_code(bi: int, response: str, code_span, own: int | None, own_shown:
             ctx.earlier.setdefault(path, own)
 
 
-def _resolve(text: str, assign: bool, own: int | None, own_shown: set[str], ctx: _Context, bi: int):
+def _resolve(text: str, assign: bool, read: bool, own: int | None, own_shown: set[str], ctx: _Context, bi: int):
     """(image index, action) for one literal; raises _Problem when it means no image."""
     if text in ctx.index_of:
         return ctx.index_of[text], _REWRITE
@@ -280,7 +283,7 @@ def _resolve(text: str, assign: bool, own: int | None, own_shown: set[str], ctx:
         return own, _WRITTEN  # written here, even if an earlier block used the same name
     if text in ctx.earlier:
         return ctx.earlier[text], _REWRITE
-    if in_output_dir:
+    if in_output_dir and not read:
         return (own, _WRITTEN) if own is not None else (None, _LEAVE)
     if ctx.stored and (assign or text in ctx.q_paths or _basename(text) in ctx.q_names):
         return 0, _REWRITE

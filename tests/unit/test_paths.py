@@ -351,6 +351,13 @@ PROBLEM_CASES = {
         + out("1") + ANSWER,
         [A, B], Reject.UNMAPPED_PATH, ["/mnt/data/other/17127_zz.jpg"],
     ),
+    # reading a file in the outputs folder that no block wrote: a read call names an existing file
+    "read_unwritten_output": (
+        Q, crop("image_path") + out(S_IMG)
+        + code('ref = Image.open("/mnt/data/temp_processed_images/never_saved.png")\nprint(ref.size)')
+        + out("(64, 64)") + ANSWER,
+        [A, B], Reject.UNMAPPED_PATH, ["code block 1", "never_saved.png"],
+    ),
     # a path line in a sample that has no image
     "path_line_without_image": (
         'User Image Path: "/eval/1.jpg"\nWhat is 2+2?', code("print(4)") + out("4") + ANSWER, [],

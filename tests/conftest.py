@@ -1,0 +1,28 @@
+"""Shared fixtures. Tiers: tests/unit (default, seconds), tests/integration (marked `integration`: real
+Prefect server on 127.0.0.1, real files), tests/gpu (marked `gpu`, opt-in)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+@pytest.fixture
+def home(tmp_path):
+    from thyme_core.home import DataHome
+
+    return DataHome(tmp_path / "home").ensure()
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "/integration/" in str(item.fspath) and "integration" not in item.keywords:
+            item.add_marker(pytest.mark.integration)
+        if "/gpu/" in str(item.fspath) and "gpu" not in item.keywords:
+            item.add_marker(pytest.mark.gpu)

@@ -1,0 +1,92 @@
+"""Shard planning and reading: file-level errors name the file and column; shards tile the rows."""
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from thyme_core.errors import ThymeError
+from thyme_core.source import plan_shards, read_shard
+
+
+def _rows(n):
+    return [{"image": [], "question": f"q{i}", "response": f"r{i}"} for i in range(n)]
+
+
+def _parquet(path, rows, row_group_size=3, **overrides):
+    table = pa.Table.from_pylist(rows, schema=pa.schema([
+        ("image", pa.list_(pa.string())), ("question", pa.string()), ("response", pa.string())]))
+    pq.write_table(table, path, row_group_size=row_group_size)
+    return path
+
+
+def test_parquet_shards_follow_row_groups_and_tile_the_rows(tmp_path):
+    path = _parquet(tmp_path / "a.parquet", _rows(10), row_group_size=3)
+    specs = plan_shards(path, "s", shard_rows=5, salt="x")
+    assert [(s.row_start, s.row_stop) for s in specs] == [(0, 6), (6, 10)]  # 3+3 rows, then 3+1
+    rows = [r for s in specs for r in read_shard(s)]
+    assert [n for n, _ in rows] == list(range(10))
+    assert [r["question"] for _, r in rows] == [f"q{i}" for i in range(10)]
+
+
+def test_jsonl_shards_by_lines_and_bad_lines_become_error_strings(tmp_path):
+    path = tmp_path / "a.jsonl"
+    lines = [json.dumps(r) for r in _rows(4)] + ["{not json", "", "[1, 2]", json.dumps(_rows(1)[0])]
+    path.write_text("\n".join(lines) + "\n")
+    specs = plan_shards(path, "s", shard_rows=3, salt="x")
+    assert [(s.row_start, s.row_stop) for s in specs] == [(0, 3), (3, 6), (6, 7)]  # blank line skipped
+    rows = dict(r for s in specs for r in read_shard(s))
+    assert rows[0]["question"] == "q0"
+    assert "not valid JSON" in rows[4]
+    assert "not an object" in rows[5]  # a JSON list is no record
+    assert rows[6]["question"] == "q0"
+
+
+def test_keys_are_stable_and_change_with_content_split_or_salt(tmp_path):
+    path = _parquet(tmp_path / "a.parquet", _rows(4))
+    key = lambda **kw: plan_shards(kw.get("p", path), kw.get("split", "s"), 10, kw.get("salt", "x"))[0].key
+    assert key() == key()
+    assert key(split="t") != key()
+    assert key(salt="y") != key()
+    other = _parquet(tmp_path / "b.parquet", _rows(5))
+    assert key(p=other) != key()
+
+
+def test_folder_source_lists_parquet_and_jsonl_sorted(tmp_path):
+    _parquet(tmp_path / "b.parquet", _rows(2))
+    (tmp_path / "a.jsonl").write_text(json.dumps(_rows(1)[0]) + "\n")
+    (tmp_path / "notes.txt").write_text("ignored")
+    specs = plan_shards(tmp_path, "s", 100, "x")
+    assert [s.path.rsplit("/", 1)[1] for s in specs] == ["a.jsonl", "b.parquet"]
+
+
+@pytest.mark.parametrize(
+    "schema, message",
+    [
+        # the question column is absent: the error names it and what the file has
+        (pa.schema([("image", pa.list_(pa.string())), ("response", pa.string())]), "missing column 'question'"),
+        # images given as one string, not a list of them
+        (pa.schema([("image", pa.string()), ("question", pa.string()), ("response", pa.string())]),
+         "column 'image' has type string"),
+        (pa.schema([("image", pa.list_(pa.string())), ("question", pa.int64()), ("response", pa.string())]),
+         "column 'question' has type int64"),
+    ],
+)
+def test_bad_parquet_schema_names_file_and_column(tmp_path, schema, message):
+    path = tmp_path / "bad.parquet"
+    pq.write_table(schema.empty_table(), path)
+    with pytest.raises(ThymeError, match=message) as err:
+        plan_shards(path, "s", 10, "x")
+    assert str(path) in str(err.value)
+
+
+def test_unreadable_and_missing_sources_are_clear_errors(tmp_path):
+    junk = tmp_path / "junk.parquet"
+    junk.write_bytes(b"this is not parquet")
+    with pytest.raises(ThymeError, match="junk.parquet: not a readable Parquet file"):
+        plan_shards(junk, "s", 10, "x")
+    with pytest.raises(ThymeError, match="no such file"):
+        plan_shards(tmp_path / "nope.parquet", "s", 10, "x")
+    with pytest.raises(ThymeError, match="invalid split"):
+        plan_shards(junk, "a/b", 10, "x")
