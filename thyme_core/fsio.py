@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -30,11 +31,29 @@ def atomic_write_bytes(path: Path, data: bytes, tmp_dir: Path | None = None) -> 
         raise
 
 
-def write_once(path: Path, data: bytes, tmp_dir: Path | None = None) -> bool:
-    """Write content-addressed data unless it is already there. Returns True when this call wrote it."""
-    if Path(path).exists():
+def write_once(path: Path, data: bytes, tmp_dir: Path) -> bool:
+    """Write content-addressed data unless it is already there. Returns True when this call wrote it.
+
+    The staging name is unique per (process, thread, target), so no random-name retry loop is needed;
+    concurrent writers of the same content each stage their own copy and the last rename wins.
+    """
+    path = Path(path)
+    if path.exists():
         return False
-    atomic_write_bytes(path, data, tmp_dir)
+    tmp = Path(tmp_dir) / f".{path.name}.{os.getpid()}.{threading.get_ident()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+    except FileNotFoundError:  # first write into a new fan-out folder or staging folder
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Path(tmp_dir).mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+    try:
+        os.replace(tmp, path)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, path)
     return True
 
 

@@ -154,12 +154,17 @@ def read_shard(spec: ShardSpec) -> Iterator[tuple[int, dict | str]]:
 
 
 def _read_parquet(spec: ShardSpec) -> Iterator[tuple[int, dict]]:
+    # One row group in memory at a time (read_row_group is ~2.5x faster than iter_batches on large
+    # base64 strings); Python objects are made for READ_BATCH_ROWS rows at a time.
     pf = _open_parquet(Path(spec.path))
     row = spec.row_start
-    for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS, row_groups=list(spec.row_groups), columns=list(REQUIRED_COLUMNS)):
-        for record in batch.to_pylist():
-            yield row, record
-            row += 1
+    for group in spec.row_groups:
+        table = pf.read_row_group(group, columns=list(REQUIRED_COLUMNS))
+        for start in range(0, table.num_rows, READ_BATCH_ROWS):
+            for record in table.slice(start, READ_BATCH_ROWS).to_pylist():
+                yield row, record
+                row += 1
+        del table
 
 
 def _read_jsonl(spec: ShardSpec) -> Iterator[tuple[int, dict | str]]:

@@ -1,0 +1,185 @@
+"""Benchmark: `thyme prepare` against the original Thyme data recipe, side by side in one run.
+
+The recipe (the released data script's approach): load the whole Parquet into memory, a thread pool of
+os.cpu_count() workers that base64-decode, PIL-open, composite/convert to RGB and save JPEG quality 95
+every image, then one JSONL at the end. Ours: the prepare_sft_data flow (Prefect, process pool, byte-for-
+byte store, path rewrite, Parquet + DuckDB catalog), and the same core called without Prefect to measure
+the orchestration overhead. Each variant runs in its own subprocess; peak RSS is sampled over its whole
+process tree from /proc. Run twice at two dataset sizes to show that our peak memory is flat.
+
+    .venv/bin/python bench/prepare_bench.py [--samples 3000] [--small 1000] [--workdir .cache/bench]
+
+The last line of stdout is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SPLIT = "wo_thinking_thyme_single_round"
+
+RECIPE = r'''
+import base64, io, json, os, sys, time
+from concurrent.futures import ThreadPoolExecutor
+import pyarrow.parquet as pq
+from PIL import Image
+src, out = sys.argv[1], sys.argv[2]
+t0 = time.perf_counter()
+rows = pq.read_table(src).to_pylist()          # the recipe loads everything
+t_loaded = time.perf_counter()
+os.makedirs(out, exist_ok=True)
+def convert(job):
+    i, k, b64 = job
+    im = Image.open(io.BytesIO(base64.b64decode(b64)))
+    if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA"); bg = Image.new("RGB", im.size, (255, 255, 255)); bg.paste(im, mask=im.split()[3]); im = bg
+    else:
+        im = im.convert("RGB")
+    path = os.path.join(out, f"{i}_{k}.jpg")
+    im.save(path, "JPEG", quality=95)
+    return i, k, path
+jobs = [(i, k, b) for i, r in enumerate(rows) for k, b in enumerate(r["image"])]
+paths = {}
+with ThreadPoolExecutor(os.cpu_count()) as pool:
+    for i, k, p in pool.map(convert, jobs):
+        paths.setdefault(i, []).append(p)
+t_done = time.perf_counter()
+with open(os.path.join(out, "data.jsonl"), "w") as f:
+    for i, r in enumerate(rows):
+        f.write(json.dumps({"image": paths.get(i, []), "question": r["question"], "response": r["response"]}) + "\n")
+print(json.dumps({"images": len(jobs), "load_s": t_loaded - t0, "process_s": t_done - t_loaded}))
+'''
+
+CORE = r'''
+import json, os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from thyme_core import prepare
+from thyme_core.home import DataHome
+src, home = sys.argv[1], DataHome(sys.argv[2]).ensure()
+config = prepare.PrepareConfig(shard_rows=int(sys.argv[3]))
+specs = prepare.plan(src, "''' + SPLIT + r'''", config)
+with ProcessPoolExecutor(os.cpu_count()) as pool:
+    list(pool.map(abs, range(os.cpu_count())))     # warm the workers: steady state excludes start-up
+    t0 = time.perf_counter()
+    results = list(pool.map(prepare.prepare_shard, specs, [home] * len(specs), [config] * len(specs)))
+    dt = time.perf_counter() - t0
+print(json.dumps({"images": sum(r.summary.images_seen for r in results), "process_s": dt, "shards": len(specs)}))
+'''
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of a process and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    page = os.sysconf("SC_PAGE_SIZE")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            rss[int(entry)] = int(Path(f"/proc/{entry}/statm").read_text().split()[1]) * page
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += rss.get(p, 0)
+        todo += children.get(p, [])
+    return total
+
+
+def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
+    """(wall seconds, peak process-tree RSS bytes, stdout) of one command."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    peak = [0]
+
+    def sample():
+        while proc.poll() is None:
+            peak[0] = max(peak[0], tree_rss_bytes(proc.pid))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    sampler.join()
+    if proc.returncode != 0:
+        sys.stderr.write(err[-4000:])
+        raise SystemExit(f"benchmark step failed: {' '.join(cmd)}")
+    return wall, peak[0], out
+
+
+def dataset(workdir: Path, n: int) -> Path:
+    path = workdir / f"data-{SPLIT}-{n}.parquet"
+    if not path.exists():
+        from thyme_core.synth import write_dataset
+
+        t0 = time.perf_counter()
+        write_dataset(path, SPLIT, n, seed=7, width=1000, height=800, row_group_size=100)
+        print(f"generated {n} samples in {time.perf_counter() - t0:.0f} s -> {path}", file=sys.stderr)
+    return path
+
+
+def measure(workdir: Path, n: int, shard_rows: int) -> dict:
+    src = dataset(workdir, n)
+    py = sys.executable
+    env = dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_HOME=str(workdir / "prefect-home"), PYTHONPATH=str(REPO))
+    for d in ("recipe-out", "core-home", "flow-home"):
+        shutil.rmtree(workdir / d, ignore_errors=True)
+    r_wall, r_rss, r_out = run_measured([py, "-c", RECIPE, str(src), str(workdir / "recipe-out")], env)
+    recipe = json.loads(r_out.strip().splitlines()[-1])
+    c_wall, c_rss, c_out = run_measured([py, "-c", CORE, str(src), str(workdir / "core-home"), str(shard_rows)], env)
+    core = json.loads(c_out.strip().splitlines()[-1])
+    thyme = str(Path(py).parent / "thyme")
+    f_wall, f_rss, _ = run_measured(
+        [thyme, "prepare", str(src), "--split", SPLIT, "--home", str(workdir / "flow-home"),
+         "--shard-rows", str(shard_rows)], env)
+    images = recipe["images"]
+    assert core["images"] == images, (core, recipe)
+    return {
+        "samples": n, "images": images, "input_mb": round(src.stat().st_size / 1e6, 1),
+        "recipe_images_per_s": round(images / recipe["process_s"], 1),
+        "recipe_wall_s": round(r_wall, 2), "recipe_peak_rss_mb": round(r_rss / 2**20),
+        "ours_images_per_s": round(images / core["process_s"], 1),
+        "ours_core_wall_s": round(c_wall, 2), "ours_core_peak_rss_mb": round(c_rss / 2**20),
+        "ours_flow_wall_s": round(f_wall, 2), "ours_flow_peak_rss_mb": round(f_rss / 2**20),
+        "orchestration_overhead_s": round(f_wall - c_wall, 2),
+        "steady_speedup": round(recipe["process_s"] / core["process_s"], 2),
+        "end_to_end_speedup": round(r_wall / f_wall, 2),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--samples", type=int, default=3000, help="samples in the main run (each: 1 original + 1 processed)")
+    ap.add_argument("--small", type=int, default=1000, help="samples in the second run (flat-memory check)")
+    ap.add_argument("--shard-rows", type=int, default=500)
+    ap.add_argument("--workdir", default=str(REPO / ".cache" / "bench"))
+    args = ap.parse_args()
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    big = measure(workdir, args.samples, args.shard_rows)
+    print(json.dumps(big), file=sys.stderr)
+    small = measure(workdir, args.small, args.shard_rows)
+    print(json.dumps(small), file=sys.stderr)
+    result = dict(big, cpus=os.cpu_count(), small_samples=small["samples"],
+                  small_ours_flow_peak_rss_mb=small["ours_flow_peak_rss_mb"],
+                  small_recipe_peak_rss_mb=small["recipe_peak_rss_mb"])
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
