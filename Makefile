@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml infra/setup-system.sh
 	touch $(STAMP)
 
 demo: setup
-	PATH=$(CURDIR)/$(BIN):$$PATH bash infra/demo.sh $(HOME_DEMO)
+	$(BIN)/thyme demo --home $(HOME_DEMO)
 
 # Tiers run one after another; pytest's exit code 5 ("no tests collected") is reported and fails the run,
 # so an empty tier is never mistaken for a pass.

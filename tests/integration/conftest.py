@@ -1,0 +1,67 @@
+"""Real servers for the integration tier: a `prefect server` on 127.0.0.1 with its own PREFECT_HOME."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory):
+    """URL of a real Prefect API, shared by the session's tests."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = free_port()
+    env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_SERVER_UI_ENABLED="false")
+    env.pop("PREFECT_API_URL", None)
+    log = open(home / "server.log", "w")
+    proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api"
+    deadline = time.time() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            raise RuntimeError(f"prefect server did not start:\n{(home / 'server.log').read_text()[-3000:]}")
+        time.sleep(0.3)
+    yield url
+    os.killpg(proc.pid, 15)
+    proc.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture
+def thyme_env(prefect_server, tmp_path):
+    """Environment for running the `thyme` CLI as a subprocess against the real server."""
+    return dict(os.environ, PREFECT_API_URL=prefect_server, PREFECT_SERVER_ANALYTICS_ENABLED="false",
+                PREFECT_HOME=str(tmp_path / "client-prefect-home"), PYTHONPATH=str(REPO))
+
+
+def thyme(*args, env, check=True, **kw) -> subprocess.CompletedProcess:
+    out = subprocess.run([str(BIN / "thyme"), *map(str, args)], env=env, cwd=REPO, capture_output=True,
+                         text=True, **kw)
+    if check and out.returncode != 0:
+        raise AssertionError(f"thyme {' '.join(map(str, args))} failed ({out.returncode}):\n{out.stderr[-4000:]}")
+    return out

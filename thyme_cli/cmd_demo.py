@@ -1,0 +1,70 @@
+"""`thyme demo`: the main job on the embedded default, end to end on a CPU machine.
+
+Generates a small synthetic Thyme dataset (the three released splits), prepares it through the
+prepare_sft_data flow (ephemeral Prefect, one temporary API for the whole demo), then shows the catalog
+through the named queries. Idempotent: a second run reuses the generated files and finished shards.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from thyme_cli.main import add_home_arg
+
+DEMO_SPLITS = {"wo_thinking_thyme_single_round": 48, "2round": 24, "computation": 32}
+DEMO_QUERIES = ("counts_by_split", "code_rounds", "images_by_format", "rejects_by_reason", "prepare_runs")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("demo", help="generate a small Thyme dataset, prepare it, show the catalog")
+    p.add_argument("--size", default="640x480", help="original image size WxH (default 640x480)")
+    add_home_arg(p)
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from flows.prepare_sft_data import prepare_sft_data
+    from tasks.runtime import shared_prefect_api
+    from thyme_core import catalog
+    from thyme_core.home import resolve_home
+    from thyme_core.synth import write_dataset
+
+    home = resolve_home(args.home).ensure()
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    sources = home.root / "sources"
+    files = {}
+    for split, n in DEMO_SPLITS.items():
+        files[split] = sources / f"{split}.parquet"
+        if not files[split].exists():
+            print(f"generating {n} synthetic {split} samples -> {files[split]}")
+            write_dataset(Path(files[split]), split, n, seed=0, width=width, height=height, row_group_size=16)
+    messy = sources / "messy" / "single_round_messy.jsonl"
+    if not messy.exists():
+        _write_messy(messy, files["wo_thinking_thyme_single_round"])
+    with shared_prefect_api():
+        for split, path in files.items():
+            prepare_sft_data(source=str(path), split=split, home=str(home.root), shard_rows=16)
+        # the same split again from a second, damaged source: every bad record gets its reason code
+        prepare_sft_data(source=str(messy.parent), split="wo_thinking_thyme_single_round", home=str(home.root))
+    for name in DEMO_QUERIES:
+        columns, rows = catalog.query(home, name)
+        print(f"\n-- sql/queries/{name}.sql\n{catalog.format_table(columns, rows)}")
+    print(f"\nData home: {home.root}\nTry: thyme sql \"SELECT split, count(*) FROM sft_samples GROUP BY split\" --home {home.root}")
+    return 0
+
+
+def _write_messy(path: Path, clean_parquet: Path) -> None:
+    """A JSONL file of damaged records (one per kind synth.bad knows) plus two clean duplicates."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from thyme_core.fsio import atomic_write_bytes
+    from thyme_core.synth import bad
+
+    rows = pq.read_table(clean_parquet).slice(0, 8).to_pylist()
+    base = next(r for r in rows if len(r["image"]) > 1)
+    records = [bad.with_image(base, payload, index=1) for payload in bad.bad_images()]
+    records += [problem.record for problem in bad.bad_records(base)]
+    records += rows[:2]  # already prepared from the clean file: reported as duplicates
+    atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in records).encode())
