@@ -3,10 +3,15 @@
 Because each sample seeds its own Generator, samples can be made by a process pool in any order and the
 output is identical for any number of workers. Records come back in index order, in bounded batches so
 memory stays flat however many samples are asked for.
+
+Workers come from a forkserver, not a plain fork: a process that has already run cv2 holds its thread
+pool, and a forked child that calls cv2 again can hang forever on that pool's locks. As with spawn, a
+plain script that uses a pool needs the `if __name__ == "__main__":` guard.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
@@ -56,6 +61,8 @@ def generate_records(split: str, n: int, seed: int = 0, width: int = 1000, heigh
     if workers == 1 or n < _SERIAL_BELOW:
         yield from map(make, range(n))
         return
-    with ProcessPoolExecutor(workers, initializer=_worker_init) as pool:
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])  # workers start with the heavy imports already done
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init) as pool:
         for start in range(0, n, _BATCH):
             yield from pool.map(make, range(start, min(n, start + _BATCH)), chunksize=4)
