@@ -147,6 +147,15 @@ def test_two_round_second_block_often_uses_the_first_output(samples):
     assert uses_output and len(uses_output) < N
 
 
+def test_later_blocks_may_reuse_variables_of_earlier_ones(samples):
+    # Thyme runs a trajectory's blocks in one namespace: a second block may crop `img` without reopening it.
+    def opens(code: str) -> bool:
+        return any(k in code for k in ("Image.open", "cv2.imread"))
+
+    seconds = [code_blocks(s.response)[1].code for s in samples["2round"]]
+    assert any(not opens(code) for code in seconds)
+
+
 def test_deterministic_by_seed_and_independent_of_workers():
     serial = list(generate_records("2round", 26, seed=11, width=W, height=H, workers=1))
     pooled = list(generate_records("2round", 26, seed=11, width=W, height=H, workers=2))

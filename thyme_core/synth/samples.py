@@ -151,7 +151,7 @@ def zoom_factor(ctx: Ctx, box) -> int:
 
 ENHANCE = {
     "pil": ((("contrast", 3.0),), (("autocontrast", 2),), (("autocontrast", 1), ("threshold", 128)),
-            (("contrast", 2.5), ("sharpen", 0))),
+            (("contrast", 2.5), ("sharpen", 0)), (("brightness", 1.3), ("contrast", 3.0))),
     "cv2": ((("clahe", 3.0),), (("equalize", 0),), (("threshold", 0),), (("contrast", 2.5),)),
     "np": ((("stretch", 2),), (("contrast", 3.0),), (("stretch", 1), ("threshold", 128))),
 }

@@ -210,9 +210,9 @@ def _distractors(rng, draw: ImageDraw.ImageDraw, cell: tuple, scale: float) -> N
 
 
 def _add_noise(rng: np.random.Generator, image: Image.Image) -> Image.Image:
-    """Sensor-like noise of +-5 levels, in uint8 throughout (clip first so the sum cannot wrap)."""
+    """Luminance noise of +-5 levels, in uint8 throughout (clip first so the sum cannot wrap)."""
     arr = np.asarray(image).copy()
     np.clip(arr, 5, 245, out=arr)
-    arr += rng.integers(0, 11, size=arr.shape, dtype=np.uint8)
+    arr += rng.integers(0, 11, size=(*arr.shape[:2], 1), dtype=np.uint8)
     arr -= 5
     return Image.fromarray(arr, "RGB")
