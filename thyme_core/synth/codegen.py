@@ -175,7 +175,8 @@ def _cv2_step(name: str, value: float, cur: str, gray: bool, rng) -> tuple[list[
     if name == "zoom":
         interp = pick(rng, ("cv2.INTER_CUBIC", "cv2.INTER_LINEAR", "cv2.INTER_LANCZOS4"))
         f = int(value)
-        return [f"resized_image = cv2.resize({cur}, None, fx={f}, fy={f}, interpolation={interp})"], "resized_image", gray
+        line = f"resized_image = cv2.resize({cur}, None, fx={f}, fy={f}, interpolation={interp})"
+        return [line], "resized_image", gray
     if name == "rotate":
         return _cv2_rotate(int(value), cur), "rotated", gray
     if name == "contrast":

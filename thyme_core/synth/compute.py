@@ -22,6 +22,10 @@ class Problem:
     unit: str = ""  # appended to the answer ("dollars", "cm^2", ...)
 
 
+def lines(*parts: str) -> str:
+    return "\n".join(parts)
+
+
 def _money(rng, lo: int, hi: int) -> float:
     return float(rng.integers(lo * 4, hi * 4)) / 4
 
@@ -32,11 +36,13 @@ def shopping(rng: np.random.Generator, rounds: int) -> Problem:
     q = (f"A shop sells {item} at ${price:.2f} each. With a sales tax of {tax}%, how much do {qty} {item} "
          "cost in total? Round to two decimal places.")
     if rounds == 1:
-        code = f"price = {price}\nquantity = {qty}\ntax_rate = {tax} / 100\ntotal = price * quantity * (1 + tax_rate)\nprint(round(total, 2))"
+        code = lines(f"price = {price}", f"quantity = {qty}", f"tax_rate = {tax} / 100",
+                     "total = price * quantity * (1 + tax_rate)", "print(round(total, 2))")
         return Problem(q, (("I will compute the total including tax.\n", code),), "dollars")
     c1 = f"price = {price}\nquantity = {qty}\nsubtotal = price * quantity\nprint(subtotal)"
     c2 = f"tax = subtotal * {tax} / 100\ntotal = subtotal + tax\nprint(round(total, 2))"
-    return Problem(q, (("First the subtotal before tax.\n", c1), ("\nNow add the tax to the subtotal.\n", c2)), "dollars")
+    steps = (("First the subtotal before tax.\n", c1), ("\nNow add the tax to the subtotal.\n", c2))
+    return Problem(q, steps, "dollars")
 
 
 def circle(rng: np.random.Generator, rounds: int) -> Problem:
@@ -86,12 +92,12 @@ def linear_system(rng: np.random.Generator, rounds: int) -> Problem:
     x, y = int(rng.integers(-10, 11)), int(rng.integers(-10, 11))
     e, f = a * x + b * y, c * x + d * y
     q = f"Solve the system {a}x + {b}y = {e} and {c}x + {d}y = {f}. What is x + y?"
+    setup = lines("import numpy as np", "", f"A = np.array([[{a}, {b}], [{c}, {d}]], dtype=float)",
+                  f"rhs = np.array([{e}, {f}], dtype=float)")
     if rounds == 1:
-        code = (f"import numpy as np\n\nA = np.array([[{a}, {b}], [{c}, {d}]], dtype=float)\nrhs = np.array([{e}, {f}], dtype=float)\n"
-                "x, y = np.linalg.solve(A, rhs)\nprint(round(x + y, 4))")
+        code = lines(setup, "x, y = np.linalg.solve(A, rhs)", "print(round(x + y, 4))")
         return Problem(q, (("I will solve the 2x2 system with numpy.\n", code),))
-    c1 = (f"import numpy as np\n\nA = np.array([[{a}, {b}], [{c}, {d}]], dtype=float)\nrhs = np.array([{e}, {f}], dtype=float)\n"
-          "solution = np.linalg.solve(A, rhs)\nprint(solution)")
+    c1 = lines(setup, "solution = np.linalg.solve(A, rhs)", "print(solution)")
     c2 = "print(round(float(solution.sum()), 4))"
     return Problem(q, (("Solve the system first.\n", c1), ("\nNow add the two components.\n", c2)))
 
@@ -100,7 +106,8 @@ def interest(rng: np.random.Generator, rounds: int) -> Problem:
     p, r, n = int(rng.integers(10, 500)) * 10, int(rng.integers(1, 12)), int(rng.integers(2, 20))
     q = f"${p} is invested at {r}% annual interest compounded yearly. What is it worth after {n} years?"
     if rounds == 1:
-        code = f"principal = {p}\nrate = {r} / 100\nyears = {n}\namount = principal * (1 + rate) ** years\nprint(round(amount, 2))"
+        code = lines(f"principal = {p}", f"rate = {r} / 100", f"years = {n}",
+                     "amount = principal * (1 + rate) ** years", "print(round(amount, 2))")
         return Problem(q, (("Compound growth: P * (1 + r)^n.\n", code),), "dollars")
     c1 = f"rate = {r} / 100\ngrowth = (1 + rate) ** {n}\nprint(growth)"
     c2 = f"amount = {p} * growth\nprint(round(amount, 2))"
@@ -121,7 +128,8 @@ def price_problem(rng: np.random.Generator, prices) -> tuple[str, str, str]:
     question = (f"According to the price list in the image, how much do {q1} {n1} and {q2} {n2} cost "
                 "together?")
     reasoning = f"The price list shows {n1} at {p1:.2f} and {n2} at {p2:.2f}. I will compute the total.\n"
-    code = f"{n1}_price = {p1}\n{n2}_price = {p2}\ntotal = {q1} * {n1}_price + {q2} * {n2}_price\nprint(round(total, 2))"
+    code = lines(f"{n1}_price = {p1}", f"{n2}_price = {p2}", f"total = {q1} * {n1}_price + {q2} * {n2}_price",
+                 "print(round(total, 2))")
     return question, reasoning, code
 
 
