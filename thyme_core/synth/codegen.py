@@ -37,6 +37,13 @@ class ImageJob:
     from_output: bool = False  # True: open an earlier output by its OUTPUT_DIR path
     reuse_var: str = ""  # non-empty: the image is already in this variable (from an earlier block)
 
+    def __post_init__(self):
+        if self.style not in STYLES:
+            raise ValueError(f"style must be one of {STYLES}, not {self.style!r}")
+        unknown = [name for name, _ in self.steps if name not in STEPS[self.style]]
+        if unknown:
+            raise ValueError(f"{self.style} style has no step(s) {unknown}")
+
 
 def pick(rng: np.random.Generator, options):
     return options[int(rng.integers(0, len(options)))]

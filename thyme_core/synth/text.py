@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 from thyme_core.synth.codegen import pick
-from thyme_core.thyme_format import OUTPUT_DIR
 
 FORMAT_FOOTER = (
     "### **Output Format (strict adherence required):**\n\n"
@@ -152,7 +151,3 @@ def observe(rng: np.random.Generator, where: str, value: str, letter: str | None
     if letter:
         text += pick(rng, CONFIRM).format(letter=letter)
     return text
-
-
-def is_output_path(path: str) -> bool:
-    return path.startswith(OUTPUT_DIR + "/")
