@@ -18,6 +18,7 @@ import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
+from PIL import Image
 
 from thyme_core.synth import text
 from thyme_core.synth.codegen import STYLES, ImageJob, image_code, loaded_var, pick
@@ -234,7 +235,8 @@ def _then_on_output(ctx: Ctx, target: Target, first_mode: str, second_mode: str,
     ctx.parts.append("\nThe region is larger now, but the characters are still hard to make out. "
                      "I will process this output further.\n")
     style2 = pick(rng, STYLES)
-    steps2 = steps_for(ctx, second_mode, style2, target, (0, 0, 200, 200))
+    with Image.open(io.BytesIO(first.images[0])) as im:
+        steps2 = steps_for(ctx, second_mode, style2, target, (0, 0, *im.size))  # zoom sized to that output
     if second_mode == "zoom":
         steps2 = (("zoom", 2),)
     job = image_job(ctx, None, steps2, style=style2, op=second_mode, source=first.image_names[0],
