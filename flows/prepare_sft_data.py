@@ -10,15 +10,18 @@ from __future__ import annotations
 import time
 
 from prefect import flow
-from prefect.task_runners import ProcessPoolTaskRunner
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.prepare import catalog_report, plan_shards, prepare_shard, publish_report
 from tasks.progress import wait_with_progress
 from thyme_core.home import resolve_home
 from thyme_core.prepare import PrepareConfig
+from thyme_core.workers import default_workers
 
 
-@flow(name="prepare_sft_data", task_runner=ProcessPoolTaskRunner(), log_prints=True)
+# Tasks are threads that hand their shard to thyme_core's warm process pool (workers.py): the decoding
+# runs on every core without each worker importing Prefect.
+@flow(name="prepare_sft_data", task_runner=ThreadPoolTaskRunner(max_workers=default_workers()), log_prints=True)
 def prepare_sft_data(
     source: str,
     split: str,
@@ -31,7 +34,7 @@ def prepare_sft_data(
     started = time.perf_counter()
     config = PrepareConfig(shard_rows=shard_rows, max_pixels=max_pixels, verify=verify)
     home_root = str(resolve_home(home).ensure().root)
-    specs = plan_shards(source, split, config)
+    specs = plan_shards(source, split, home_root, config)
     futures = [prepare_shard.submit(spec, home_root, config) for spec in specs]
     results = wait_with_progress(
         futures, f"prepare {split}",

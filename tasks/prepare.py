@@ -6,7 +6,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from thyme_core import catalog, prepare
+from thyme_core import catalog, prepare, workers
 from thyme_core.home import DataHome
 from thyme_core.prepare_report import PrepareReport, build_report
 from thyme_core.source import ShardSpec
@@ -19,15 +19,15 @@ from tasks.retry import retry_unless_user_error
 
 @task(name="plan-shards", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_unless_user_error,
       cache_policy=NO_CACHE)
-def plan_shards(source: str, split: str, config: prepare.PrepareConfig) -> list[ShardSpec]:
-    return prepare.plan(source, split, config)
+def plan_shards(source: str, split: str, home_root: str, config: prepare.PrepareConfig) -> list[ShardSpec]:
+    return prepare.plan(source, split, config, DataHome(home_root))
 
 
 @task(name="prepare-shard", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_unless_user_error,
       cache_policy=NO_CACHE,
       task_run_name="prepare-{spec.split}-{spec.row_start}-{spec.row_stop}")
 def prepare_shard(spec: ShardSpec, home_root: str, config: prepare.PrepareConfig) -> prepare.ShardResult:
-    return prepare.prepare_shard(spec, DataHome(home_root), config)
+    return workers.run(prepare.prepare_shard, spec, DataHome(home_root), config)
 
 
 @task(name="catalog-report", cache_policy=NO_CACHE)

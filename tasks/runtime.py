@@ -1,30 +1,49 @@
-"""One Prefect API for a whole run, subprocess task workers included.
+"""One Prefect API for a whole run, started while the run's own start-up work proceeds.
 
-With no PREFECT_API_URL, Prefect starts a temporary ("ephemeral") server per process; the workers of a
-ProcessPoolTaskRunner would each start their own and record their task runs apart from the flow's. So
-entry points that run flows start the temporary server once, here, and export its URL: spawned workers
-inherit it through the environment, and everything lands in one place (the same PREFECT_HOME database).
-With PREFECT_API_URL set (a real `prefect server` or Prefect Cloud) this does nothing.
+With no PREFECT_API_URL, Prefect starts a temporary ("ephemeral") server per process. Entry points that run
+flows start it once, here, and export its URL, so anything they spawn reports to the same place (the same
+PREFECT_HOME database). The server takes seconds to import and boot, so it starts in a background thread
+while the caller's `meanwhile` work (importing the flow, warming the worker pool) runs. With
+PREFECT_API_URL set (a real `prefect server`, Prefect Cloud) no server is started.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator
+import threading
+from typing import Callable, Iterator
 
 
 @contextlib.contextmanager
-def shared_prefect_api() -> Iterator[str | None]:
+def shared_prefect_api(meanwhile: Callable[[], object] | None = None) -> Iterator[str | None]:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if os.environ.get("PREFECT_API_URL"):
+        if meanwhile:
+            meanwhile()
         yield os.environ["PREFECT_API_URL"]
         return
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     server = SubprocessASGIServer()
-    server.start()
+    failure: list[BaseException] = []
+
+    def boot():
+        try:
+            server.start()
+        except BaseException as exc:  # reported in the caller's thread below
+            failure.append(exc)
+
+    booting = threading.Thread(target=boot, name="prefect-ephemeral-server", daemon=True)
+    booting.start()
+    try:
+        if meanwhile:
+            meanwhile()
+    finally:
+        booting.join()
+    if failure:
+        raise failure[0]
     os.environ["PREFECT_API_URL"] = server.api_url
     try:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):

@@ -41,7 +41,9 @@ def run(args) -> int:
     messy = sources / "messy" / "single_round_messy.jsonl"
     if not messy.exists():
         _write_messy(messy, files["wo_thinking_thyme_single_round"])
-    with shared_prefect_api():
+    from thyme_core import workers
+
+    with shared_prefect_api(meanwhile=workers.warm):
         for split, path in files.items():
             prepare_sft_data(source=str(path), split=split, home=str(home.root), shard_rows=16)
         # the same split again from a second, damaged source: every bad record gets its reason code

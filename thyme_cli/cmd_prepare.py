@@ -18,10 +18,12 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from flows.prepare_sft_data import prepare_sft_data
     from tasks.runtime import shared_prefect_api
+    from thyme_core import workers
 
-    with shared_prefect_api():
+    with shared_prefect_api(meanwhile=workers.warm):
+        from flows.prepare_sft_data import prepare_sft_data
+
         prepare_sft_data(
             source=args.source, split=args.split, home=args.home,
             shard_rows=args.shard_rows, max_pixels=args.max_pixels, verify=args.verify,

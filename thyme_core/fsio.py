@@ -67,7 +67,7 @@ def atomic_dir(final: Path, tmp_dir: Path) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     Path(tmp_dir).mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=tmp_dir, prefix=f".{final.name}-"))
+    stage = Path(tempfile.mkdtemp(dir=tmp_dir, prefix=f".{final.name}.{os.getpid()}."))
     try:
         yield stage
         try:
@@ -79,3 +79,35 @@ def atomic_dir(final: Path, tmp_dir: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+
+
+def clean_stale_staging(tmp_dir: Path) -> int:
+    """Remove staging debris left by writers that died (kill -9, OOM): entries whose owner pid is gone.
+
+    Staging names end in `.<pid>.<suffix>`; entries of live processes (a concurrent run) are left alone.
+    Returns the number of entries removed.
+    """
+    removed = 0
+    tmp_dir = Path(tmp_dir)
+    if not tmp_dir.is_dir():
+        return 0
+    for entry in tmp_dir.iterdir():
+        parts = entry.name.split(".")
+        if len(parts) < 3 or not parts[-2].isdigit() or _pid_alive(int(parts[-2])):
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

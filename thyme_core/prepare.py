@@ -24,7 +24,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from thyme_core import images as img
-from thyme_core.fsio import atomic_dir
+from thyme_core.fsio import atomic_dir, clean_stale_staging
 from thyme_core.home import DataHome
 from thyme_core.paths import rewrite_paths
 from thyme_core.reasons import Reject, Rejected
@@ -63,7 +63,11 @@ def code_version() -> str:
     return h.hexdigest()[:16]
 
 
-def plan(source: str | Path, split: str, config: PrepareConfig) -> list[ShardSpec]:
+def plan(source: str | Path, split: str, config: PrepareConfig, home: DataHome | None = None) -> list[ShardSpec]:
+    """The shards of a run. With a home, also clear staging debris a crashed earlier run left in its tmp/."""
+    if home is not None:
+        home.ensure()
+        clean_stale_staging(home.tmp_dir)
     return plan_shards(source, split, config.shard_rows, f"{config.fingerprint()}:{code_version()}")
 
 

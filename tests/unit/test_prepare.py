@@ -134,3 +134,13 @@ def test_config_and_code_version_are_in_the_shard_keys(tmp_path, good_rows):
     assert keys(CONFIG) == keys(prepare.PrepareConfig(shard_rows=5))
     assert set(keys(CONFIG)).isdisjoint(keys(prepare.PrepareConfig(shard_rows=5, max_pixels=10**6)))
     assert len(prepare.code_version()) == 16
+
+
+def test_staging_debris_of_dead_writers_is_cleared_at_the_next_plan(home, tmp_path, good_rows):
+    source = _write(tmp_path / "a.parquet", good_rows)
+    dead = home.tmp_dir / ".abc123.999999999.xyz"  # a staging folder of a pid that cannot exist
+    dead.mkdir()
+    live = home.tmp_dir / f".def456.{os.getpid()}.xyz"  # a concurrent run's: kept
+    live.mkdir()
+    prepare.plan(source, "s", CONFIG, home)
+    assert not dead.exists() and live.exists()
