@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from thyme_core.errors import ThymeError
 from thyme_core.home import DataHome
-from thyme_core.schema import ImageRecord, RejectRecord, SftSample, ShardSummary, to_table
+from thyme_core.schema import ImageRecord, RejectRecord, ReplayRecord, SftSample, ShardSummary, to_table
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 
@@ -28,6 +28,7 @@ _SCHEMA_PARTS = {
         "rejects": RejectRecord,
         "summary": ShardSummary,
     },
+    "replay": {"replays": ReplayRecord},
 }
 
 

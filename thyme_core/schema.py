@@ -16,6 +16,7 @@ _ARROW_TYPES = {
     str: pa.string(),
     int: pa.int64(),
     float: pa.float64(),
+    float | None: pa.float64(),
     bool: pa.bool_(),
     list[str]: pa.list_(pa.string()),
 }
@@ -81,6 +82,20 @@ class ShardSummary:
     images_repaired: int
     seconds: float
     code_version: str
+
+
+@dataclass(frozen=True)
+class ReplayRecord:
+    """One code block of a prepared sample, re-executed in the sandbox and compared with its recorded output."""
+
+    sample_id: str
+    split: str
+    block: int
+    status: str  # match / mismatch / failed
+    similarity: float | None  # pixel similarity for image outputs; NULL for text
+    reason: str  # "" on match; sandbox status (error, timeout...) or size_differs / pixels_differ / text_differs...
+    detail: str
+    duration_s: float
 
 
 def arrow_schema(cls: type) -> pa.Schema:

@@ -12,7 +12,8 @@ import pytest
 from thyme_core import catalog, schema
 from tests.conftest import REPO
 
-_SQL_TYPES = {str: "VARCHAR", int: "BIGINT", float: "DOUBLE", bool: "BOOLEAN", list[str]: "VARCHAR[]"}
+_SQL_TYPES = {str: "VARCHAR", int: "BIGINT", float: "DOUBLE", float | None: "DOUBLE", bool: "BOOLEAN",
+              list[str]: "VARCHAR[]"}
 
 
 def test_thyme_core_never_imports_prefect():
@@ -29,7 +30,7 @@ def test_thyme_core_never_imports_prefect():
 @pytest.mark.parametrize(
     "view, cls",
     [("sft_samples", schema.SftSample), ("images", schema.ImageRecord), ("rejects", schema.RejectRecord),
-     ("prepare_shards", schema.ShardSummary)],
+     ("prepare_shards", schema.ShardSummary), ("replays", schema.ReplayRecord)],
 )
 def test_sql_views_match_record_dataclasses(home, view, cls):
     con = catalog.connect(home)

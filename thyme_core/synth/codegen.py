@@ -3,8 +3,9 @@
 Three code styles share one description of the work (`ImageJob`): PIL (Image, ImageEnhance, ImageOps,
 ImageFilter), cv2, and numpy arrays saved through PIL. The job's steps are applied in order to the
 cropped region; each style has its own idiom per step, so the data shows the variety the real model
-writes. Crop boxes are literal numbers that already satisfy `clamp_box` (a sandbox that clamps boxes
-produces the same pixels). Variable names and file-name patterns vary; everything comes from the
+writes. Crop boxes are literal numbers that a sandbox clamping them against the input image leaves
+unchanged (`clamp_box`); a box on an earlier, larger output that it would change goes through a name the
+sandbox does not clamp, as the released model's data had to. Variable names and file-name patterns vary; everything comes from the
 caller's seeded Generator, so the code text is deterministic.
 """
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from thyme_core.thyme_format import OUTPUT_DIR
+from thyme_core.thyme_format import OUTPUT_DIR, clamp_box
 
 STYLES = ("pil", "cv2", "np")
 # Steps each style knows. "rotate" carries the angle (degrees counter-clockwise) that undoes the scene's turn.
@@ -36,6 +37,9 @@ class ImageJob:
     path_literal: str = ""  # the literal assigned to image_path (or, with from_output, the earlier output)
     from_output: bool = False  # True: open an earlier output by its OUTPUT_DIR path
     reuse_var: str = ""  # non-empty: the image is already in this variable (from an earlier block)
+    # Size of the sample's input image. Thyme's sandbox clamps literal boxes against it even when the code
+    # crops an earlier output; a box that clamping would change is written through a name it leaves alone.
+    clamp_size: tuple[int, int] | None = None
 
     def __post_init__(self):
         if self.style not in STYLES:
@@ -74,8 +78,15 @@ def _output_lines(job: ImageJob, rng: np.random.Generator, var_name: str) -> lis
     return [f'{var_name} = "{OUTPUT_DIR}/{job.out_name}"']
 
 
-def _box_lines(box, rng: np.random.Generator, names=("x1", "y1", "x2", "y2")) -> list[str]:
-    x1, y1, x2, y2 = box
+def literal_box_is_stable(job: ImageJob) -> bool:
+    """True when a sandbox that clamps literal boxes against the input image leaves job.box as it is."""
+    return job.clamp_size is None or clamp_box(job.box, *job.clamp_size) == tuple(job.box)
+
+
+def _box_lines(job: ImageJob, rng: np.random.Generator, names=("x1", "y1", "x2", "y2")) -> list[str]:
+    x1, y1, x2, y2 = job.box
+    if not literal_box_is_stable(job):
+        return [f"region = ({x1}, {y1}, {x2}, {y2})", f"{', '.join(names)} = region"]
     if rng.random() < 0.5:
         return [f"{', '.join(names)} = {x1}, {y1}, {x2}, {y2}"]
     a, b, c, d = names
@@ -98,10 +109,10 @@ def _pil(job: ImageJob, rng: np.random.Generator) -> list[str]:
         src = "img"
     cur = src
     if job.box is not None:
-        if rng.random() < 0.5:
+        if rng.random() < 0.5 and literal_box_is_stable(job):
             lines += [f"box = {tuple(job.box)}", f"cropped = {src}.crop(box)"]
         else:
-            lines += _box_lines(job.box, rng, ("left", "top", "right", "bottom"))
+            lines += _box_lines(job, rng, ("left", "top", "right", "bottom"))
             lines.append(f"cropped = {src}.crop((left, top, right, bottom))")
         cur = "cropped"
     for name, value in job.steps:
@@ -160,7 +171,7 @@ def _cv2(job: ImageJob, rng: np.random.Generator) -> list[str]:
         src = "image"
     cur, gray = src, False
     if job.box is not None:
-        lines += _box_lines(job.box, rng)
+        lines += _box_lines(job, rng)
         lines.append(f"cropped_image = {src}[y1:y2, x1:x2]")
         cur = "cropped_image"
     for name, value in job.steps:
@@ -241,7 +252,7 @@ def _np(job: ImageJob, rng: np.random.Generator) -> list[str]:
         src = "arr"
     cur = src
     if job.box is not None:
-        lines += _box_lines(job.box, rng)
+        lines += _box_lines(job, rng)
         lines.append(f"region = {src}[y1:y2, x1:x2]")
         cur = "region"
     for name, value in job.steps:

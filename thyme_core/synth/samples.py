@@ -181,7 +181,7 @@ def image_job(ctx: Ctx, box, steps, *, style: str, op: str, source: str = "", re
               from_output: bool = False) -> ImageJob:
     path = source or text.code_path(ctx.rng, ctx.question_path, ctx.num)
     name = text.output_name(ctx.rng, ctx.num, op, extension(ctx, steps))
-    return ImageJob(style, tuple(steps), name, box, path, from_output, reuse)
+    return ImageJob(style, tuple(steps), name, box, path, from_output, reuse, (ctx.width, ctx.height))
 
 
 MODE_OF = {"sign": "zoom", "table": "zoom", "rotated": "rotate", "faint": "enhance"}
