@@ -2,9 +2,11 @@
 
 The recipe (the released data script's approach): load the whole Parquet into memory, a thread pool of
 os.cpu_count() workers that base64-decode, PIL-open, composite/convert to RGB and save JPEG quality 95
-every image, then one JSONL at the end. Ours: the prepare_sft_data flow (Prefect, process pool, byte-for-
-byte store, path rewrite, Parquet + DuckDB catalog), and the same core called without Prefect to measure
-the orchestration overhead. Each variant runs in its own subprocess; peak RSS is sampled over its whole
+every image, then one JSONL at the end. Ours: the prepare_sft_data flow through `thyme prepare` (Prefect,
+worker pool, byte-for-byte store, path rewrite, Parquet + DuckDB catalog), once with the ephemeral API the
+CLI starts itself and once against a running `prefect server` (the deployment set-up), and the same core
+called without Prefect, whose steady state (warm workers, start-up excluded) gives the throughput and
+whose difference to the flow gives the orchestration overhead. Each variant runs in its own subprocess; peak RSS is sampled over its whole
 process tree from /proc. Run twice at two dataset sizes to show that our peak memory is flat.
 
     .venv/bin/python bench/prepare_bench.py [--samples 3000] [--small 1000] [--workdir .cache/bench]
@@ -15,13 +17,16 @@ The last line of stdout is one JSON object with every figure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -76,8 +81,8 @@ print(json.dumps({"images": sum(r.summary.images_seen for r in results), "proces
 '''
 
 
-def tree_rss_bytes(pid: int) -> int:
-    """Resident memory of a process and all its descendants, from /proc."""
+def tree_rss_bytes(pid: int) -> tuple[int, int]:
+    """(total, largest single process) resident memory of a process and its descendants, from /proc."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
     page = os.sysconf("SC_PAGE_SIZE")
@@ -91,23 +96,25 @@ def tree_rss_bytes(pid: int) -> int:
         except (OSError, ValueError, IndexError):
             continue
         children.setdefault(ppid, []).append(int(entry))
-    total, todo = 0, [pid]
+    total, largest, todo = 0, 0, [pid]
     while todo:
         p = todo.pop()
         total += rss.get(p, 0)
+        largest = max(largest, rss.get(p, 0))
         todo += children.get(p, [])
-    return total
+    return total, largest
 
 
-def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
-    """(wall seconds, peak process-tree RSS bytes, stdout) of one command."""
+def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, tuple[int, int], str]:
+    """(wall seconds, (peak process-tree RSS, peak single-process RSS) in bytes, stdout) of one command."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
-    peak = [0]
+    peak = [(0, 0)]
 
     def sample():
         while proc.poll() is None:
-            peak[0] = max(peak[0], tree_rss_bytes(proc.pid))
+            total, largest = tree_rss_bytes(proc.pid)
+            peak[0] = (max(peak[0][0], total), max(peak[0][1], largest))
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -132,34 +139,65 @@ def dataset(workdir: Path, n: int) -> Path:
     return path
 
 
-def measure(workdir: Path, n: int, shard_rows: int) -> dict:
+def measure(workdir: Path, n: int, shard_rows: int, server_url: str) -> dict:
     src = dataset(workdir, n)
     py = sys.executable
     env = dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false",
                PREFECT_HOME=str(workdir / "prefect-home"), PYTHONPATH=str(REPO))
-    for d in ("recipe-out", "core-home", "flow-home"):
+    env.pop("PREFECT_API_URL", None)
+    for d in ("recipe-out", "core-home", "flow-home", "server-home"):
         shutil.rmtree(workdir / d, ignore_errors=True)
     r_wall, r_rss, r_out = run_measured([py, "-c", RECIPE, str(src), str(workdir / "recipe-out")], env)
     recipe = json.loads(r_out.strip().splitlines()[-1])
     c_wall, c_rss, c_out = run_measured([py, "-c", CORE, str(src), str(workdir / "core-home"), str(shard_rows)], env)
     core = json.loads(c_out.strip().splitlines()[-1])
     thyme = str(Path(py).parent / "thyme")
-    f_wall, f_rss, _ = run_measured(
-        [thyme, "prepare", str(src), "--split", SPLIT, "--home", str(workdir / "flow-home"),
-         "--shard-rows", str(shard_rows)], env)
+    prepare_cmd = lambda home: [thyme, "prepare", str(src), "--split", SPLIT, "--home", str(workdir / home),
+                                "--shard-rows", str(shard_rows)]
+    f_wall, f_rss, _ = run_measured(prepare_cmd("flow-home"), env)  # ephemeral API started by the CLI
+    s_wall, s_rss, _ = run_measured(prepare_cmd("server-home"), dict(env, PREFECT_API_URL=server_url))
     images = recipe["images"]
     assert core["images"] == images, (core, recipe)
+    mb = lambda b: round(b / 2**20)
     return {
         "samples": n, "images": images, "input_mb": round(src.stat().st_size / 1e6, 1),
-        "recipe_images_per_s": round(images / recipe["process_s"], 1),
-        "recipe_wall_s": round(r_wall, 2), "recipe_peak_rss_mb": round(r_rss / 2**20),
+        "recipe_images_per_s": round(images / recipe["process_s"], 1), "recipe_load_s": round(recipe["load_s"], 2),
+        "recipe_wall_s": round(r_wall, 2), "recipe_peak_rss_mb": mb(r_rss[0]),
         "ours_images_per_s": round(images / core["process_s"], 1),
-        "ours_core_wall_s": round(c_wall, 2), "ours_core_peak_rss_mb": round(c_rss / 2**20),
-        "ours_flow_wall_s": round(f_wall, 2), "ours_flow_peak_rss_mb": round(f_rss / 2**20),
+        "ours_core_wall_s": round(c_wall, 2), "ours_core_peak_rss_mb": mb(c_rss[0]),
+        "ours_flow_wall_s": round(f_wall, 2), "ours_flow_tree_peak_rss_mb": mb(f_rss[0]),
+        "ours_flow_largest_process_rss_mb": mb(f_rss[1]),
+        "ours_flow_on_server_wall_s": round(s_wall, 2), "ours_flow_on_server_tree_peak_rss_mb": mb(s_rss[0]),
         "orchestration_overhead_s": round(f_wall - c_wall, 2),
+        "orchestration_overhead_on_server_s": round(s_wall - c_wall, 2),
         "steady_speedup": round(recipe["process_s"] / core["process_s"], 2),
         "end_to_end_speedup": round(r_wall / f_wall, 2),
+        "end_to_end_speedup_on_server": round(r_wall / s_wall, 2),
     }
+
+
+@contextlib.contextmanager
+def prefect_server(workdir: Path):
+    """A running `prefect server` on 127.0.0.1 (the deployment set-up), started outside the timings."""
+    port = 4300 + os.getpid() % 1000
+    env = dict(os.environ, PREFECT_HOME=str(workdir / "server-prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_SERVER_UI_ENABLED="false")
+    env.pop("PREFECT_API_URL", None)
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
+                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.3)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
 
 
 def main() -> None:
@@ -171,12 +209,15 @@ def main() -> None:
     args = ap.parse_args()
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    big = measure(workdir, args.samples, args.shard_rows)
-    print(json.dumps(big), file=sys.stderr)
-    small = measure(workdir, args.small, args.shard_rows)
-    print(json.dumps(small), file=sys.stderr)
+    with prefect_server(workdir) as url:
+        big = measure(workdir, args.samples, args.shard_rows, url)
+        print(json.dumps(big), file=sys.stderr)
+        small = measure(workdir, args.small, args.shard_rows, url)
+        print(json.dumps(small), file=sys.stderr)
     result = dict(big, cpus=os.cpu_count(), small_samples=small["samples"],
-                  small_ours_flow_peak_rss_mb=small["ours_flow_peak_rss_mb"],
+                  small_ours_flow_tree_peak_rss_mb=small["ours_flow_tree_peak_rss_mb"],
+                  small_ours_flow_largest_process_rss_mb=small["ours_flow_largest_process_rss_mb"],
+                  small_ours_core_peak_rss_mb=small["ours_core_peak_rss_mb"],
                   small_recipe_peak_rss_mb=small["recipe_peak_rss_mb"])
     print(json.dumps(result))
 
