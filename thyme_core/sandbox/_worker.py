@@ -1,0 +1,326 @@
+"""The process that runs inside the sandbox: a warm template that forks one interpreter per session.
+
+Standalone on purpose (stdlib + numpy / PIL / cv2 only): it is bind-mounted read-only into the bubblewrap
+sandbox as a single file, so no project code is visible in there. Started as
+    python -I _worker.py MODE CONTROL_FD
+MODE is `root` (bwrap as real root, no user namespace: sessions drop to their own uid), `userns` (bwrap as
+an ordinary user: sessions get a nested user namespace) or `none` (no isolation, plain fork).
+
+Template: imports and warms numpy / PIL / cv2 once, then serves `spawn` and `kill` requests on a SEQPACKET
+control socket. `spawn` forks an intermediate child that enters new mount and pid namespaces, mounts this
+session's folders, and forks the session interpreter (pid 1 of its pid namespace), then exits; the template
+is a child subreaper, so it adopts, reaps and can kill the interpreter. Killing pid 1 of a pid namespace
+kills everything in it, which is how a timeout stops a whole session at once.
+"""
+
+import builtins
+import ctypes
+import json
+import os
+import resource
+import signal
+import socket
+import struct
+import sys
+import traceback
+
+CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID = 0x00020000, 0x10000000, 0x20000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+PR_CAPBSET_DROP, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 24, 36, 38
+SYS_CAPSET = 126  # x86_64
+SESSIONS = "/sbx/sessions"
+OUTPUT_DIR = "/mnt/data/temp_processed_images"
+INPUT_DIR = "/mnt/data/input"
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(rc, what):
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount(src, target, fstype, flags):
+    enc = lambda s: s.encode() if s else None  # noqa: E731
+    _check(_libc.mount(enc(src), enc(target), enc(fstype), flags, None), f"mount {target}")
+
+
+def warm_up():
+    """Import and exercise what model code uses, so every forked session starts warm."""
+    import io
+    import math  # noqa: F401
+
+    import cv2
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps  # noqa: F401
+
+    cv2.setNumThreads(1)
+    for alias in ("cv", "cv3", "cv4"):
+        sys.modules[alias] = cv2
+    Image.init()
+    arr = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    img = Image.fromarray(arr).crop((8, 8, 72, 72)).resize((128, 128), Image.LANCZOS)
+    for fmt in ("JPEG", "PNG"):
+        buf = io.BytesIO()
+        img.save(buf, fmt)
+        Image.open(io.BytesIO(buf.getvalue())).load()
+    cv2.imdecode(cv2.imencode(".jpg", cv2.resize(arr, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC))[1], 1)
+
+
+# ---- framing: control socket is SEQPACKET (one JSON per packet), session socket is a length-prefixed stream
+
+
+def send_msg(sock, obj):
+    data = json.dumps(obj).encode()
+    sock.sendall(struct.pack(">I", len(data)) + data)
+
+
+def recv_msg(sock):
+    head = _recv_exact(sock, 4)
+    return json.loads(_recv_exact(sock, struct.unpack(">I", head)[0]))
+
+
+def _recv_exact(sock, n):
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise EOFError("peer closed")
+        buf += chunk
+    return bytes(buf)
+
+
+# ---- template
+
+
+def template_main(mode, ctl_fd):
+    ctl = socket.socket(fileno=ctl_fd)
+    warm_up()
+    _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "subreaper")
+    statuses = {}
+    ctl.send(json.dumps({"ready": True, "pid": os.getpid()}).encode())
+    while True:
+        data, fds, _flags, _addr = socket.recv_fds(ctl, 1 << 16, 1)
+        if not data:
+            return
+        _reap(statuses)
+        msg = json.loads(data)
+        if msg["op"] == "spawn":
+            reply = _spawn(mode, msg, fds[0], ctl)
+        elif msg["op"] == "kill":
+            reply = {"status": _kill(msg["pid"], statuses)}
+        else:
+            return
+        ctl.send(json.dumps(reply).encode())
+
+
+def _reap(statuses):
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        statuses[pid] = status
+
+
+def _kill(pid, statuses):
+    """SIGKILL the session interpreter (in isolated modes that is its whole pid namespace); its wait status."""
+    if pid not in statuses:
+        for fn in (os.killpg, os.kill):
+            try:
+                fn(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            statuses[pid] = os.waitpid(pid, 0)[1]
+        except ChildProcessError:
+            statuses[pid] = 0
+    status = statuses.pop(pid)
+    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+def _spawn(mode, msg, sess_fd, ctl):
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            ctl.close()
+            os.close(read_end)
+            _intermediate(mode, msg, sess_fd, write_end)
+        except BaseException:
+            traceback.print_exc()
+        os._exit(1)
+    os.close(sess_fd)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        answer = pipe.read()
+    os.waitpid(child, 0)
+    return {"pid": int(answer)} if answer.isdigit() else {"error": answer.decode(errors="replace") or "spawn failed"}
+
+
+def _intermediate(mode, msg, sess_fd, write_end):
+    """Enter fresh namespaces, mount this session's folders, fork the interpreter, report its pid."""
+    try:
+        if mode != "none":
+            _enter_namespaces(mode, msg["key"])
+        pid = os.fork()
+    except BaseException as exc:
+        os.write(write_end, f"{type(exc).__name__}: {exc}".encode())
+        raise
+    if pid == 0:
+        os.close(write_end)
+        session_main(mode, msg, sess_fd)
+    os.write(write_end, str(pid).encode())
+    os._exit(0)
+
+
+def _enter_namespaces(mode, key):
+    uid, gid = os.getuid(), os.getgid()
+    flags = CLONE_NEWNS | CLONE_NEWPID | (CLONE_NEWUSER if mode == "userns" else 0)
+    _check(_libc.unshare(flags), "unshare")
+    if mode == "userns":
+        for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+            with open(f"/proc/self/{name}", "w") as f:
+                f.write(text)
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    base = f"{SESSIONS}/{key}"
+    _mount(f"{base}/out", OUTPUT_DIR, None, MS_BIND)
+    _mount(None, OUTPUT_DIR, None, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV)
+    _mount(f"{base}/in", INPUT_DIR, None, MS_BIND)
+    _mount(None, INPUT_DIR, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    # Every other session's folders disappear under an empty read-only tmpfs.
+    _mount("tmpfs", "/sbx", "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+# ---- session interpreter
+
+
+def session_main(mode, msg, sess_fd):
+    try:
+        _lock_down(mode, msg, sess_fd)
+        sock = socket.socket(fileno=sess_fd)
+    except BaseException:
+        traceback.print_exc()
+        os._exit(3)
+    namespace = {"__name__": "__main__", "__builtins__": builtins}
+    while True:
+        try:
+            req = recv_msg(sock)
+        except (EOFError, OSError):
+            os._exit(0)
+        send_msg(sock, run_code(namespace, req))
+        _reap({})
+
+
+def _lock_down(mode, msg, sess_fd):
+    os.closerange(3, sess_fd)
+    os.closerange(sess_fd + 1, 1 << 16)
+    if mode != "none":
+        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        for cap in range(64):
+            _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+    if mode == "root":
+        uid = int(msg["uid"])
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)  # leaving uid 0 clears every capability
+    elif mode == "userns":
+        header = (ctypes.c_uint32 * 2)(0x20080522, 0)
+        _check(_libc.syscall(SYS_CAPSET, header, (ctypes.c_uint32 * 6)()), "capset")
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    os.setsid()
+    _set_limits(msg["limits"])
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.chdir(msg["cwd"])
+
+
+def _set_limits(limits):
+    mb = 1024 * 1024
+    with open("/proc/self/statm") as f:
+        vm_bytes = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    used = _cpu_used()
+    for res, value in (
+        (resource.RLIMIT_AS, vm_bytes + limits["memory_mb"] * mb),
+        (resource.RLIMIT_CPU, used + limits["cpu_s"] * 100),  # hard cap for the whole session
+        (resource.RLIMIT_NPROC, limits["max_processes"]),
+        (resource.RLIMIT_FSIZE, limits["max_file_mb"] * mb),
+        (resource.RLIMIT_CORE, 0),
+        (resource.RLIMIT_NOFILE, 256),
+    ):
+        resource.setrlimit(res, (value, value))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an oversized write fails with EFBIG instead of killing
+
+
+def _cpu_used():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return int(usage.ru_utime + usage.ru_stime) + 1
+
+
+class _Capped:
+    """A text stream that keeps the first `cap` characters and counts the rest."""
+
+    def __init__(self, cap):
+        self.cap, self.parts, self.size, self.truncated = cap, [], 0, False
+
+    def write(self, text):
+        text = str(text)
+        room = self.cap - self.size
+        if len(text) > room:
+            self.truncated = True
+            text = text[: max(room, 0)]
+        self.parts.append(text)
+        self.size += len(text)
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+    def getvalue(self):
+        return "".join(self.parts)
+
+
+def run_code(namespace, req):
+    """Execute one code block in the session namespace; never raises."""
+    cap = req["max_output_chars"]
+    out, err = _Capped(cap), _Capped(cap)
+    soft = _cpu_used() + req["cpu_s"]
+    hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+    resource.setrlimit(resource.RLIMIT_CPU, (min(soft, hard), hard))
+    if req.get("image_path"):
+        namespace["image_path"] = req["image_path"]
+    status, error = "ok", ""
+    sys.stdout, sys.stderr = out, err
+    try:
+        exec(compile(req["code"], "<code>", "exec"), namespace)
+    except SystemExit:
+        pass
+    except BaseException as exc:  # the model's own error, reported back as the model should see it
+        status, error = _classify(exc), f"{type(exc).__name__}: {exc}"
+        err.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next)))
+    finally:
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+    return {
+        "status": status,
+        "error": error,
+        "stdout": out.getvalue(),
+        "stderr": err.getvalue(),
+        "truncated": out.truncated or err.truncated,
+    }
+
+
+def _classify(exc):
+    if isinstance(exc, MemoryError) or "Insufficient memory" in str(exc) or "Failed to allocate" in str(exc):
+        return "memory"
+    return "error"
+
+
+if __name__ == "__main__":
+    template_main(sys.argv[1], int(sys.argv[2]))

@@ -1,0 +1,398 @@
+"""The host side of the sandbox: a warm template process, one live interpreter per session, and `run`.
+
+A session is a folder pair under the pool root (`<key>/in` read-only inputs, `<key>/out` outputs) plus one
+interpreter forked from the template. The pool talks to the template over a SEQPACKET control socket
+(spawn / kill) and to each interpreter over its own stream socket (run). Timeouts are enforced here, on the
+host: the template SIGKILLs the interpreter (pid 1 of its pid namespace, so all it started dies with it) and
+reaps it; the next run of that session starts a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from PIL import Image
+
+from thyme_core.errors import ThymeError
+from thyme_core.sandbox import launch
+from thyme_core.sandbox._worker import recv_msg, send_msg
+from thyme_core.sandbox.rewrite import prepare_code
+from thyme_core.sandbox.types import FATAL, ExecResult, Limits, OutputImage, Status
+from thyme_core.thyme_format import IMAGE_EXTENSIONS, OUTPUT_DIR, output_size_problem
+
+SANDBOX_INPUT_DIR = "/mnt/data/input"
+# Root mode: each live session runs as its own uid from this range (per-uid process limits, no shared files).
+UID_BASE, UID_COUNT = 2_000_000, 60_000
+STARTUP_TIMEOUT_S = 60.0
+CONTROL_TIMEOUT_S = 15.0  # spawn and kill answer in milliseconds; longer means the template is broken
+
+
+@dataclass
+class _Session:
+    session_id: str
+    key: str
+    dir: Path
+    uid: int
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    sock: socket.socket | None = None
+    pid: int = 0
+    template: "_Template | None" = None
+    inputs: dict[str, str] = field(default_factory=dict)  # host path -> name in the input folder
+
+    @property
+    def out_dir(self) -> Path:
+        return self.dir / "out"
+
+    @property
+    def in_dir(self) -> Path:
+        return self.dir / "in"
+
+
+class _Template:
+    """One warm, pre-imported worker process; every session interpreter is forked from it."""
+
+    def __init__(self, isolation: str, sessions_root: Path):
+        self.isolation = isolation
+        self.mode = launch.worker_mode(isolation)
+        self.ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        argv = launch.template_argv(isolation, sessions_root, theirs.fileno())
+        env = launch.SANDBOX_ENV if self.mode == "none" else {}
+        self.proc = subprocess.Popen(
+            argv, pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        )
+        theirs.close()
+        self.lock = threading.Lock()
+        self.spawned = 0
+        self.live = 0
+        self.draining = False
+        self.ctl.settimeout(STARTUP_TIMEOUT_S)
+        try:
+            json.loads(self.ctl.recv(1 << 16) or b"null")["ready"]
+        except (OSError, TypeError, ValueError, KeyError):
+            self.close()
+            raise ThymeError(f"the sandbox worker did not start ({isolation}): {self._stderr()}") from None
+        self.ctl.settimeout(CONTROL_TIMEOUT_S)
+
+    def _stderr(self) -> str:
+        try:
+            _, err = self.proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            return "(no answer)"
+        return err.decode(errors="replace").strip()[-2000:]
+
+    def request(self, msg: dict, fds: list[int] = ()) -> dict:
+        with self.lock:
+            try:
+                socket.send_fds(self.ctl, [json.dumps(msg).encode()], list(fds))
+                data = self.ctl.recv(1 << 16)
+            except OSError:
+                self.close()  # a template that stops answering is replaced, with all it runs
+                raise
+        if not data:
+            raise EOFError("sandbox template closed its control socket")
+        return json.loads(data)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        self.ctl.close()
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 9)
+        self.proc.wait()
+        if self.proc.stderr:
+            self.proc.stderr.close()
+
+
+class SandboxPool:
+    """Warm, isolated execution of model-written code, one live interpreter per session.
+
+    isolation: "bwrap" (default; fails with a clear message when bubblewrap is missing) or "none" (no
+    isolation at all; only for trusted code or machines without bwrap, and only when asked for).
+    workers: how many runs execute at once (default: the number of cores).
+    root: folder holding the session folders (default: a fresh temporary folder removed on close).
+    recycle_after: sessions one template forks before a fresh template replaces it.
+    keep_outputs: keep session folders when a session (or the pool) closes.
+    """
+
+    def __init__(self, isolation: str = "bwrap", workers: int | None = None, root: str | os.PathLike | None = None,
+                 recycle_after: int = 500, keep_outputs: bool = False, limits: Limits | None = None):
+        launch.worker_mode(isolation)
+        if isolation == "bwrap":
+            launch.find_bwrap()
+        self.isolation = isolation
+        self.limits = limits or Limits()
+        self.recycle_after = recycle_after
+        self.keep_outputs = keep_outputs
+        self._own_root = root is None
+        self.root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="thyme-sandbox-"))
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o755)
+        self._slots = threading.BoundedSemaphore(workers or os.cpu_count() or 1)
+        self._lock = threading.Lock()
+        self._sessions: dict[str, _Session] = {}
+        self._free_uids = list(range(UID_BASE + UID_COUNT - 1, UID_BASE - 1, -1))
+        self._template: _Template | None = None
+        self._old: list[_Template] = []
+        self._closed = False
+        self._current_template()
+
+    # ---- public API
+
+    def run(self, code: str, images: list[str | os.PathLike] = (), session_id: str = "default",
+            limits: Limits | None = None) -> ExecResult:
+        """Run one code block in the session's interpreter; later blocks see earlier blocks' variables.
+
+        `images[0]` is what `image_path` means inside the code. Never raises for anything the code does.
+        """
+        limits = limits or self.limits
+        start = time.perf_counter()
+        with self._slots:
+            session = self._session(session_id)
+            with session.lock:
+                fresh = session.sock is None
+                if fresh:
+                    self._start_interpreter(session, limits)
+                result = self._run_in(session, code, [Path(p) for p in images], limits)
+        return _finish(result, time.perf_counter() - start, fresh)
+
+    def session_dir(self, session_id: str) -> Path:
+        """The host folder whose `out/` receives the session's images (Thyme's /mnt/data/temp_processed_images)."""
+        return self._session(session_id).out_dir
+
+    def resolve(self, session_id: str, printed_path: str) -> Path | None:
+        """The host file a path printed by the code means, when it names a file of the session's outputs."""
+        out = self._session(session_id).out_dir
+        text = printed_path.strip().strip("'\"")
+        for prefix in (OUTPUT_DIR, str(out)):
+            if text.startswith(prefix + "/"):
+                candidate = (out / text[len(prefix) + 1:]).resolve()
+                if candidate.is_file() and candidate.is_relative_to(out.resolve()):
+                    return candidate
+        return None
+
+    def close_session(self, session_id: str, keep_outputs: bool | None = None) -> None:
+        with self._lock:
+            session = self._sessions.pop(session_id, None)
+        if session is None:
+            return
+        with session.lock:
+            self._stop_interpreter(session)
+            with self._lock:
+                self._free_uids.append(session.uid)
+            if not (self.keep_outputs if keep_outputs is None else keep_outputs):
+                shutil.rmtree(session.dir, ignore_errors=True)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        for session_id in list(self._sessions):
+            self.close_session(session_id)
+        for template in [self._template, *self._old]:
+            if template is not None:
+                template.close()
+        self._closed = True
+        if self._own_root and not self.keep_outputs:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> "SandboxPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- sessions and interpreters
+
+    def _session(self, session_id: str) -> _Session:
+        with self._lock:
+            if self._closed:
+                raise ThymeError("the sandbox pool is closed")
+            session = self._sessions.get(session_id)
+            if session is None:
+                safe = re.sub(r"[^A-Za-z0-9_.-]", "_", session_id)[:48]
+                key = f"{safe}-{hashlib.sha256(session_id.encode()).hexdigest()[:12]}"
+                session = _Session(session_id, key, self.root / key, self._free_uids.pop())
+                for sub in ("in", "out"):
+                    (session.dir / sub).mkdir(parents=True, exist_ok=True)
+                    os.chmod(session.dir / sub, 0o755)
+                if os.geteuid() == 0 and self.isolation == "bwrap":
+                    os.chown(session.out_dir, session.uid, session.uid)
+                self._sessions[session_id] = session
+            return session
+
+    def _current_template(self) -> _Template:
+        with self._lock:
+            t = self._template
+            if t is None or not t.alive() or t.spawned >= self.recycle_after:
+                if t is not None:
+                    t.draining = True
+                    self._old.append(t)
+                t = self._template = _Template(self.isolation, self.root)
+            for old in [o for o in self._old if o.live == 0 or not o.alive()]:
+                old.close()
+                self._old.remove(old)
+            t.spawned += 1
+            t.live += 1
+            return t
+
+    def _start_interpreter(self, session: _Session, limits: Limits) -> None:
+        template = self._current_template()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        cwd = OUTPUT_DIR if template.mode != "none" else str(session.out_dir)
+        msg = {"op": "spawn", "key": session.key, "uid": session.uid, "cwd": cwd, "limits": limits.to_dict()}
+        try:
+            reply = template.request(msg, [theirs.fileno()])
+        except (OSError, EOFError, ValueError) as exc:
+            reply = {"error": f"template failed: {exc}"}
+        finally:
+            theirs.close()
+        if "pid" not in reply:
+            ours.close()
+            template.live -= 1
+            raise ThymeError(f"the sandbox could not start a session interpreter: {reply.get('error')}")
+        session.sock, session.pid, session.template = ours, reply["pid"], template
+
+    def _stop_interpreter(self, session: _Session) -> int | None:
+        """Kill the session's interpreter (and everything it started); its exit code or -signal."""
+        if session.sock is None:
+            return None
+        session.sock.close()
+        template, session.sock = session.template, None
+        status = None
+        if template is not None and template.alive():
+            try:
+                status = template.request({"op": "kill", "pid": session.pid}).get("status")
+            except (OSError, EOFError, ValueError):
+                status = None
+        if template is not None:
+            template.live -= 1
+        return status
+
+    def _run_in(self, session: _Session, code: str, images: list[Path], limits: Limits) -> ExecResult:
+        image_path, size = self._stage_inputs(session, images)
+        mapped_out = str(session.out_dir) if self.isolation == "none" else None
+        prepared = prepare_code(code, image_path, size, output_dir=mapped_out)
+        before = _snapshot(session.out_dir)
+        request = {"code": prepared, "image_path": image_path, "cpu_s": limits.cpu_s,
+                   "max_output_chars": limits.max_output_chars}
+        reply, status = self._exchange(session, request, limits.timeout_s)
+        if reply is None:
+            return ExecResult(status, error=_failure_message(status, limits))
+        out_images, problem = _new_images(session.out_dir, before)
+        result = _classify(reply, out_images, problem)
+        if result.status in FATAL:
+            self._stop_interpreter(session)  # recycle after any failure: the next run starts clean
+        return result
+
+    def _exchange(self, session: _Session, request: dict, timeout_s: float) -> tuple[dict | None, Status]:
+        sock = session.sock
+        try:
+            sock.settimeout(timeout_s)
+            send_msg(sock, request)
+            reply = recv_msg(sock)
+            if not isinstance(reply, dict) or "status" not in reply:
+                raise ValueError("malformed reply")
+            return reply, Status(reply["status"])
+        except TimeoutError:
+            self._stop_interpreter(session)
+            return None, Status.TIMEOUT
+        except (OSError, EOFError, ValueError):
+            code = self._stop_interpreter(session)
+            return None, Status.TIMEOUT if code == -24 else Status.KILLED  # 24: SIGXCPU, the CPU-time limit
+
+    def _stage_inputs(self, session: _Session, images: list[Path]) -> tuple[str | None, tuple[int, int] | None]:
+        """Place the input images in the session's read-only folder; the first is `image_path`."""
+        first = None
+        for i, src in enumerate(images):
+            key = str(src.resolve())
+            name = session.inputs.get(key)
+            if name is None:
+                if not src.is_file():
+                    raise ThymeError(f"input image not found: {src}")
+                name = f"{len(session.inputs)}_{src.name}" if src.name in session.inputs.values() else src.name
+                _link_or_copy(src, session.in_dir / name)
+                session.inputs[key] = name
+            if i == 0:
+                first = name
+        if first is None:
+            return None, None
+        host = session.in_dir / first
+        with Image.open(host) as im:
+            size = im.size
+        inside = str(host) if self.isolation == "none" else f"{SANDBOX_INPUT_DIR}/{first}"
+        return inside, size
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+    os.chmod(dst, 0o644)
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    out = {}
+    for dirpath, _dirs, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.stat(path, follow_symlinks=False)
+            except OSError:
+                continue
+            out[path] = (st.st_mtime_ns, st.st_size)
+    return out
+
+
+def _new_images(folder: Path, before: dict) -> tuple[list[OutputImage], str]:
+    """Image files created or changed by this run, oldest first, and the first size problem among them."""
+    found, problem = [], ""
+    after = _snapshot(folder)
+    changed = [p for p, sig in after.items() if before.get(p) != sig and p.lower().endswith(IMAGE_EXTENSIONS)]
+    for path in sorted(changed, key=lambda p: (after[p][0], p)):
+        if os.path.islink(path):
+            problem = problem or f"{path} is a symbolic link"
+            continue
+        try:
+            with Image.open(path) as im:
+                width, height = im.size
+        except Exception as exc:  # PIL raises many types for a file that is not a readable image
+            problem = problem or f"{os.path.basename(path)} is not a readable image ({type(exc).__name__})"
+            continue
+        found.append(OutputImage(path, width, height))
+        size_problem = output_size_problem(width, height)
+        if size_problem and not problem:
+            problem = f"{os.path.basename(path)}: {size_problem}"
+    return found, problem
+
+
+def _classify(reply: dict, images: list[OutputImage], problem: str) -> ExecResult:
+    status, error = Status(reply["status"]), str(reply.get("error", ""))
+    if status == Status.OK and problem:
+        status, error = Status.BAD_OUTPUT, f"bad output image: {problem}"
+    elif status == Status.OK and not images and not str(reply.get("stdout", "")).strip():
+        status = Status.NO_OUTPUT
+    return ExecResult(status, str(reply.get("stdout", "")), str(reply.get("stderr", "")), tuple(images), error,
+                      truncated=bool(reply.get("truncated")))
+
+
+def _failure_message(status: Status, limits: Limits) -> str:
+    if status == Status.TIMEOUT:
+        return f"TimeoutError: execution exceeded the limit ({limits.timeout_s:g} s wall clock / {limits.cpu_s} s CPU)"
+    return "RuntimeError: the sandbox interpreter died (crash, signal or resource limit)"
+
+
+def _finish(result: ExecResult, duration: float, fresh: bool) -> ExecResult:
+    return replace(result, duration_s=duration, fresh_interpreter=fresh)

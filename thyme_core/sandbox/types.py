@@ -1,0 +1,82 @@
+"""The sandbox's two small record types: what a run may use (Limits) and what it produced (ExecResult).
+
+Statuses are reason codes that land in SQL as they are, so "why did this execution fail" is one GROUP BY.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    OK = "ok"  # ran to the end and produced output (printed text and/or a valid image)
+    ERROR = "error"  # the code raised; `error` holds "Type: message" as the model should see it
+    TIMEOUT = "timeout"  # wall-clock or CPU-time limit hit; the interpreter was killed and replaced
+    MEMORY = "memory"  # the memory limit was hit (MemoryError or an allocation failure)
+    KILLED = "killed"  # the interpreter died (signal, crash, broken protocol); it was replaced
+    NO_OUTPUT = "no_output"  # ran to the end but printed nothing and saved no image
+    BAD_OUTPUT = "bad_output"  # saved an image Qwen2.5-VL cannot take (side < 28 px, aspect > 200)
+
+
+# Statuses after which the session's interpreter is discarded (its state is gone).
+FATAL = frozenset({Status.TIMEOUT, Status.MEMORY, Status.KILLED})
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one execution may use. Defaults fit Thyme's crop / enhance / compute code with a wide margin."""
+
+    timeout_s: float = field(default=10.0, metadata={"help": "wall-clock seconds per run; the process group is then killed"})
+    cpu_s: int = field(default=10, metadata={"help": "CPU seconds per run (RLIMIT_CPU, raised per run)"})
+    memory_mb: int = field(default=2048, metadata={"help": "address space added on top of the warm interpreter (RLIMIT_AS)"})
+    max_processes: int = field(default=16, metadata={"help": "processes+threads the session may hold (RLIMIT_NPROC)"})
+    max_file_mb: int = field(default=64, metadata={"help": "largest file the code may write (RLIMIT_FSIZE)"})
+    max_output_chars: int = field(default=64_000, metadata={"help": "stdout and stderr are each cut to this many characters"})
+
+    def __post_init__(self) -> None:
+        for name in ("timeout_s", "cpu_s", "memory_mb", "max_processes", "max_file_mb", "max_output_chars"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"Limits.{name} must be positive, got {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class OutputImage:
+    """An image the code saved, as a path in the session's output folder (on the host)."""
+
+    path: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    status: Status
+    stdout: str = ""
+    stderr: str = ""
+    images: tuple[OutputImage, ...] = ()
+    error: str = ""
+    duration_s: float = 0.0
+    truncated: bool = False  # stdout or stderr was cut at Limits.max_output_chars
+    fresh_interpreter: bool = False  # this run started a new interpreter (first run, or after a failure)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == Status.OK
+
+    def to_json_dict(self) -> dict:
+        """The CLI's JSON shape: `images` as a list of paths, sizes alongside."""
+        return {
+            "status": str(self.status),
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+            "images": [im.path for im in self.images],
+            "image_sizes": [[im.width, im.height] for im in self.images],
+            "error": self.error,
+            "duration_s": round(self.duration_s, 6),
+            "truncated": self.truncated,
+            "fresh_interpreter": self.fresh_interpreter,
+        }
