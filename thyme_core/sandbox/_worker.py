@@ -254,6 +254,16 @@ def _set_limits(limits):
     ):
         resource.setrlimit(res, (value, value))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an oversized write fails with EFBIG instead of killing
+    # The interpreter is pid 1 of its pid namespace, where default-action signals are dropped: catch it.
+    signal.signal(signal.SIGXCPU, _on_cpu_limit)
+
+
+class CpuLimitExceeded(BaseException):
+    """Raised in the model's code by SIGXCPU (RLIMIT_CPU); BaseException so `except Exception` misses it."""
+
+
+def _on_cpu_limit(signum, frame):
+    raise CpuLimitExceeded("CPU time limit exceeded")
 
 
 def _cpu_used():
@@ -317,6 +327,8 @@ def run_code(namespace, req):
 
 
 def _classify(exc):
+    if isinstance(exc, CpuLimitExceeded):
+        return "timeout"
     if isinstance(exc, MemoryError) or "Insufficient memory" in str(exc) or "Failed to allocate" in str(exc):
         return "memory"
     return "error"

@@ -1,0 +1,55 @@
+"""`thyme sandbox run`: execute one block of model code in the sandbox and print the result as JSON.
+
+    thyme sandbox run --image photo.jpg --code crop.py [--home DIR] [--session ID] [--timeout S]
+
+Output images stay in <home>/sandbox/<session>/out/, the paths the JSON's `images` lists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from pathlib import Path
+
+from thyme_cli.main import add_home_arg
+from thyme_core.errors import ThymeError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("sandbox", help="run model-written code in the isolated sandbox")
+    sub = parser.add_subparsers(dest="sandbox_command", required=True, metavar="ACTION")
+    run = sub.add_parser("run", help="run one code block against an image; print the result as one JSON object")
+    run.add_argument("--image", action="append", default=[], help="input image (image_path); repeatable")
+    run.add_argument("--code", required=True, help="file with the code (text inside <code>, fences allowed); - for stdin")
+    run.add_argument("--session", default=None, help="session id (default: a new one per call)")
+    run.add_argument("--timeout", type=float, default=10.0, help="wall-clock seconds (default 10)")
+    run.add_argument("--memory-mb", type=int, default=2048, help="memory limit above the warm interpreter")
+    run.add_argument(
+        "--unsafe-no-isolation", action="store_true",
+        help="run without bubblewrap (no network/filesystem isolation): only for trusted code",
+    )
+    add_home_arg(run)
+    run.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from thyme_core.home import resolve_home
+    from thyme_core.sandbox import Limits, SandboxPool
+
+    code = sys.stdin.read() if args.code == "-" else _read(Path(args.code))
+    limits = Limits(timeout_s=args.timeout, cpu_s=max(1, int(args.timeout)), memory_mb=args.memory_mb)
+    root = resolve_home(args.home).root / "sandbox"
+    isolation = "none" if args.unsafe_no_isolation else "bwrap"
+    with SandboxPool(isolation=isolation, workers=1, root=root, keep_outputs=True, limits=limits) as pool:
+        result = pool.run(code, args.image, session_id=args.session or uuid.uuid4().hex[:12])
+    print(json.dumps(result.to_json_dict(), ensure_ascii=False))
+    return 0
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise ThymeError(f"cannot read code file {path}: {exc.strerror}") from None
