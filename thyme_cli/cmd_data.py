@@ -1,0 +1,111 @@
+"""`thyme data push|pull|versions|query`: dataset versions in a local folder or on S3 (thyme_core.versions)."""
+
+from __future__ import annotations
+
+import argparse
+
+from thyme_cli.main import add_home_arg
+
+STORE_HELP = ("version store: a folder, file:///path or s3://bucket/prefix (default: $THYME_STORE, else "
+              "~/.local/share/thyme-store); S3 uses the standard AWS configuration (AWS_ENDPOINT_URL, AWS_PROFILE, ...)")
+
+
+def register(sub) -> None:
+    group = sub.add_parser("data", help="dataset versions: push, pull, list, query in place")
+    # Also accepted before the action (`thyme data --home DIR pull NAME`); a separate dest so the action's own
+    # --home default cannot overwrite it.
+    group.add_argument("--home", dest="group_home", default=None, help=argparse.SUPPRESS)
+    actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    p = actions.add_parser("push", help="publish the home's catalog as an immutable version NAME/TAG")
+    p.add_argument("name", help="dataset name (letters, digits, '.', '_', '-')")
+    p.add_argument("--tag", default="latest", help="ref to move to the new version (default: latest)")
+    _common(p, home=True)
+    p.set_defaults(handler=run_push)
+
+    p = actions.add_parser("pull", help="materialize a version into a data home, every checksum verified")
+    p.add_argument("spec", metavar="NAME[@TAG|@HASH]", help="version to pull (default tag: latest)")
+    p.add_argument("--replace", action="store_true", help="replace a home that holds a different catalog")
+    _common(p, home=True)
+    p.set_defaults(handler=run_pull)
+
+    p = actions.add_parser("versions", help="list a dataset's versions with time, size and row counts")
+    p.add_argument("name")
+    _common(p)
+    p.set_defaults(handler=run_versions)
+
+    p = actions.add_parser("query", help="run SQL on a version in place (no download), with the catalog's views")
+    p.add_argument("spec", metavar="NAME[@TAG|@HASH]")
+    p.add_argument("query", help="SQL text, or the name of a query in sql/queries/")
+    p.add_argument("--param", action="append", default=[], help="a value bound to the next `?` (repeatable)")
+    p.add_argument("--max-width", type=int, default=60, help="cut cells longer than this (default 60)")
+    _common(p)
+    p.set_defaults(handler=run_query)
+
+
+def _common(p, home: bool = False) -> None:
+    p.add_argument("--store", default=None, help=STORE_HELP)
+    if home:
+        add_home_arg(p)
+
+
+def _home(args):
+    from thyme_core.home import resolve_home
+
+    return resolve_home(args.home or args.group_home)
+
+
+def run_push(args) -> int:
+    from thyme_core.versions import open_store, push
+
+    store = open_store(args.store)
+    r = push(_home(args), store, args.name, args.tag)
+    if r.unchanged:
+        print(f"{r.name}/{r.tag} already points at {r.manifest} (nothing to push)")
+    else:
+        print(f"{r.name}/{r.tag} -> {r.manifest}  ({r.objects} objects, {r.uploaded} uploaded, "
+              f"{_size(r.uploaded_bytes)}) in {store.uri}")
+    return 0
+
+
+def run_pull(args) -> int:
+    from thyme_core.versions import open_store, pull
+
+    home = _home(args)
+    r = pull(open_store(args.store), args.spec, home, replace=args.replace)
+    if r.unchanged:
+        print(f"{home.root} already holds {r.name} {r.manifest}")
+    else:
+        print(f"{r.name} {r.manifest} -> {home.root}  ({r.files} files, {r.downloaded} downloaded, "
+              f"{_size(r.downloaded_bytes)}, all checksums verified)")
+    return 0
+
+
+def run_versions(args) -> int:
+    from thyme_core.catalog import format_table
+    from thyme_core.versions import open_store, versions
+
+    entries = versions(open_store(args.store), args.name)
+    columns = ["version", "tag", "pushed_at", "by", "files", "size", "images", "rows"]
+    rows = [(("* " if e["current"] else "  ") + e["manifest"][:16], e["tag"], e["pushed_at"], e["by"], e["files"],
+             _size(e["bytes"]), e["images"], " ".join(f"{k}={v}" for k, v in sorted(e["rows"].items()) if v))
+            for e in entries]
+    print(format_table(columns, rows, max_width=200))
+    return 0
+
+
+def run_query(args) -> int:
+    from thyme_core.catalog import format_table
+    from thyme_core.versions import open_store, query_version
+
+    columns, rows = query_version(open_store(args.store), args.spec, args.query, args.param)
+    print(format_table(columns, rows, args.max_width))
+    return 0
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"

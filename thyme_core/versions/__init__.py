@@ -1,0 +1,18 @@
+"""Dataset versions: immutable, content-addressed snapshots of a data home's catalog, in a local folder or S3.
+
+    manifest.py  what a version contains; the manifest (path, sha256, bytes, rows, schema), hashed
+    store.py     the store layout, the local-folder backend, compare-and-swap refs
+    s3.py        the S3 backend (boto3; any S3-compatible endpoint)
+    refs.py      NAME/TAG refs with their history; NAME[@TAG|@HASH] resolution
+    push.py      objects, then manifest, then ref (CAS): an interrupted push publishes nothing
+    pull.py      staged, verified download; published into the home in one atomic swap
+    query.py     DuckDB over a version in place, with the local catalog's views
+"""
+
+from thyme_core.versions.pull import pull
+from thyme_core.versions.push import push
+from thyme_core.versions.query import query_version
+from thyme_core.versions.refs import versions
+from thyme_core.versions.store import ObjectMissing, RefConflict, open_store
+
+__all__ = ["ObjectMissing", "RefConflict", "open_store", "pull", "push", "query_version", "versions"]

@@ -1,0 +1,177 @@
+"""The S3 backend of the version store: any S3-compatible server through boto3.
+
+Configuration is boto3's own (AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3, AWS_PROFILE, the credential chain,
+AWS_REGION); THYME_S3_ENDPOINT, when set, overrides the endpoint. Missing credentials or an unreachable bucket
+fail here, at start-up, with the reason. Requests retry with exponential backoff and jitter (botocore's
+"standard" retry mode); objects above the multipart threshold go up and down in parallel parts.
+
+Conditional writes move refs: If-None-Match: * to create, If-Match: <etag> to replace; a 412 (or a 409 from
+a server that saw two conditional writes race) is a RefConflict.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+from thyme_core.errors import ThymeError
+from thyme_core.versions.store import ObjectMissing, RefConflict, _conflict_message
+
+ENDPOINT_ENV = "THYME_S3_ENDPOINT"
+MULTIPART_THRESHOLD = 64 << 20
+MAX_ATTEMPTS = 8
+
+
+class S3Store:
+    def __init__(self, uri: str, multipart_threshold: int = MULTIPART_THRESHOLD, max_attempts: int = MAX_ATTEMPTS):
+        import boto3
+        from boto3.s3.transfer import TransferConfig
+        from botocore.config import Config
+
+        parsed = urlparse(uri)
+        if not parsed.netloc:
+            raise ThymeError(f"store {uri!r}: expected s3://bucket/prefix")
+        self.uri = uri
+        self.bucket = parsed.netloc
+        self.prefix = parsed.path.strip("/") + "/" if parsed.path.strip("/") else ""
+        self.session = boto3.session.Session()
+        if self.session.get_credentials() is None:
+            raise ThymeError(
+                f"store {uri}: no AWS credentials found. Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
+                "AWS_PROFILE (~/.aws/credentials), or run where an instance/role provides them"
+            )
+        config = Config(retries={"max_attempts": max_attempts, "mode": "standard"}, connect_timeout=10,
+                        read_timeout=120, max_pool_connections=32)
+        self.client = self.session.client("s3", endpoint_url=os.environ.get(ENDPOINT_ENV) or None, config=config)
+        self.transfer = TransferConfig(multipart_threshold=multipart_threshold, multipart_chunksize=max(
+            8 << 20, multipart_threshold // 4), max_concurrency=8)
+        self.multipart_threshold = multipart_threshold
+        self._check_bucket()
+
+    def _check_bucket(self) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "?")
+            raise ThymeError(f"store {self.uri}: bucket {self.bucket!r} is not usable ({code}) at "
+                             f"{self.client.meta.endpoint_url}") from None
+        except BotoCoreError as exc:
+            raise ThymeError(f"store {self.uri}: cannot reach {self.client.meta.endpoint_url}: {exc}") from None
+
+    def _key(self, key: str) -> str:
+        return self.prefix + key
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return True
+        except ClientError as exc:
+            if _status(exc) == 404:
+                return False
+            raise
+
+    def put_file(self, key: str, path: Path, sha256: str) -> None:
+        if Path(path).stat().st_size < self.multipart_threshold:
+            # One PUT carrying our sha256: the server rejects the body if it is not what we hashed.
+            checksum = base64.b64encode(bytes.fromhex(sha256)).decode()
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=Path(path).read_bytes(),
+                                   ChecksumSHA256=checksum)
+        else:
+            self.client.upload_file(str(path), self.bucket, self._key(key), Config=self.transfer,
+                                    ExtraArgs={"ChecksumAlgorithm": "SHA256"})
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def get_bytes(self, key: str) -> bytes:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        except ClientError as exc:
+            if _status(exc) == 404 or _code(exc) == "NoSuchKey":
+                raise ObjectMissing(f"{self.uri}: {key} is missing") from None
+            raise
+
+    def download(self, key: str, dest: Path) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.download_file(self.bucket, self._key(key), str(dest), Config=self.transfer)
+        except ClientError as exc:
+            if _status(exc) == 404 or _code(exc) in ("NoSuchKey", "404"):
+                raise ObjectMissing(f"{self.uri}: {key} is missing") from None
+            raise
+
+    def list_keys(self, prefix: str) -> list[str]:
+        keys = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+            keys += [o["Key"][len(self.prefix):] for o in page.get("Contents", [])]
+        return sorted(keys)
+
+    def read_ref(self, key: str) -> tuple[bytes, str] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            obj = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if _status(exc) == 404 or _code(exc) == "NoSuchKey":
+                return None
+            raise
+        return obj["Body"].read(), obj["ETag"]
+
+    def write_ref(self, key: str, data: bytes, etag: str | None) -> str:
+        from botocore.exceptions import ClientError
+
+        cond = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
+        try:
+            return self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **cond)["ETag"]
+        except ClientError as exc:
+            if _status(exc) in (409, 412) or _code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise RefConflict(_conflict_message(key, etag)) from None
+            raise
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+    def setup_duckdb(self, con) -> None:
+        """Load the httpfs extension bundled by the duckdb-extension-httpfs wheel (no download) and give DuckDB
+        the credentials and endpoint boto3 resolved, so both read the same store."""
+        import duckdb_extension_httpfs
+
+        import duckdb
+
+        ext = Path(duckdb_extension_httpfs.__file__).parent / "extensions" / f"v{duckdb.__version__}" / "httpfs.duckdb_extension"
+        if not ext.is_file():
+            raise ThymeError(f"no httpfs extension for duckdb {duckdb.__version__} at {ext}: install "
+                             f"duckdb-extension-httpfs=={duckdb.__version__}")
+        con.execute(f"LOAD {_quote(str(ext))}")
+        creds = self.session.get_credentials().get_frozen_credentials()
+        endpoint = urlparse(self.client.meta.endpoint_url)
+        opts = {"KEY_ID": creds.access_key, "SECRET": creds.secret_key,
+                "REGION": self.client.meta.region_name or "us-east-1"}
+        if creds.token:
+            opts["SESSION_TOKEN"] = creds.token
+        if not endpoint.netloc.endswith("amazonaws.com"):
+            opts.update(ENDPOINT=endpoint.netloc, URL_STYLE="path", USE_SSL=endpoint.scheme == "https")
+        # CREATE SECRET takes no bound parameters: values are quoted here instead.
+        body = ", ".join(f"{k} {_quote(v) if isinstance(v, str) else str(v).lower()}" for k, v in opts.items())
+        con.execute(f"CREATE OR REPLACE TEMPORARY SECRET thyme_store (TYPE s3, {body})")
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _status(exc) -> int | None:
+    return exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+
+
+def _code(exc) -> str:
+    return exc.response.get("Error", {}).get("Code", "")
