@@ -27,9 +27,10 @@ from PIL import Image
 from thyme_core.errors import ThymeError
 from thyme_core.sandbox import launch
 from thyme_core.sandbox._worker import recv_msg, send_msg
+from thyme_core.sandbox.outputs import classify, failure_message, link_or_copy, new_images, snapshot
 from thyme_core.sandbox.rewrite import prepare_code
-from thyme_core.sandbox.types import FATAL, ExecResult, Limits, OutputImage, Status
-from thyme_core.thyme_format import IMAGE_EXTENSIONS, OUTPUT_DIR, output_size_problem
+from thyme_core.sandbox.types import FATAL, ExecResult, Limits, Status
+from thyme_core.thyme_format import OUTPUT_DIR
 
 SANDBOX_INPUT_DIR = "/mnt/data/input"
 # Root mode: each live session runs as its own uid from this range (per-uid process limits, no shared files).
@@ -284,14 +285,14 @@ class SandboxPool:
         image_path, size = self._stage_inputs(session, images)
         mapped_out = str(session.out_dir) if self.isolation == "none" else None
         prepared = prepare_code(code, image_path, size, output_dir=mapped_out)
-        before = _snapshot(session.out_dir)
+        before = snapshot(session.out_dir)
         request = {"code": prepared, "image_path": image_path, "cpu_s": limits.cpu_s,
                    "max_output_chars": limits.max_output_chars}
         reply, status = self._exchange(session, request, limits.timeout_s)
         if reply is None:
-            return ExecResult(status, error=_failure_message(status, limits))
-        out_images, problem = _new_images(session.out_dir, before)
-        result = _classify(reply, out_images, problem)
+            return ExecResult(status, error=failure_message(status, limits))
+        out_images, problem = new_images(session.out_dir, before)
+        result = classify(reply, out_images, problem)
         if result.status in FATAL:
             self._stop_interpreter(session)  # recycle after any failure: the next run starts clean
         return result
@@ -322,7 +323,7 @@ class SandboxPool:
                 if not src.is_file():
                     raise ThymeError(f"input image not found: {src}")
                 name = f"{len(session.inputs)}_{src.name}" if src.name in session.inputs.values() else src.name
-                _link_or_copy(src, session.in_dir / name)
+                link_or_copy(src, session.in_dir / name)
                 session.inputs[key] = name
             if i == 0:
                 first = name
@@ -333,65 +334,6 @@ class SandboxPool:
             size = im.size
         inside = str(host) if self.isolation == "none" else f"{SANDBOX_INPUT_DIR}/{first}"
         return inside, size
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
-    os.chmod(dst, 0o644)
-
-
-def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    out = {}
-    for dirpath, _dirs, files in os.walk(folder):
-        for name in files:
-            path = os.path.join(dirpath, name)
-            try:
-                st = os.stat(path, follow_symlinks=False)
-            except OSError:
-                continue
-            out[path] = (st.st_mtime_ns, st.st_size)
-    return out
-
-
-def _new_images(folder: Path, before: dict) -> tuple[list[OutputImage], str]:
-    """Image files created or changed by this run, oldest first, and the first size problem among them."""
-    found, problem = [], ""
-    after = _snapshot(folder)
-    changed = [p for p, sig in after.items() if before.get(p) != sig and p.lower().endswith(IMAGE_EXTENSIONS)]
-    for path in sorted(changed, key=lambda p: (after[p][0], p)):
-        if os.path.islink(path):
-            problem = problem or f"{path} is a symbolic link"
-            continue
-        try:
-            with Image.open(path) as im:
-                width, height = im.size
-        except Exception as exc:  # PIL raises many types for a file that is not a readable image
-            problem = problem or f"{os.path.basename(path)} is not a readable image ({type(exc).__name__})"
-            continue
-        found.append(OutputImage(path, width, height))
-        size_problem = output_size_problem(width, height)
-        if size_problem and not problem:
-            problem = f"{os.path.basename(path)}: {size_problem}"
-    return found, problem
-
-
-def _classify(reply: dict, images: list[OutputImage], problem: str) -> ExecResult:
-    status, error = Status(reply["status"]), str(reply.get("error", ""))
-    if status == Status.OK and problem:
-        status, error = Status.BAD_OUTPUT, f"bad output image: {problem}"
-    elif status == Status.OK and not images and not str(reply.get("stdout", "")).strip():
-        status = Status.NO_OUTPUT
-    return ExecResult(status, str(reply.get("stdout", "")), str(reply.get("stderr", "")), tuple(images), error,
-                      truncated=bool(reply.get("truncated")))
-
-
-def _failure_message(status: Status, limits: Limits) -> str:
-    if status == Status.TIMEOUT:
-        return f"TimeoutError: execution exceeded the limit ({limits.timeout_s:g} s wall clock / {limits.cpu_s} s CPU)"
-    return "RuntimeError: the sandbox interpreter died (crash, signal or resource limit)"
 
 
 def _finish(result: ExecResult, duration: float, fresh: bool) -> ExecResult:
