@@ -56,7 +56,7 @@ class Ref:
 
 
 def history_entry(manifest_sha: str, summary: dict) -> dict:
-    return {"manifest": manifest_sha, "pushed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    return {"manifest": manifest_sha, "pushed_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
             "by": f"{getpass.getuser()}@{socket.gethostname()}", **summary}
 
 
@@ -79,8 +79,8 @@ def versions(store: Store, name: str) -> list[dict]:
     for tag in tags(store, name):
         ref, _ = read(store, name, tag)
         for i, entry in enumerate(ref.history):
-            out.append({**entry, "tag": tag, "current": i == len(ref.history) - 1})
-    return sorted(out, key=lambda e: e["pushed_at"], reverse=True)
+            out.append(({**entry, "tag": tag, "current": i == len(ref.history) - 1}, i))
+    return [e for e, _ in sorted(out, key=lambda e: (e[0]["pushed_at"], e[1]), reverse=True)]
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:

@@ -1,0 +1,255 @@
+"""Dataset versions on the local-folder store: one test per guarantee of push, pull, refs and in-place query.
+
+The same guarantees against a real S3-protocol server are in tests/integration/test_s3_versions.py, which
+reuses `make_home` and `FailingStore` from here.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from thyme_core import catalog, prepare
+from thyme_core.errors import ThymeError
+from thyme_core.home import DataHome
+from thyme_core.synth import generate_records
+from thyme_core.synth.writer import SCHEMA
+from thyme_core.versions import RefConflict, open_store, pull, push, query_version, refs, versions
+from thyme_core.versions.manifest import build_manifest
+from thyme_core.versions.push import plan_push, publish, upload_objects
+from thyme_core.versions.store import object_key
+
+CONFIG = prepare.PrepareConfig(shard_rows=4)
+VIEW_QUERIES = {
+    "sft_samples": "SELECT id, split, question, response, image_paths FROM sft_samples ORDER BY id",
+    "images": "SELECT sha256, path, bytes FROM images ORDER BY sha256",
+    "rejects": "SELECT split, source_row, reason FROM rejects ORDER BY ALL",
+    "prepare_shards": "SELECT shard, samples_image, samples_text FROM prepare_shards ORDER BY shard",
+}
+
+
+def make_home(root, split="2round", n=6, seed=0) -> DataHome:
+    """A real prepared home (synthetic Thyme rows through prepare_shard); a second call adds a source."""
+    home = DataHome(root).ensure()
+    source = root.parent / f"{root.name}-{split}-{seed}.parquet"
+    rows = list(generate_records(split, n, seed, 160, 120, 1))
+    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), source)
+    for spec in prepare.plan(source, split, CONFIG, home):
+        prepare.prepare_shard(spec, home, CONFIG)
+    catalog.connect(home).close()
+    return home
+
+
+def catalog_rows(home: DataHome) -> dict:
+    return {name: catalog.query(home, sql)[1] for name, sql in VIEW_QUERIES.items()}
+
+
+class FailingStore:
+    """A store that dies on the n-th object upload, as a killed push or a lost connection would."""
+
+    def __init__(self, inner, fail_after: int):
+        self.inner, self.left = inner, fail_after
+
+    def put_file(self, key, path, sha256):
+        if self.left == 0:
+            raise ConnectionError("injected: connection lost mid-upload")
+        self.left -= 1
+        self.inner.put_file(key, path, sha256)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@pytest.fixture(scope="module")
+def source_home(tmp_path_factory):
+    return make_home(tmp_path_factory.mktemp("src") / "home")
+
+
+@pytest.fixture
+def store(tmp_path):
+    return open_store(str(tmp_path / "store"))
+
+
+def test_round_trip_gives_the_same_catalog(source_home, store, tmp_path):
+    pushed = push(source_home, store, "sft")
+    got = pull(store, "sft", DataHome(tmp_path / "pulled"))
+    assert got.manifest == pushed.manifest and not got.unchanged
+    assert build_manifest(DataHome(tmp_path / "pulled")).sha256 == pushed.manifest  # byte for byte
+    assert catalog_rows(DataHome(tmp_path / "pulled")) == catalog_rows(source_home)
+    assert not list((tmp_path / "pulled" / "tmp").iterdir())  # no staging left behind
+
+
+def test_version_holds_parts_and_images_not_the_duckdb_file(source_home, store):
+    manifest = build_manifest(source_home)
+    paths = [f.path for f in manifest.files]
+    assert any(p.startswith("images/") for p in paths) and any(p.startswith("shards/prepare/") for p in paths)
+    assert "shards/prepare/_schema/images.parquet" in paths  # every view resolves on a pulled home
+    assert not [p for p in paths if not p.startswith(("images/", "shards/"))]  # no catalog.duckdb, tmp/, sources
+    samples = next(f for f in manifest.files if f.path.endswith("image_samples.parquet") and "_schema" not in f.path)
+    assert samples.rows > 0 and ["question", "string"] in samples.schema
+
+
+def test_same_content_same_hash_and_a_repush_uploads_nothing(source_home, store):
+    first = push(source_home, store, "a")
+    assert first.uploaded == first.objects
+    again = push(source_home, store, "a")
+    assert again.unchanged and again.manifest == first.manifest
+    other = push(source_home, store, "b", tag="v1")  # another name and tag: same manifest, no upload
+    assert other.manifest == first.manifest and other.uploaded == 0
+
+
+def test_new_data_uploads_only_new_objects_and_history_keeps_both(tmp_path, store):
+    home = make_home(tmp_path / "home")
+    v1 = push(home, store, "sft")
+    make_home(tmp_path / "home", split="computation", n=4)
+    v2 = push(home, store, "sft")
+    assert v2.manifest != v1.manifest and 0 < v2.uploaded < v2.objects
+    listed = versions(store, "sft")
+    assert [e["manifest"] for e in listed] == [v2.manifest, v1.manifest] and listed[0]["current"]
+    assert listed[0]["rows"]["prepare/text_samples"] > listed[1]["rows"]["prepare/text_samples"] == 0
+    old = pull(store, f"sft@{v1.manifest[:10]}", DataHome(tmp_path / "old"))  # a hash prefix from the history
+    assert old.manifest == v1.manifest
+    assert build_manifest(DataHome(tmp_path / "old")).sha256 == v1.manifest
+
+
+def test_concurrent_publishers_the_later_one_gets_a_conflict(tmp_path, store):
+    home_a, home_b = make_home(tmp_path / "a", seed=1), make_home(tmp_path / "b", seed=2)
+    plan_a, plan_b = plan_push(home_a, store, "sft"), plan_push(home_b, store, "sft")  # both see no ref
+    publish(plan_b, upload_objects(plan_b))
+    upload_objects(plan_a)
+    with pytest.raises(RefConflict, match="created by another publisher.*run the push again"):
+        publish(plan_a)
+    assert refs.read(store, "sft", "latest")[0].manifest == plan_b.manifest.sha256  # B's version stands
+    retry = push(home_a, store, "sft")
+    assert retry.uploaded == 0  # A's objects went up before the conflict
+    assert [e["manifest"] for e in versions(store, "sft")] == [retry.manifest, plan_b.manifest.sha256]
+
+
+def test_conflict_on_an_existing_ref_too(tmp_path, store, source_home):
+    push(source_home, store, "sft")
+    home_b = make_home(tmp_path / "b", seed=3)
+    plan_a, plan_b = plan_push(home_b, store, "sft"), plan_push(home_b, store, "sft")
+    publish(plan_b)
+    with pytest.raises(RefConflict, match="moved by another publisher"):
+        publish(plan_a)
+    assert len(versions(store, "sft")) == 2
+
+
+def test_interrupted_push_publishes_nothing_and_a_retry_completes(source_home, store, tmp_path):
+    with pytest.raises(ConnectionError):
+        push(source_home, FailingStore(store, fail_after=5), "sft")
+    assert versions(store, "sft") == [] and not store.list_keys("manifests/")
+    with pytest.raises(ThymeError, match="no version 'sft'"):
+        pull(store, "sft", DataHome(tmp_path / "pulled"))
+    retry = push(source_home, store, "sft")
+    assert retry.uploaded == retry.objects - 5
+
+
+def _corrupt_one_parquet_object(store, manifest_sha) -> str:
+    entry = next(f for f in build_manifest_of(store, manifest_sha) if f.path.endswith("samples.parquet"))
+    path = store.root / object_key(entry.sha256)
+    path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
+    return entry.path
+
+
+def build_manifest_of(store, sha):
+    from thyme_core.versions.pull import load_manifest
+
+    return load_manifest(store, f"x@{sha}")[2].files
+
+
+def test_corrupted_object_is_an_error_and_nothing_is_visible(source_home, store, tmp_path):
+    v = push(source_home, store, "sft")
+    bad_path = _corrupt_one_parquet_object(store, v.manifest)
+    target = DataHome(tmp_path / "pulled")
+    with pytest.raises(ThymeError, match=f"is corrupted.*{bad_path}|{bad_path}.*is corrupted"):
+        pull(store, "sft", target)
+    assert not list(target.shards_dir.iterdir()) and not list(target.images_dir.iterdir())
+    assert not list(target.tmp_dir.iterdir())
+
+
+def test_corrupted_object_leaves_a_replaced_home_as_it_was(tmp_path, store):
+    home = make_home(tmp_path / "home", seed=4)
+    before = build_manifest(home).sha256
+    v = push(make_home(tmp_path / "other", seed=5), store, "sft")
+    _corrupt_one_parquet_object(store, v.manifest)
+    with pytest.raises(ThymeError, match="is corrupted"):
+        pull(store, "sft", home, replace=True)
+    assert build_manifest(home).sha256 == before
+
+
+def test_missing_object_is_an_error(source_home, store, tmp_path):
+    v = push(source_home, store, "sft")
+    victim = build_manifest_of(store, v.manifest)[-1]
+    (store.root / object_key(victim.sha256)).unlink()
+    with pytest.raises(ThymeError, match=f"is missing: it holds {victim.path}; nothing was pulled"):
+        pull(store, "sft", DataHome(tmp_path / "pulled"))
+    assert not list(DataHome(tmp_path / "pulled").shards_dir.iterdir())
+
+
+def test_pull_over_another_catalog_needs_replace_and_then_matches_exactly(tmp_path, store, source_home):
+    v = push(source_home, store, "sft")
+    home = make_home(tmp_path / "home", split="computation", n=4, seed=6)
+    with pytest.raises(ThymeError, match="already holds a different catalog.*--replace"):
+        pull(store, "sft", home)
+    pull(store, "sft", home, replace=True)
+    assert build_manifest(home).sha256 == v.manifest  # old shards and images outside the version are gone
+    assert catalog_rows(home) == catalog_rows(source_home)
+    assert pull(store, "sft", home).unchanged  # pulling the version it holds is a no-op
+
+
+def test_query_in_place_has_the_local_views(source_home, store):
+    push(source_home, store, "sft")
+    for name, sql in VIEW_QUERIES.items():
+        assert query_version(store, "sft", sql)[1] == catalog.query(source_home, sql)[1], name
+    for name in catalog.named_queries():
+        assert query_version(store, "sft", name)[1] == catalog.query(source_home, name)[1], name
+
+
+def test_version_specs(source_home, store):
+    v = push(source_home, store, "sft", tag="v1")
+    assert refs.resolve(store, "sft@v1") == ("sft", v.manifest)
+    assert refs.resolve(store, f"sft@{v.manifest}") == ("sft", v.manifest)
+    with pytest.raises(ThymeError, match=r"no version 'sft'.*tags of sft: v1"):
+        refs.resolve(store, "sft")  # no `latest` was pushed
+    with pytest.raises(ThymeError, match="matches no version"):
+        refs.resolve(store, "sft@deadbeef")
+    with pytest.raises(ThymeError, match="use letters"):
+        push(source_home, store, "a/b")
+
+
+def test_an_image_that_does_not_match_its_name_is_not_pushed(tmp_path, store):
+    home = make_home(tmp_path / "home", seed=7)
+    image = next(home.images_dir.rglob("*.jpg"))
+    image.write_bytes(image.read_bytes() + b"x")
+    with pytest.raises(ThymeError, match="does not match its name"):
+        push(home, store, "sft")
+    assert versions(store, "sft") == []
+
+
+def test_s3_store_without_credentials_fails_at_start(monkeypatch, tmp_path):
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(ThymeError, match="no AWS credentials found"):
+        open_store("s3://bucket/prefix")
+
+
+def test_cli_push_versions_pull_query(source_home, tmp_path, capsys):
+    from thyme_cli.main import main
+
+    store = str(tmp_path / "store")
+    assert main(["data", "push", "sft", "--home", str(source_home.root), "--store", store, "--tag", "v1"]) == 0
+    assert main(["data", "versions", "sft", "--store", store]) == 0
+    assert main(["data", "--home", str(tmp_path / "p"), "pull", "sft@v1", "--store", store]) == 0
+    assert main(["data", "query", "sft@v1", "SELECT count(*) FROM sft_samples", "--store", store]) == 0
+    out = capsys.readouterr().out
+    assert "sft/v1 -> " in out and "v1" in out and "all checksums verified" in out
+    assert (tmp_path / "p" / "catalog.duckdb").exists()
+    assert main(["data", "pull", "sft@nope", "--home", str(tmp_path / "q"), "--store", store]) == 2
+    assert "no version 'sft@nope'" in capsys.readouterr().err
