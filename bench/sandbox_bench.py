@@ -4,7 +4,8 @@
 
 Measured side by side, each after 5 warm-up runs, sequentially (latency of one call):
   isolated_session      our pool, every run in the same live session (a trajectory's later code blocks)
-  isolated_new_session  our pool, a new session (fresh forked interpreter, new folders) for every run
+  isolated_new_session  our pool, a new session (fresh forked interpreter, new folders) for every run;
+                        latency is the run call, executions/s also pays closing each session
   subprocess            (a) a fresh `python -c` per call, which must import cv2 each time
   in_process            (b) exec() in this process with cv2 already imported: the original release's way,
                         no isolation at all
@@ -67,25 +68,29 @@ def summarize(times: list[float], wall: float | None = None) -> dict:
 
 
 def timed(fn, runs: int, warmup: int = 5) -> dict:
+    """Latency per call (fn may return its own, e.g. leaving out session clean-up); rate over the wall time."""
     for i in range(warmup):
         fn(-1 - i)
     times = []
     start = time.perf_counter()
     for i in range(runs):
         t = time.perf_counter()
-        fn(i)
-        times.append(time.perf_counter() - t)
+        own = fn(i)
+        times.append(own if own is not None else time.perf_counter() - t)
     return summarize(times, time.perf_counter() - start)
 
 
 def bench_pool(pool: SandboxPool, image: Path, runs: int, new_session: bool) -> dict:
-    def one(i: int) -> None:
+    def one(i: int) -> float:
         sid = f"new-{i}" if new_session else "same"
+        t = time.perf_counter()
         r = pool.run(CODE, [image], session_id=sid)
+        latency = time.perf_counter() - t
         if r.status != Status.OK or len(r.images) != 1:
             raise RuntimeError(f"sandbox run failed: {r}")
         if new_session:
-            pool.close_session(sid)
+            pool.close_session(sid)  # counted in executions/s, not in the call's latency
+        return latency
 
     return timed(one, runs)
 

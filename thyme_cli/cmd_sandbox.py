@@ -42,7 +42,8 @@ def _run(args: argparse.Namespace) -> int:
     limits = Limits(timeout_s=args.timeout, cpu_s=max(1, int(args.timeout)), memory_mb=args.memory_mb)
     root = resolve_home(args.home).root / "sandbox"
     isolation = "none" if args.unsafe_no_isolation else "bwrap"
-    with SandboxPool(isolation=isolation, workers=1, root=root, keep_outputs=True, limits=limits) as pool:
+    with SandboxPool(isolation=isolation, workers=1, root=root, keep_outputs=True, limits=limits,
+                     spares=0) as pool:
         result = pool.run(code, args.image, session_id=args.session or uuid.uuid4().hex[:12])
     print(json.dumps(result.to_json_dict(), ensure_ascii=False))
     return 0

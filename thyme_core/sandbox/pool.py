@@ -50,6 +50,7 @@ class _Session:
     pid: int = 0
     template: "_Template | None" = None
     inputs: dict[str, str] = field(default_factory=dict)  # host path -> name in the input folder
+    runs: int = 0
 
     @property
     def out_dir(self) -> Path:
@@ -126,10 +127,13 @@ class SandboxPool:
     root: folder holding the session folders (default: a fresh temporary folder removed on close).
     recycle_after: sessions one template forks before a fresh template replaces it.
     keep_outputs: keep session folders when a session (or the pool) closes.
+    spares: interpreters kept forked ahead (with their own empty folders) for new sessions that use the
+        pool's default limits (default: `workers`); a background thread refills them.
     """
 
     def __init__(self, isolation: str = "bwrap", workers: int | None = None, root: str | os.PathLike | None = None,
-                 recycle_after: int = 500, keep_outputs: bool = False, limits: Limits | None = None):
+                 recycle_after: int = 500, keep_outputs: bool = False, limits: Limits | None = None,
+                 spares: int | None = None):
         launch.worker_mode(isolation)
         if isolation == "bwrap":
             launch.find_bwrap()
@@ -141,14 +145,21 @@ class SandboxPool:
         self.root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="thyme-sandbox-"))
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o755)
-        self._slots = threading.BoundedSemaphore(workers or os.cpu_count() or 1)
+        workers = workers or os.cpu_count() or 1
+        self._slots = threading.BoundedSemaphore(workers)
         self._lock = threading.Lock()
+        self._spare_ready = threading.Condition(self._lock)
+        self._spares: list[_Session] = []
+        self._spare_target = workers if spares is None else spares
+        self._spare_count = 0
         self._sessions: dict[str, _Session] = {}
         self._free_uids = list(range(UID_BASE + UID_COUNT - 1, UID_BASE - 1, -1))
         self._template: _Template | None = None
         self._old: list[_Template] = []
         self._closed = False
         self._current_template()
+        self._refiller = threading.Thread(target=self._refill_spares, name="sandbox-spares", daemon=True)
+        self._refiller.start()
 
     # ---- public API
 
@@ -161,11 +172,12 @@ class SandboxPool:
         limits = limits or self.limits
         start = time.perf_counter()
         with self._slots:
-            session = self._session(session_id)
+            session = self._session(session_id, limits)
             with session.lock:
-                fresh = session.sock is None
-                if fresh:
+                fresh = session.sock is None or session.runs == 0
+                if session.sock is None:
                     self._start_interpreter(session, limits)
+                session.runs += 1
                 result = self._run_in(session, code, [Path(p) for p in images], limits)
         return _finish(result, time.perf_counter() - start, fresh)
 
@@ -197,14 +209,22 @@ class SandboxPool:
                 shutil.rmtree(session.dir, ignore_errors=True)
 
     def close(self) -> None:
-        if self._closed:
-            return
-        for session_id in list(self._sessions):
-            self.close_session(session_id)
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._spare_ready.notify_all()
+        self._refiller.join(timeout=CONTROL_TIMEOUT_S)
+        for session in [*self._sessions.values(), *self._spares]:
+            with session.lock:
+                self._stop_interpreter(session)
+            if not self.keep_outputs or not session.session_id:  # unused spares leave nothing behind
+                shutil.rmtree(session.dir, ignore_errors=True)
+        self._sessions.clear()
+        self._spares.clear()
         for template in [self._template, *self._old]:
             if template is not None:
                 template.close()
-        self._closed = True
         if self._own_root and not self.keep_outputs:
             shutil.rmtree(self.root, ignore_errors=True)
 
@@ -216,22 +236,52 @@ class SandboxPool:
 
     # ---- sessions and interpreters
 
-    def _session(self, session_id: str) -> _Session:
+    def _session(self, session_id: str, limits: Limits | None = None) -> _Session:
+        """The session's record; a new session takes a spare interpreter when its limits are the default."""
         with self._lock:
             if self._closed:
                 raise ThymeError("the sandbox pool is closed")
             session = self._sessions.get(session_id)
             if session is None:
-                safe = re.sub(r"[^A-Za-z0-9_.-]", "_", session_id)[:48]
-                key = f"{safe}-{hashlib.sha256(session_id.encode()).hexdigest()[:12]}"
-                session = _Session(session_id, key, self.root / key, self._free_uids.pop())
-                for sub in ("in", "out"):
-                    (session.dir / sub).mkdir(parents=True, exist_ok=True)
-                    os.chmod(session.dir / sub, 0o755)
-                if os.geteuid() == 0 and self.isolation == "bwrap":
-                    os.chown(session.out_dir, session.uid, session.uid)
+                if self._spares and limits == self.limits:
+                    session = self._spares.pop()
+                    session.session_id = session_id
+                    self._spare_ready.notify()
+                else:
+                    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", session_id)[:48]
+                    session = self._new_session(f"{safe}-{hashlib.sha256(session_id.encode()).hexdigest()[:12]}")
+                    session.session_id = session_id
                 self._sessions[session_id] = session
             return session
+
+    def _new_session(self, key: str) -> _Session:
+        """Folders and uid for a session (call with self._lock held)."""
+        session = _Session("", key, self.root / key, self._free_uids.pop())
+        for sub in ("in", "out"):
+            (session.dir / sub).mkdir(parents=True, exist_ok=True)
+            os.chmod(session.dir / sub, 0o755)
+        if os.geteuid() == 0 and self.isolation == "bwrap":
+            os.chown(session.out_dir, session.uid, session.uid)
+        return session
+
+    def _refill_spares(self) -> None:
+        while True:
+            with self._spare_ready:
+                while not self._closed and len(self._spares) >= self._spare_target:
+                    self._spare_ready.wait()
+                if self._closed:
+                    return
+                self._spare_count += 1
+                spare = self._new_session(f"w{self._spare_count:06d}")
+            try:
+                self._start_interpreter(spare, self.limits)
+            except ThymeError:
+                time.sleep(1.0)  # the next run reports the problem; do not spin
+            with self._lock:
+                if spare.sock is not None:
+                    self._spares.append(spare)
+                if self._closed:
+                    return
 
     def _current_template(self) -> _Template:
         with self._lock:
