@@ -253,3 +253,12 @@ def test_cli_push_versions_pull_query(source_home, tmp_path, capsys):
     assert (tmp_path / "p" / "catalog.duckdb").exists()
     assert main(["data", "pull", "sft@nope", "--home", str(tmp_path / "q"), "--store", store]) == 2
     assert "no version 'sft@nope'" in capsys.readouterr().err
+
+
+def test_large_versions_check_the_store_by_listing(source_home, store, monkeypatch):
+    from thyme_core.versions import push as push_mod
+
+    monkeypatch.setattr(push_mod, "LIST_ABOVE", 1)  # as for a version of thousands of images
+    first = push(source_home, store, "a")
+    assert first.uploaded == first.objects
+    assert push(source_home, store, "b").uploaded == 0

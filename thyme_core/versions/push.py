@@ -18,6 +18,8 @@ from thyme_core.versions import refs
 from thyme_core.versions.manifest import Manifest, build_manifest
 from thyme_core.versions.store import RefConflict, Store, manifest_key, object_key, ref_key
 
+LIST_ABOVE = 1000  # objects in a version from which the store's object listing replaces per-object checks
+
 
 @dataclass
 class PushPlan:
@@ -53,10 +55,12 @@ def plan_push(home: DataHome, store: Store, name: str, tag: str = refs.DEFAULT_T
 def upload_objects(plan: PushPlan, threads: int = 8) -> tuple[int, int]:
     """Upload the version's objects the store lacks; returns (count, bytes) uploaded."""
     unique = {f.sha256: f for f in plan.manifest.files}
+    # Many objects: one listing (1,000 keys a request) is cheaper than a HEAD per object.
+    listed = set(plan.store.list_keys("objects/")) if len(unique) >= LIST_ABOVE else None
 
     def one(entry) -> int:
         key = object_key(entry.sha256)
-        if plan.store.exists(key):
+        if (key in listed) if listed is not None else plan.store.exists(key):
             return -1
         plan.store.put_file(key, plan.home.absolute(entry.path), entry.sha256)
         return entry.bytes
