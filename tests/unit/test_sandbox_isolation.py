@@ -243,3 +243,43 @@ def test_unisolated_mode_only_when_asked(tmp_path):
     with SandboxPool(isolation="none", root=tmp_path) as p:
         r = p.run("print('/mnt/data/temp_processed_images/x.png')\nimport os; print(os.getcwd())", session_id="s")
         assert r.status == Status.OK and str(tmp_path) in r.stdout
+
+
+def test_concurrent_sessions_run_in_parallel_without_mixing(pool, image):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i):
+        code = f"import time\ntime.sleep(0.3)\nmine = {i}\nprint(mine)"
+        return pool.run(code, [image], session_id=f"par-{i}").stdout
+
+    start = time.monotonic()
+    with ThreadPoolExecutor(2) as ex:
+        outs = list(ex.map(one, range(4)))
+    assert outs == [f"{i}\n" for i in range(4)]
+    assert time.monotonic() - start < 1.2 + 1.0  # two at a time, not one after another
+
+
+def test_unprivileged_user_namespace_mode_isolates_too(monkeypatch, image):
+    """The mode used when the pool does not run as root (forced here; per-session uids need root)."""
+    from thyme_core.sandbox import launch
+
+    monkeypatch.setattr(launch, "worker_mode", lambda isolation: "userns" if isolation == "bwrap" else "none")
+    code = """
+import os, socket
+try:
+    socket.create_connection(("1.1.1.1", 53), timeout=1); print("REACHED")
+except OSError:
+    print("no network")
+print(os.listdir("/proc"), os.listdir("/sbx"), os.path.exists("/etc/passwd"))
+open("/mnt/data/temp_processed_images/o.txt", "w").write("x")
+try:
+    open("/mnt/data/input/photo.jpg", "ab"); print("WROTE INPUT")
+except OSError:
+    print("input read-only")
+"""
+    with SandboxPool(spares=0) as p:
+        r = p.run(code, [image], session_id="u")
+        assert r.status == Status.OK, r
+        assert r.stdout == "no network\n[] [] False\ninput read-only\n", r.stdout
+        stuck = p.run("while True:\n    pass", session_id="u", limits=Limits(timeout_s=1.0))
+        assert stuck.status == Status.TIMEOUT and p.run("print(1)", session_id="u").stdout == "1\n"

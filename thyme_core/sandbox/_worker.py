@@ -218,8 +218,14 @@ def session_main(mode, msg, sess_fd):
 def _lock_down(mode, msg, sess_fd):
     os.closerange(3, sess_fd)
     os.closerange(sess_fd + 1, 1 << 16)
+    vm_bytes = _vm_bytes()
+    if mode == "root":
+        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)  # shows this pid namespace only
+    elif mode == "userns":
+        # The kernel refuses a new proc mount in a user namespace while bwrap's /proc has read-only
+        # overmounts, so /proc is hidden instead: the session sees no processes at all.
+        _mount("tmpfs", "/proc", "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
     if mode != "none":
-        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
         for cap in range(64):
             _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
     if mode == "root":
@@ -232,17 +238,20 @@ def _lock_down(mode, msg, sess_fd):
         _check(_libc.syscall(SYS_CAPSET, header, (ctypes.c_uint32 * 6)()), "capset")
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
     os.setsid()
-    _set_limits(msg["limits"])
+    _set_limits(msg["limits"], vm_bytes)
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.chdir(msg["cwd"])
 
 
-def _set_limits(limits):
-    mb = 1024 * 1024
+def _vm_bytes():
     with open("/proc/self/statm") as f:
-        vm_bytes = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _set_limits(limits, vm_bytes):
+    mb = 1024 * 1024
     used = _cpu_used()
     for res, value in (
         (resource.RLIMIT_AS, vm_bytes + limits["memory_mb"] * mb),

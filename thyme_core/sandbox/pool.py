@@ -260,7 +260,7 @@ class SandboxPool:
         for sub in ("in", "out"):
             (session.dir / sub).mkdir(parents=True, exist_ok=True)
             os.chmod(session.dir / sub, 0o755)
-        if os.geteuid() == 0 and self.isolation == "bwrap":
+        if launch.worker_mode(self.isolation) == "root":  # the session runs as its own uid
             os.chown(session.out_dir, session.uid, session.uid)
         return session
 
