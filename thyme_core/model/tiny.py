@@ -1,0 +1,135 @@
+"""A tiny Qwen2.5-VL-architecture model, tokenizer and processor, built offline in seconds.
+
+Tests, the demo and `thyme train-sft` on a fresh CPU machine need a model with the real architecture
+(vision tower, merger, M-RoPE, the same special tokens and chat format) but no download. This builds one:
+a byte-level BPE tokenizer trained on synthetic Thyme text with Qwen's special tokens, a Qwen-style chat
+template, and a randomly initialised Qwen2_5_VLForConditionalGeneration (hidden 64, 2 layers, vision depth
+2; ~0.2M parameters). It is cached in the data home under models/, keyed by TINY_VERSION, and built
+atomically (staging folder + rename), so concurrent builders converge.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from thyme_core.home import DataHome
+
+TINY_VERSION = "tiny-qwen2_5-vl-v1"
+MARKER = "thyme_tiny.json"  # written last: a folder without it is an unfinished build
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                  "<|image_pad|>", "<|video_pad|>"]
+VOCAB_SIZE = 1024
+# Small images keep CPU sequences short: 64*28*28 pixels is at most 64 image tokens after the 2x2 merge.
+TINY_MIN_PIXELS = 4 * 28 * 28
+TINY_MAX_PIXELS = 64 * 28 * 28
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}"
+    "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
+    "{% endif %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}{{ '<|vision_start|><|image_pad|><|vision_end|>' }}"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{{ '<|im_end|>\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def tiny_model_dir(home: DataHome) -> Path:
+    return home.root / "models" / TINY_VERSION
+
+
+def ensure_tiny_model(home: DataHome, seed: int = 0) -> Path:
+    """The tiny model's folder in `home`, building it first if it is not there yet."""
+    target = tiny_model_dir(home)
+    if (target / MARKER).exists():
+        return target
+    staging = home.ensure().tmp_dir / f"{TINY_VERSION}.{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    build_tiny_model(staging, seed=seed)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        staging.rename(target)
+    except OSError:  # another process finished first; its build is equivalent
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (target / MARKER).exists():
+            raise
+    return target
+
+
+def build_tiny_model(out: Path, seed: int = 0) -> Path:
+    """Write tokenizer, image processor config, chat template and a random tiny model into `out`."""
+    import json
+
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer()
+    tokenizer.save_pretrained(out)
+    image_processor = build_image_processor()
+    image_processor.save_pretrained(out)
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(tiny_config(tokenizer))
+    model.save_pretrained(out)
+    (out / MARKER).write_text(json.dumps({"version": TINY_VERSION, "seed": seed}))
+    return out
+
+
+def _corpus() -> list[str]:
+    """Text the tokenizer learns from: synthetic Thyme questions and responses of every split."""
+    from thyme_core.synth import generate_records
+
+    texts = []
+    for split in ("wo_thinking_thyme_single_round", "2round", "computation"):
+        for rec in generate_records(split, 12, 0, 160, 120, 1):
+            texts += [rec["question"], rec["response"]]
+    return texts
+
+
+def build_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE, special_tokens=SPECIAL_TOKENS, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(_corpus(), trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   model_max_length=32768)
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def build_image_processor():
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    return Qwen2VLImageProcessorPil(min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS)
+
+
+def tiny_config(tokenizer):
+    from transformers import Qwen2_5_VLConfig
+
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    text = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32768,
+                rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [2, 3, 3]},
+                bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
+                pad_token_id=ids["<|endoftext|>"], tie_word_embeddings=False)
+    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
+                  fullatt_block_indexes=[1], window_size=112)
+    return Qwen2_5_VLConfig(
+        text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=False,
+    )

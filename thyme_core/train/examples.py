@@ -1,0 +1,140 @@
+"""Training examples: a catalog sample -> token ids, labels and image slots, or a drop with its reason.
+
+Pieces from masking.py are tokenized one by one; an image slot becomes <|vision_start|>, as many
+<|image_pad|> as the resized image has merged patches, <|vision_end|>. Labels are -100 wherever the piece
+is not trainable, so sandbox outputs (their text and their image tokens) never carry loss. The image grid is
+computed from the image header and the processor's pixel limits (the same smart_resize the processor
+applies), so lengths are known without decoding pixels; collate.py decodes them per batch.
+
+An example longer than `max_length` is dropped with reason `too_long`, never truncated: a cut could fall
+inside an image block or remove the answer. Every drop carries a reason code and is counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from PIL import Image
+
+from thyme_core.train.masking import Piece, images_shown, prompt_pieces, response_pieces
+
+IGNORE = -100
+
+
+class Drop(StrEnum):
+    TOO_LONG = "too_long"  # more tokens than max_length (never truncated)
+    IMAGE_MISSING = "image_missing"  # an image file of the sample is not in the store
+    IMAGE_UNREADABLE = "image_unreadable"  # the file is there but PIL cannot read its size
+    IMAGE_COUNT_MISMATCH = "image_count_mismatch"  # outputs showing images != processed images listed
+    NO_LABELS = "no_labels"  # nothing model-written is left to learn from
+
+
+@dataclass(frozen=True)
+class ExampleOptions:
+    max_length: int
+    last_round_only: bool = False
+    system_prompt: str = "You are a helpful assistant."
+    min_pixels: int = 4 * 28 * 28
+    max_pixels: int = 3_211_264
+
+
+@dataclass
+class Example:
+    sample_id: str
+    input_ids: list[int]
+    labels: list[int]
+    images: list[Path] = field(default_factory=list)  # absolute paths, in the order they appear
+    grids: list[tuple[int, int, int]] = field(default_factory=list)  # (t, h, w) patches per image
+
+    @property
+    def has_image(self) -> bool:
+        return bool(self.images)
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def n_label_tokens(self) -> int:
+        return sum(1 for x in self.labels if x != IGNORE)
+
+
+@dataclass(frozen=True)
+class Dropped:
+    sample_id: str
+    reason: Drop
+    detail: str
+
+
+class TokenSpec:
+    """What the builder needs from a processor: tokenizer, special ids, patch geometry."""
+
+    def __init__(self, processor):
+        self.tokenizer = processor.tokenizer
+        ip = processor.image_processor
+        self.patch, self.merge, self.temporal = ip.patch_size, ip.merge_size, ip.temporal_patch_size
+        ids = self.tokenizer.convert_tokens_to_ids
+        self.vision_start, self.image_pad, self.vision_end = (
+            ids("<|vision_start|>"), ids("<|image_pad|>"), ids("<|vision_end|>"))
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def grid(self, path: Path, min_pixels: int, max_pixels: int) -> tuple[int, int, int]:
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+        with Image.open(path) as img:
+            width, height = img.size
+        h, w = smart_resize(height, width, factor=self.patch * self.merge, min_pixels=min_pixels,
+                            max_pixels=max_pixels)
+        return 1, h // self.patch, w // self.patch
+
+
+def build_example(sample: dict, home_root: Path, spec: TokenSpec, opts: ExampleOptions) -> Example | Dropped:
+    """One catalog row (id, question, response, image_paths, has_image) -> Example, or Dropped with a reason."""
+    sid = sample["id"]
+    paths = [Path(home_root) / p for p in (sample.get("image_paths") or [])]
+    if sample["has_image"] and images_shown(sample["response"]) != len(paths) - 1:
+        return Dropped(sid, Drop.IMAGE_COUNT_MISMATCH,
+                       f"{images_shown(sample['response'])} outputs show images, {len(paths) - 1} given")
+    pieces = prompt_pieces(opts.system_prompt, sample["question"], bool(sample["has_image"]))
+    pieces += response_pieces(sample["response"], opts.last_round_only)
+    try:
+        grids = [spec.grid(p, opts.min_pixels, opts.max_pixels) for p in paths]
+    except FileNotFoundError as exc:
+        return Dropped(sid, Drop.IMAGE_MISSING, str(exc))
+    except (OSError, ValueError) as exc:
+        return Dropped(sid, Drop.IMAGE_UNREADABLE, str(exc))
+    input_ids, labels = _tokenize(pieces, grids, spec)
+    if len(input_ids) > opts.max_length:
+        return Dropped(sid, Drop.TOO_LONG, f"{len(input_ids)} tokens > max_length {opts.max_length}")
+    if all(x == IGNORE for x in labels):
+        return Dropped(sid, Drop.NO_LABELS, "no model-written tokens")
+    order = [p.image for p in pieces if p.image is not None]
+    return Example(sid, input_ids, labels, [paths[i] for i in order], [grids[i] for i in order])
+
+
+def _tokenize(pieces: list[Piece], grids: list[tuple[int, int, int]], spec: TokenSpec):
+    input_ids: list[int] = []
+    labels: list[int] = []
+    for piece in pieces:
+        if piece.image is not None:
+            t, h, w = grids[piece.image]
+            ids = [spec.vision_start] + [spec.image_pad] * (t * h * w // spec.merge**2) + [spec.vision_end]
+        else:
+            ids = spec.encode(piece.text)
+        input_ids += ids
+        labels += ids if piece.trainable else [IGNORE] * len(ids)
+    return input_ids, labels
+
+
+def build_examples(samples, home_root: Path, processor, opts: ExampleOptions):
+    """(examples, drops) for an iterable of catalog rows; drops keep their reason codes."""
+    spec = TokenSpec(processor)
+    examples, drops = [], []
+    for sample in samples:
+        result = build_example(sample, home_root, spec, opts)
+        (drops if isinstance(result, Dropped) else examples).append(result)
+    return examples, drops
