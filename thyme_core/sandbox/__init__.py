@@ -10,7 +10,9 @@ imports), which stays alive for the session, so later code blocks see earlier bl
 fork per session over a pool of pre-started sandboxed interpreters because every session must see only its
 own input and output folders and must not share processes or state with the previous session: with a pool
 each session would pay a full bwrap + interpreter start (about 0.3 s of CPU) or share a worker with the
-session before; forking gives a fresh, private, warm interpreter per session at fork cost.
+session before; forking gives a fresh, private, warm interpreter per session at fork cost. The pool also
+keeps a few interpreters forked ahead (`spares`, each with its own empty folders), so a new session usually
+finds one ready. bench/sandbox_bench.py and docs/benchmarks.md have the figures.
 
 What isolation covers (mode "bwrap", real kernel mechanisms, one adversarial test each in
 tests/unit/test_sandbox_isolation.py):
@@ -23,7 +25,8 @@ tests/unit/test_sandbox_isolation.py):
 - Privileges: as root, each session switches to its own uid with no capabilities; otherwise it runs in a
   nested user namespace with every capability dropped. no_new_privs is set either way.
 - Processes: each session interpreter is pid 1 of its own pid namespace (it cannot see or signal other
-  sessions or the host); a timeout SIGKILLs it, which kills everything it started, and it is reaped.
+  sessions or the host; /proc shows only its own namespace, or nothing in the unprivileged mode); a
+  timeout SIGKILLs it, which kills everything it started, and it is reaped.
 - Resources (setrlimit): address space (memory_mb above the warm interpreter), CPU seconds per run,
   processes+threads (fork bombs fail with EAGAIN), largest file written, open files; stdout/stderr capped.
 - Wall clock: enforced by the host, so code stuck inside numpy / cv2 is stopped too; after any timeout,
@@ -33,8 +36,9 @@ What it does not cover:
 - No seccomp filter: the kernel's whole system-call surface is reachable (a kernel exploit escapes).
 - No cgroups: memory is bounded by address space, not resident memory; CPU is not shared fairly
   (concurrency is bounded by `workers` instead); disk use is bounded per file, not per session in total.
-- The process limit is exact only when the pool runs as root (a uid per session) or when the kernel counts
-  processes per user namespace (5.14+); timing side channels and /usr contents are not hidden.
+- The process limit is exact only when the pool runs as root (a uid per session, from 2,000,000 up: those
+  uids must be unused on the host) or when the kernel counts processes per user namespace (5.14+); timing
+  side channels and /usr contents are not hidden.
 - The session's code shares its interpreter with the pool's tiny protocol loop: it can forge its own
   result (never another session's) or make the next run of the same session misbehave.
 - Mode "none" (isolation="none", CLI --unsafe-no-isolation) has none of the above except the rlimits,

@@ -25,7 +25,11 @@ FATAL = frozenset({Status.TIMEOUT, Status.MEMORY, Status.KILLED})
 
 @dataclass(frozen=True)
 class Limits:
-    """What one execution may use. Defaults fit Thyme's crop / enhance / compute code with a wide margin."""
+    """What one execution may use. Defaults fit Thyme's crop / enhance / compute code with a wide margin.
+
+    timeout_s, cpu_s and max_output_chars apply to each run; memory_mb, max_processes and max_file_mb are
+    set when the session's interpreter starts (its first run, or the first run after a failure).
+    """
 
     timeout_s: float = field(default=10.0, metadata={"help": "wall-clock seconds per run; the process group is then killed"})
     cpu_s: int = field(default=10, metadata={"help": "CPU seconds per run (RLIMIT_CPU, raised per run)"})
