@@ -56,7 +56,8 @@ def _home(args):
 
 
 def run_push(args) -> int:
-    from thyme_core.versions import open_store, push
+    from thyme_core.versions.push import push
+    from thyme_core.versions.store import open_store
 
     store = open_store(args.store)
     r = push(_home(args), store, args.name, args.tag)
@@ -69,7 +70,8 @@ def run_push(args) -> int:
 
 
 def run_pull(args) -> int:
-    from thyme_core.versions import open_store, pull
+    from thyme_core.versions.pull import pull
+    from thyme_core.versions.store import open_store
 
     home = _home(args)
     r = pull(open_store(args.store), args.spec, home, replace=args.replace)
@@ -83,7 +85,8 @@ def run_pull(args) -> int:
 
 def run_versions(args) -> int:
     from thyme_core.catalog import format_table
-    from thyme_core.versions import open_store, versions
+    from thyme_core.versions.refs import versions
+    from thyme_core.versions.store import open_store
 
     entries = versions(open_store(args.store), args.name)
     columns = ["version", "tag", "pushed_at", "by", "files", "size", "images", "rows"]
@@ -96,7 +99,8 @@ def run_versions(args) -> int:
 
 def run_query(args) -> int:
     from thyme_core.catalog import format_table
-    from thyme_core.versions import open_store, query_version
+    from thyme_core.versions.query import query_version
+    from thyme_core.versions.store import open_store
 
     columns, rows = query_version(open_store(args.store), args.spec, args.query, args.param)
     print(format_table(columns, rows, args.max_width))

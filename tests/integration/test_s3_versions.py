@@ -25,12 +25,13 @@ from tests.unit.test_versions import VIEW_QUERIES, FailingStore, catalog_rows, m
 from thyme_core import catalog
 from thyme_core.errors import ThymeError
 from thyme_core.home import DataHome
-from thyme_core.versions import RefConflict, open_store, pull, push, query_version, refs, versions
 from thyme_core.versions.manifest import build_manifest
-from thyme_core.versions.pull import load_manifest
-from thyme_core.versions.push import plan_push, publish, upload_objects
+from thyme_core.versions.pull import load_manifest, pull
+from thyme_core.versions.push import plan_push, publish, push, upload_objects
+from thyme_core.versions.query import query_version
+from thyme_core.versions.refs import versions
 from thyme_core.versions.s3 import S3Store
-from thyme_core.versions.store import object_key
+from thyme_core.versions.store import RefConflict, object_key, open_store
 
 BIN = Path(sys.executable).parent
 BUCKET = "thyme-versions"
@@ -139,7 +140,7 @@ def test_a_conflicting_cli_push_exits_with_a_clear_error(s3, source_home, tmp_pa
 
 
 def test_interrupted_push_publishes_nothing_and_a_retry_completes(s3, source_home, tmp_path):
-    uri, client, _ = s3
+    uri, _, _ = s3
     store = open_store(uri)
     with pytest.raises(ConnectionError):
         push(source_home, FailingStore(store, fail_after=7), "sft")

@@ -6,7 +6,6 @@ reuses `make_home` and `FailingStore` from here.
 
 from __future__ import annotations
 
-import shutil
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -17,10 +16,13 @@ from thyme_core.errors import ThymeError
 from thyme_core.home import DataHome
 from thyme_core.synth import generate_records
 from thyme_core.synth.writer import SCHEMA
-from thyme_core.versions import RefConflict, open_store, pull, push, query_version, refs, versions
+from thyme_core.versions import refs
 from thyme_core.versions.manifest import build_manifest
-from thyme_core.versions.push import plan_push, publish, upload_objects
-from thyme_core.versions.store import object_key
+from thyme_core.versions.pull import load_manifest, pull
+from thyme_core.versions.push import plan_push, publish, push, upload_objects
+from thyme_core.versions.query import query_version
+from thyme_core.versions.refs import versions
+from thyme_core.versions.store import RefConflict, object_key, open_store
 
 CONFIG = prepare.PrepareConfig(shard_rows=4)
 VIEW_QUERIES = {
@@ -149,15 +151,13 @@ def test_interrupted_push_publishes_nothing_and_a_retry_completes(source_home, s
 
 
 def _corrupt_one_parquet_object(store, manifest_sha) -> str:
-    entry = next(f for f in build_manifest_of(store, manifest_sha) if f.path.endswith("samples.parquet"))
+    entry = next(f for f in manifest_files(store, manifest_sha) if f.path.endswith("samples.parquet"))
     path = store.root / object_key(entry.sha256)
     path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
     return entry.path
 
 
-def build_manifest_of(store, sha):
-    from thyme_core.versions.pull import load_manifest
-
+def manifest_files(store, sha):
     return load_manifest(store, f"x@{sha}")[2].files
 
 
@@ -183,7 +183,7 @@ def test_corrupted_object_leaves_a_replaced_home_as_it_was(tmp_path, store):
 
 def test_missing_object_is_an_error(source_home, store, tmp_path):
     v = push(source_home, store, "sft")
-    victim = build_manifest_of(store, v.manifest)[-1]
+    victim = manifest_files(store, v.manifest)[-1]
     (store.root / object_key(victim.sha256)).unlink()
     with pytest.raises(ThymeError, match=f"is missing: it holds {victim.path}; nothing was pulled"):
         pull(store, "sft", DataHome(tmp_path / "pulled"))
@@ -256,9 +256,7 @@ def test_cli_push_versions_pull_query(source_home, tmp_path, capsys):
 
 
 def test_large_versions_check_the_store_by_listing(source_home, store, monkeypatch):
-    from thyme_core.versions import push as push_mod
-
-    monkeypatch.setattr(push_mod, "LIST_ABOVE", 1)  # as for a version of thousands of images
+    monkeypatch.setattr("thyme_core.versions.push.LIST_ABOVE", 1)  # as for a version of thousands of images
     first = push(source_home, store, "a")
     assert first.uploaded == first.objects
     assert push(source_home, store, "b").uploaded == 0

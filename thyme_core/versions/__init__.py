@@ -7,12 +7,7 @@
     push.py      objects, then manifest, then ref (CAS): an interrupted push publishes nothing
     pull.py      staged, verified download; published into the home in one atomic swap
     query.py     DuckDB over a version in place, with the local catalog's views
+
+Import from the modules (`from thyme_core.versions.push import push`): nothing is re-exported here, so a
+module is never shadowed by the function it is named after.
 """
-
-from thyme_core.versions.pull import pull
-from thyme_core.versions.push import push
-from thyme_core.versions.query import query_version
-from thyme_core.versions.refs import versions
-from thyme_core.versions.store import ObjectMissing, RefConflict, open_store
-
-__all__ = ["ObjectMissing", "RefConflict", "open_store", "pull", "push", "query_version", "versions"]
