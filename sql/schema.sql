@@ -46,3 +46,29 @@ CREATE OR REPLACE VIEW replays AS
 SELECT sample_id, split, block, status, similarity, reason, detail, duration_s
 FROM read_parquet('shards/replay/*/replays.parquet')
 QUALIFY row_number() OVER (PARTITION BY sample_id, block ORDER BY status = 'match' DESC, reason) = 1;
+
+-- Agent trajectories (thyme infer, thyme eval, RL rollouts): each finished shard publishes one folder
+-- shards/agent/<key>/ with trajectories/turns/executions parts (and eval_results for evaluation shards).
+-- One row per (run, sample) is kept should a run's shard be published twice.
+CREATE OR REPLACE VIEW trajectories AS
+SELECT run_id, sample_id, benchmark, question, image_sha256, image_paths, response, answer, correct, stop_reason,
+       rounds, prompt_tokens, generated_tokens, sandbox_tokens, image_tokens, total_tokens, token_ids, token_mask,
+       image_offsets, image_grid_thw, generate_s, sandbox_s, total_s, backend, model, config
+FROM read_parquet('shards/agent/*/trajectories.parquet')
+QUALIFY row_number() OVER (PARTITION BY run_id, sample_id ORDER BY total_s) = 1;
+
+CREATE OR REPLACE VIEW turns AS
+SELECT run_id, sample_id, round, text, code, generated_tokens, finish
+FROM read_parquet('shards/agent/*/turns.parquet')
+QUALIFY row_number() OVER (PARTITION BY run_id, sample_id, round ORDER BY generated_tokens) = 1;
+
+CREATE OR REPLACE VIEW executions AS
+SELECT run_id, sample_id, round, status, error_type, error, stdout, duration_s, output_image_sha256, fed_back,
+       feedback_tokens
+FROM read_parquet('shards/agent/*/executions.parquet')
+QUALIFY row_number() OVER (PARTITION BY run_id, sample_id, round ORDER BY duration_s) = 1;
+
+CREATE OR REPLACE VIEW eval_results AS
+SELECT run_id, benchmark, "index", category, sample_id, prediction, choice, answer, correct, stop_reason
+FROM read_parquet('shards/agent/*/eval_results.parquet')
+QUALIFY row_number() OVER (PARTITION BY run_id, benchmark, "index" ORDER BY sample_id) = 1;

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from thyme_core.errors import ThymeError
 from thyme_core.home import DataHome
 from thyme_core.schema import ImageRecord, RejectRecord, ReplayRecord, SftSample, ShardSummary, to_table
+from thyme_core.schema import EvalResult, ExecutionRecord, TrajectoryRecord, TurnRecord
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 
@@ -29,6 +30,8 @@ _SCHEMA_PARTS = {
         "summary": ShardSummary,
     },
     "replay": {"replays": ReplayRecord},
+    "agent": {"trajectories": TrajectoryRecord, "turns": TurnRecord, "executions": ExecutionRecord,
+              "eval_results": EvalResult},
 }
 
 

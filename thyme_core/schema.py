@@ -98,6 +98,87 @@ class ReplayRecord:
     duration_s: float
 
 
+
+# ---- agent trajectories (infer, eval, RL rollouts) and evaluation results
+
+_ARROW_TYPES.update({list[int]: pa.list_(pa.int64()), bool | None: pa.bool_()})
+
+
+@dataclass(frozen=True)
+class TrajectoryRecord:
+    """One agent trajectory. Token fields are the compact ledger (one <|image_pad|> per image; see
+    thyme_core/agent/ledger.py): mask 1 = model-generated, 0 = prompt and sandbox output."""
+
+    run_id: str
+    sample_id: str
+    benchmark: str  # "" outside evaluation
+    question: str
+    image_sha256: list[str]  # the input image, then every fed-back image in order
+    image_paths: list[str]  # home-relative paths of the same images
+    response: str  # the assistant turn as text (fed-back images shown by stored path)
+    answer: str  # extracted answer ("" when none)
+    correct: bool | None  # NULL when there is no reference answer
+    stop_reason: str  # answer / eos / round_limit / budget / length
+    rounds: int  # code executions
+    prompt_tokens: int  # expanded counts (what the context held)
+    generated_tokens: int
+    sandbox_tokens: int
+    image_tokens: int
+    total_tokens: int
+    token_ids: list[int]
+    token_mask: list[int]
+    image_offsets: list[int]  # index of each image's pad in token_ids
+    image_grid_thw: list[int]  # 3 numbers per image
+    generate_s: float
+    sandbox_s: float
+    total_s: float
+    backend: str
+    model: str
+    config: str  # AgentConfig fingerprint
+
+
+@dataclass(frozen=True)
+class TurnRecord:
+    run_id: str
+    sample_id: str
+    round: int
+    text: str  # the model's text of this round
+    code: str  # the code block it ended with ("" otherwise)
+    generated_tokens: int
+    finish: str  # code / answer / eos / length / budget
+
+
+@dataclass(frozen=True)
+class ExecutionRecord:
+    """One sandbox run of a trajectory's code block."""
+
+    run_id: str
+    sample_id: str
+    round: int
+    status: str  # sandbox Status (ok, error, timeout, memory, killed, no_output, bad_output) or no_code
+    error_type: str  # the exception type of an error ("" otherwise): the error taxonomy
+    error: str
+    stdout: str
+    duration_s: float
+    output_image_sha256: list[str]  # images fed back
+    fed_back: str  # image / text / error / none (did not fit the token budget)
+    feedback_tokens: int
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    run_id: str
+    benchmark: str
+    index: str
+    category: str
+    sample_id: str
+    prediction: str  # the extracted answer
+    choice: str  # the option letter it was matched to ("" when none)
+    answer: str
+    correct: bool
+    stop_reason: str
+
+
 def arrow_schema(cls: type) -> pa.Schema:
     hints = typing.get_type_hints(cls)
     return pa.schema([pa.field(f.name, _ARROW_TYPES[hints[f.name]]) for f in dataclasses.fields(cls)])

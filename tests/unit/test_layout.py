@@ -13,7 +13,7 @@ from thyme_core import catalog, schema
 from tests.conftest import REPO
 
 _SQL_TYPES = {str: "VARCHAR", int: "BIGINT", float: "DOUBLE", float | None: "DOUBLE", bool: "BOOLEAN",
-              list[str]: "VARCHAR[]"}
+              list[str]: "VARCHAR[]", list[int]: "BIGINT[]", bool | None: "BOOLEAN"}
 
 
 def test_thyme_core_never_imports_prefect():
@@ -30,7 +30,9 @@ def test_thyme_core_never_imports_prefect():
 @pytest.mark.parametrize(
     "view, cls",
     [("sft_samples", schema.SftSample), ("images", schema.ImageRecord), ("rejects", schema.RejectRecord),
-     ("prepare_shards", schema.ShardSummary), ("replays", schema.ReplayRecord)],
+     ("prepare_shards", schema.ShardSummary), ("replays", schema.ReplayRecord),
+     ("trajectories", schema.TrajectoryRecord), ("turns", schema.TurnRecord), ("executions", schema.ExecutionRecord),
+     ("eval_results", schema.EvalResult)],
 )
 def test_sql_views_match_record_dataclasses(home, view, cls):
     con = catalog.connect(home)
