@@ -283,3 +283,30 @@ except OSError:
         assert r.stdout == "no network\n[] [] False\ninput read-only\n", r.stdout
         stuck = p.run("while True:\n    pass", session_id="u", limits=Limits(timeout_s=1.0))
         assert stuck.status == Status.TIMEOUT and p.run("print(1)", session_id="u").stdout == "1\n"
+
+
+def test_code_that_forges_the_protocol_only_breaks_its_own_run(pool):
+    code = """
+import os, socket, struct
+for fd in map(int, os.listdir("/proc/self/fd")):
+    try:
+        s = socket.socket(fileno=os.dup(fd))
+        s.sendall(struct.pack(">I", 2**31) + b"garbage")
+    except OSError:
+        pass
+"""
+    r = run(pool, code, session="forger")
+    assert r.status == Status.KILLED, r
+    assert run(pool, "print('next')", session="forger").stdout == "next\n"
+    assert run(pool, "print('other')", session="bystander").stdout == "other\n"
+
+
+def test_template_is_recycled_after_n_sessions(tmp_path):
+    with SandboxPool(recycle_after=2, spares=0, root=tmp_path) as p:
+        first = p._template
+        outs = []
+        for i in range(5):
+            outs.append(p.run(f"print({i})", session_id=f"s{i}").stdout)
+            p.close_session(f"s{i}")
+        assert outs == [f"{i}\n" for i in range(5)] and p._template is not first
+        assert not first.alive()  # drained (no live session) and closed

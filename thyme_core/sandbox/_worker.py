@@ -76,9 +76,11 @@ def send_msg(sock, obj):
     sock.sendall(struct.pack(">I", len(data)) + data)
 
 
-def recv_msg(sock):
-    head = _recv_exact(sock, 4)
-    return json.loads(_recv_exact(sock, struct.unpack(">I", head)[0]))
+def recv_msg(sock, max_bytes=1 << 30):
+    size = struct.unpack(">I", _recv_exact(sock, 4))[0]
+    if size > max_bytes:
+        raise ValueError(f"message of {size} bytes is over the {max_bytes} limit")
+    return json.loads(_recv_exact(sock, size))
 
 
 def _recv_exact(sock, n):

@@ -36,6 +36,7 @@ SANDBOX_INPUT_DIR = "/mnt/data/input"
 # Root mode: each live session runs as its own uid from this range (per-uid process limits, no shared files).
 UID_BASE, UID_COUNT = 2_000_000, 60_000
 STARTUP_TIMEOUT_S = 60.0
+MAX_REPLY_BYTES = 32 * 1024 * 1024  # a reply claiming more is the code forging the protocol
 CONTROL_TIMEOUT_S = 15.0  # spawn and kill answer in milliseconds; longer means the template is broken
 
 
@@ -68,11 +69,13 @@ class _Template:
         self.isolation = isolation
         self.mode = launch.worker_mode(isolation)
         self.ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # A file, not a pipe: nobody drains the template's stderr while it runs, and a full pipe would block it.
+        self._log = tempfile.TemporaryFile()
         argv = launch.template_argv(isolation, sessions_root, theirs.fileno())
         env = launch.SANDBOX_ENV if self.mode == "none" else {}
         self.proc = subprocess.Popen(
             argv, pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+            stdout=subprocess.DEVNULL, stderr=self._log, start_new_session=True,
         )
         theirs.close()
         self.lock = threading.Lock()
@@ -88,11 +91,8 @@ class _Template:
         self.ctl.settimeout(CONTROL_TIMEOUT_S)
 
     def _stderr(self) -> str:
-        try:
-            _, err = self.proc.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
-            return "(no answer)"
-        return err.decode(errors="replace").strip()[-2000:]
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace").strip()[-2000:]
 
     def request(self, msg: dict, fds: list[int] = ()) -> dict:
         with self.lock:
@@ -113,9 +113,7 @@ class _Template:
         self.ctl.close()
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, 9)
-        self.proc.wait()
-        if self.proc.stderr:
-            self.proc.stderr.close()
+        self.proc.wait()  # the log file stays readable for the error message; it goes with this object
 
 
 class SandboxPool:
@@ -157,7 +155,7 @@ class SandboxPool:
         self._template: _Template | None = None
         self._old: list[_Template] = []
         self._closed = False
-        self._current_template()
+        self._current_template(claim=False)  # start warm now, not on the first run
         self._refiller = threading.Thread(target=self._refill_spares, name="sandbox-spares", daemon=True)
         self._refiller.start()
 
@@ -283,7 +281,8 @@ class SandboxPool:
                 if self._closed:
                     return
 
-    def _current_template(self) -> _Template:
+    def _current_template(self, claim: bool = True) -> _Template:
+        """The template new interpreters fork from (replaced when dead or used up); `claim` counts one more."""
         with self._lock:
             t = self._template
             if t is None or not t.alive() or t.spawned >= self.recycle_after:
@@ -294,8 +293,9 @@ class SandboxPool:
             for old in [o for o in self._old if o.live == 0 or not o.alive()]:
                 old.close()
                 self._old.remove(old)
-            t.spawned += 1
-            t.live += 1
+            if claim:
+                t.spawned += 1
+                t.live += 1
             return t
 
     def _start_interpreter(self, session: _Session, limits: Limits) -> None:
@@ -352,7 +352,7 @@ class SandboxPool:
         try:
             sock.settimeout(timeout_s)
             send_msg(sock, request)
-            reply = recv_msg(sock)
+            reply = recv_msg(sock, max_bytes=MAX_REPLY_BYTES)
             if not isinstance(reply, dict) or "status" not in reply:
                 raise ValueError("malformed reply")
             return reply, Status(reply["status"])
