@@ -23,7 +23,8 @@ def register(subparsers) -> None:
     run = sub.add_parser("run", help="run one code block against an image; print the result as one JSON object")
     run.add_argument("--image", action="append", default=[], help="input image (image_path); repeatable")
     run.add_argument("--code", required=True, help="file with the code (text inside <code>, fences allowed); - for stdin")
-    run.add_argument("--session", default=None, help="session id (default: a new one per call)")
+    run.add_argument("--session", default=None, help="session id: names the output folder (default: a new one per call); "
+                     "variables do not carry over between CLI calls, each call is a fresh interpreter")
     run.add_argument("--timeout", type=float, default=10.0, help="wall-clock seconds (default 10)")
     run.add_argument("--memory-mb", type=int, default=2048, help="memory limit above the warm interpreter")
     run.add_argument(
