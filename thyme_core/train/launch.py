@@ -138,16 +138,17 @@ def environment() -> dict[str, str]:
 
 
 def launch(spec: RunSpec, on_line: Callable[[str], None], on_metrics: Callable[[dict], None]) -> int:
-    """Run the entry script under torchrun; every output line goes to on_line, METRICS lines to on_metrics."""
+    """Run the entry script under torchrun: METRICS lines (parsed) go to on_metrics, other lines to on_line."""
     proc = subprocess.Popen(command(spec), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=environment(), cwd=REPO, bufsize=1)
     assert proc.stdout is not None
     for line in proc.stdout:
         line = line.rstrip("\n")
-        on_line(line)
         at = line.find("METRICS {")
         if at >= 0:
             on_metrics(json.loads(line[at + len("METRICS "):]))
+        else:
+            on_line(line)
     return proc.wait()
 
 
@@ -175,3 +176,25 @@ def read_metrics(run_dir: Path) -> list[dict]:
 def as_dict(spec: RunSpec) -> dict:
     return {"run_dir": str(spec.run_dir), "key": spec.key, "samples": spec.samples, "done": spec.done,
             "config": dataclasses.asdict(spec.config)}
+
+
+def format_metrics(m: dict) -> str:
+    if "loss" not in m:
+        return json.dumps(m)
+    return (f"step {m['step']} [{m['kind']}] loss {m['loss']:.4f} lr {m['lr']:.3g} "
+            f"tokens/s {m['tokens_per_s']:.0f} padding {m['padding']:.3f}")
+
+
+def report_markdown(spec: RunSpec) -> str:
+    """A short markdown summary of a run: plan, drops, and the metrics of its steps."""
+    plan_path = spec.run_dir / "plan.json"
+    plan = json.loads(plan_path.read_text()) if plan_path.exists() else {}
+    lines = [f"# SFT stage {spec.config.stage}, run `{spec.key}`", "",
+             f"- run folder: `{spec.run_dir}`", f"- model: `{spec.config.model}`",
+             f"- samples {plan.get('samples')}, examples {plan.get('examples')}, drops {plan.get('drops')}",
+             f"- steps {plan.get('steps')} ({plan.get('kinds')}), planned padding {plan.get('planned_padding')}",
+             "", "| step | kind | loss | lr | tokens/s | padding |", "|---|---|---|---|---|---|"]
+    for m in read_metrics(spec.run_dir):
+        lines.append(f"| {m['step']} | {m['kind']} | {m['loss']:.4f} | {m['lr']:.3g} | "
+                     f"{m['tokens_per_s']:.0f} | {m['padding']:.3f} |")
+    return "\n".join(lines)

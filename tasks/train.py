@@ -1,0 +1,52 @@
+"""Prefect tasks of SFT training: thin wrappers over thyme_core.train.launch.
+
+The training itself runs in a torchrun subprocess; these tasks prepare its run folder, stream its output to
+the Prefect run logger, and retry a failed launch: the relaunch resumes from the run's last checkpoint.
+"""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+
+from tasks.retry import retry_unless_user_error
+from thyme_core.home import DataHome
+from thyme_core.train import launch
+from thyme_core.train.config import load_preset
+
+# A finished run is skipped by thyme_core itself (its folder has DONE, keyed by dataset, config and code),
+# which holds wherever the home goes; no Prefect result cache is used.
+
+
+@task(name="prepare-sft-run", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_unless_user_error,
+      cache_policy=NO_CACHE)
+def prepare_sft_run(home_root: str, preset: str, overrides: dict) -> launch.RunSpec:
+    return launch.prepare_run(DataHome(home_root), load_preset(preset, **overrides))
+
+
+@task(name="run-sft", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_unless_user_error,
+      cache_policy=NO_CACHE, task_run_name="sft-stage{spec.config.stage}-{spec.key}")
+def run_sft(spec: launch.RunSpec, home_root: str) -> str:
+    logger = get_run_logger()
+    progress = create_progress_artifact(progress=0.0, description=f"SFT stage {spec.config.stage} {spec.key}")
+    state = {"steps": None}
+
+    def on_metrics(m: dict) -> None:
+        if m.get("event") == "plan":
+            state["steps"] = m["steps"]
+        if "loss" in m and state["steps"]:
+            update_progress_artifact(progress, progress=100.0 * m["step"] / state["steps"])
+        logger.info(launch.format_metrics(m))
+
+    rc = launch.launch(spec, on_line=logger.info, on_metrics=on_metrics)
+    if rc != 0:
+        raise RuntimeError(f"training exited with code {rc}; a retry resumes from the last checkpoint")
+    return str(launch.finish(DataHome(home_root), spec))
+
+
+@task(name="publish-sft-report", cache_policy=NO_CACHE)
+def publish_sft_report(spec: launch.RunSpec) -> str:
+    markdown = launch.report_markdown(spec)
+    create_markdown_artifact(markdown, key=f"sft-stage{spec.config.stage}", description="SFT run summary")
+    return markdown
