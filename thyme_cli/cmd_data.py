@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 from thyme_cli.main import add_home_arg
 
@@ -49,6 +50,19 @@ def _common(p, home: bool = False) -> None:
         add_home_arg(p)
 
 
+@contextlib.contextmanager
+def _store_errors():
+    """An S3 failure left after botocore's retries (access denied, endpoint down) as a one-line error."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from thyme_core.errors import ThymeError
+
+    try:
+        yield
+    except (BotoCoreError, ClientError) as exc:
+        raise ThymeError(f"store: {exc}") from None
+
+
 def _home(args):
     from thyme_core.home import resolve_home
 
@@ -59,8 +73,9 @@ def run_push(args) -> int:
     from thyme_core.versions.push import push
     from thyme_core.versions.store import open_store
 
-    store = open_store(args.store)
-    r = push(_home(args), store, args.name, args.tag)
+    with _store_errors():
+        store = open_store(args.store)
+        r = push(_home(args), store, args.name, args.tag)
     if r.unchanged:
         print(f"{r.name}/{r.tag} already points at {r.manifest} (nothing to push)")
     else:
@@ -74,7 +89,8 @@ def run_pull(args) -> int:
     from thyme_core.versions.store import open_store
 
     home = _home(args)
-    r = pull(open_store(args.store), args.spec, home, replace=args.replace)
+    with _store_errors():
+        r = pull(open_store(args.store), args.spec, home, replace=args.replace)
     if r.unchanged:
         print(f"{home.root} already holds {r.name} {r.manifest}")
     else:
@@ -88,7 +104,8 @@ def run_versions(args) -> int:
     from thyme_core.versions.refs import versions
     from thyme_core.versions.store import open_store
 
-    entries = versions(open_store(args.store), args.name)
+    with _store_errors():
+        entries = versions(open_store(args.store), args.name)
     columns = ["version", "tag", "pushed_at", "by", "files", "size", "images", "rows"]
     rows = [(("* " if e["current"] else "  ") + e["manifest"][:16], e["tag"], e["pushed_at"], e["by"], e["files"],
              _size(e["bytes"]), e["images"], " ".join(f"{k}={v}" for k, v in sorted(e["rows"].items()) if v))
@@ -102,7 +119,8 @@ def run_query(args) -> int:
     from thyme_core.versions.query import query_version
     from thyme_core.versions.store import open_store
 
-    columns, rows = query_version(open_store(args.store), args.spec, args.query, args.param)
+    with _store_errors():
+        columns, rows = query_version(open_store(args.store), args.spec, args.query, args.param)
     print(format_table(columns, rows, args.max_width))
     return 0
 

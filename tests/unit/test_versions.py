@@ -238,6 +238,9 @@ def test_s3_store_without_credentials_fails_at_start(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     with pytest.raises(ThymeError, match="no AWS credentials found"):
         open_store("s3://bucket/prefix")
+    monkeypatch.setenv("AWS_PROFILE", "nope")
+    with pytest.raises(ThymeError, match="AWS configuration.*nope"):
+        open_store("s3://bucket/prefix")
 
 
 def test_cli_push_versions_pull_query(source_home, tmp_path, capsys):

@@ -36,8 +36,14 @@ class S3Store:
         self.uri = uri
         self.bucket = parsed.netloc
         self.prefix = parsed.path.strip("/") + "/" if parsed.path.strip("/") else ""
-        self.session = boto3.session.Session()
-        if self.session.get_credentials() is None:
+        from botocore.exceptions import BotoCoreError
+
+        try:
+            self.session = boto3.session.Session()
+            credentials = self.session.get_credentials()
+        except BotoCoreError as exc:  # e.g. AWS_PROFILE names a profile that does not exist
+            raise ThymeError(f"store {uri}: AWS configuration: {exc}") from None
+        if credentials is None:
             raise ThymeError(
                 f"store {uri}: no AWS credentials found. Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
                 "AWS_PROFILE (~/.aws/credentials), or run where an instance/role provides them"

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Protocol
 
 from thyme_core.errors import ThymeError
+from thyme_core.fsio import clean_stale_staging
 
 STORE_ENV = "THYME_STORE"
 
@@ -91,6 +92,7 @@ class LocalStore:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.uri = str(self.root)
+        clean_stale_staging(self.root / "tmp")  # copies a killed push left half-written
 
     def _path(self, key: str) -> Path:
         return self.root / key
