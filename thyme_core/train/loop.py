@@ -108,7 +108,9 @@ def train_step(engine, ctx: Context, step: int) -> dict:
     pad = ctx.processor.tokenizer.pad_token_id
     lr = engine.get_lr()[0]  # the rate this step uses (the scheduler advances inside engine.step)
     started = time.perf_counter()
-    totals = torch.zeros(4, dtype=torch.float64)  # nll sum, tokens, padded positions, label tokens
+    # nll sum, tokens, padded positions, label tokens, then how many micro-batches held images / text only
+    # / both: the last must stay 0 when separate_kinds is on (the stage-2 test reads it from the metrics)
+    totals = torch.zeros(7, dtype=torch.float64)
     for ids in micro_batches(batch_ids, lengths, ctx.world, ctx.rank, ctx.cfg.micro_batch):
         examples = [ctx.examples[i] for i in ids]
         batch = {k: v.to(ctx.device) for k, v in collate(examples, ctx.processor, image_pad, pad).items()}
@@ -117,14 +119,16 @@ def train_step(engine, ctx: Context, step: int) -> dict:
         nll_sum = out.loss * stats["label_tokens"]
         engine.backward(nll_sum * scale)
         engine.step()
-        totals += torch.tensor([nll_sum.item(), stats["tokens"], stats["padded"], stats["label_tokens"]],
-                               dtype=torch.float64)
+        kinds = {e.has_image for e in examples}
+        totals += torch.tensor([nll_sum.item(), stats["tokens"], stats["padded"], stats["label_tokens"],
+                                kinds == {True}, kinds == {False}, len(kinds) == 2], dtype=torch.float64)
     dist.all_reduce(totals)
     seconds = time.perf_counter() - started
-    nll, tokens, padded, labels = totals.tolist()
+    nll, tokens, padded, labels, image_mb, text_mb, mixed_mb = totals.tolist()
     return {"step": step + 1, "loss": nll / labels, "lr": lr, "tokens": int(tokens),
             "tokens_per_s": tokens / seconds, "padding": 1.0 - tokens / padded, "label_tokens": int(labels),
-            "kind": ctx.plan.kinds[step], "seconds": seconds}
+            "kind": ctx.plan.kinds[step], "seconds": seconds,
+            "micro_batches": {"image": int(image_mb), "text": int(text_mb), "mixed": int(mixed_mb)}}
 
 
 def save(engine, ctx: Context, step: int, metrics: dict) -> None:
