@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import pyarrow.parquet as pq
 
 from thyme_core.errors import ThymeError
 from thyme_core.home import DataHome
+from thyme_core.versions.store import parallel_map
 
 FORMAT = "thyme-version/1"
 _CHUNK = 1 << 20
@@ -98,8 +98,7 @@ def build_manifest(home: DataHome, threads: int = 4) -> Manifest:
     paths = version_paths(home)
     if not any(p.is_relative_to(home.shards_dir) and "_schema" not in p.parts for p in paths):
         raise ThymeError(f"{home.root}: no catalog content to push (no Parquet parts under shards/)")
-    with ThreadPoolExecutor(threads) as pool:
-        return Manifest(tuple(pool.map(lambda p: _entry(home, p), paths)))
+    return Manifest(tuple(parallel_map(lambda p: _entry(home, p), paths, threads)))
 
 
 def _entry(home: DataHome, path: Path) -> FileEntry:

@@ -17,7 +17,6 @@ import ctypes
 import os
 import shutil
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from thyme_core.fsio import clean_stale_staging
 from thyme_core.home import DataHome
 from thyme_core.versions import refs
 from thyme_core.versions.manifest import FileEntry, Manifest, build_manifest, sha256_file, version_paths
-from thyme_core.versions.store import ObjectMissing, Store, manifest_key, object_key
+from thyme_core.versions.store import ObjectMissing, Store, manifest_key, object_key, parallel_map
 
 
 @dataclass(frozen=True)
@@ -101,8 +100,7 @@ def _fetch_all(store: Store, manifest: Manifest, home: DataHome, stage: Path, th
             shutil.copyfile(dest, stage / other.path)
         return first.bytes
 
-    with ThreadPoolExecutor(threads) as pool:
-        return [n for n in pool.map(one, by_sha.values()) if n >= 0]
+    return [n for n in parallel_map(one, list(by_sha.values()), threads) if n >= 0]
 
 
 def _verify(path: Path, entry: FileEntry, store: Store, home: DataHome) -> None:

@@ -9,14 +9,13 @@ RefConflict (nothing overwritten) and can simply push again: its objects are alr
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from thyme_core import catalog
 from thyme_core.home import DataHome
 from thyme_core.versions import refs
 from thyme_core.versions.manifest import Manifest, build_manifest
-from thyme_core.versions.store import RefConflict, Store, manifest_key, object_key, ref_key
+from thyme_core.versions.store import RefConflict, Store, manifest_key, object_key, parallel_map, ref_key
 
 LIST_ABOVE = 1000  # objects in a version from which the store's object listing replaces per-object checks
 
@@ -65,8 +64,7 @@ def upload_objects(plan: PushPlan, threads: int = 8) -> tuple[int, int]:
         plan.store.put_file(key, plan.home.absolute(entry.path), entry.sha256)
         return entry.bytes
 
-    with ThreadPoolExecutor(threads) as pool:
-        sizes = [s for s in pool.map(one, unique.values()) if s >= 0]
+    sizes = [s for s in parallel_map(one, list(unique.values()), threads) if s >= 0]
     return len(sizes), sum(sizes)
 
 

@@ -21,6 +21,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -171,3 +172,14 @@ class LocalStore:
 def _conflict_message(key: str, etag: str | None) -> str:
     what = "was created" if etag is None else "was moved"
     return f"{key} {what} by another publisher while this push ran; nothing was overwritten"
+
+
+def parallel_map(fn, items, threads: int) -> list:
+    """fn over items on a thread pool, in order; the first failure cancels the calls not yet started, so a
+    corrupted object early in a pull does not wait for the rest of the version to download."""
+    pool = ThreadPoolExecutor(threads)
+    futures = [pool.submit(fn, item) for item in items]
+    try:
+        return [f.result() for f in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
