@@ -180,7 +180,7 @@ class SandboxPool:
         return _finish(result, time.perf_counter() - start, fresh)
 
     def session_dir(self, session_id: str) -> Path:
-        """The host folder whose `out/` receives the session's images (Thyme's /mnt/data/temp_processed_images)."""
+        """The host folder the session sees as /mnt/data/temp_processed_images (its output images land here)."""
         return self._session(session_id).out_dir
 
     def resolve(self, session_id: str, printed_path: str) -> Path | None:
