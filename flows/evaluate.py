@@ -1,0 +1,55 @@
+"""Flow `evaluate`: a VLMEvalKit TSV benchmark through the agent loop, scored by benchmark and category.
+
+Outputs, in the data home: shards/agent/eval-<key>/ per shard (trajectories, turns, executions,
+eval_results), the catalog views `trajectories`, `turns`, `executions`, `eval_results`, and a markdown
+accuracy report (printed and published as an artifact). Finished shards are skipped on a re-run.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from tasks.evaluate import eval_report, eval_shard, plan_eval_shards
+from tasks.progress import wait_with_progress
+from thyme_core.agent.config import AgentConfig
+from thyme_core.agent.infer import BackendSpec
+from thyme_core.home import resolve_home
+
+
+# Shards run one at a time in this process: the model is loaded once and is the bottleneck; parallel
+# sandboxes come from running several trajectories' code, not several shards.
+@flow(name="evaluate", task_runner=ThreadPoolTaskRunner(max_workers=1), log_prints=True)
+def evaluate(
+    tsv: str,
+    home: str | None = None,
+    backend: Literal["transformers", "vllm", "openai", "scripted"] = "transformers",
+    model: str = "",
+    response_file: str = "",
+    served_model: str = "",
+    device: str = "cpu",
+    shard_rows: int = 32,
+    run_id: str = "",
+    max_rounds: int = 5,
+    max_length: int = 8192,
+    max_new_tokens: int = 2048,
+    text_temperature: float = 0.0,
+    code_temperature: float = 0.0,
+    system_prompt: str = "",
+    isolation: Literal["bwrap", "none"] = "bwrap",
+) -> dict:
+    """Evaluate BENCH.tsv; returns the run id and counts (the report is an artifact)."""
+    spec = BackendSpec(backend, model, response_file, device, served_model)
+    config = AgentConfig(max_rounds=max_rounds, max_length=max_length, max_new_tokens=max_new_tokens,
+                         text_temperature=text_temperature, code_temperature=code_temperature,
+                         system_prompt=system_prompt, isolation=isolation)
+    home_root = str(resolve_home(home).ensure().root)
+    shards = plan_eval_shards(tsv, spec, config, shard_rows, run_id)
+    futures = [eval_shard.submit(s, home_root, spec, config) for s in shards]
+    results = wait_with_progress(futures, f"evaluate {tsv}", postfix=lambda r: {"correct": r.correct})
+    run = shards[0].run_id if shards else run_id
+    print(eval_report(home_root, run))
+    return {"run_id": run, "shards": len(results), "shards_reused": sum(r.reused for r in results),
+            "samples": sum(r.samples for r in results), "correct": sum(r.correct for r in results)}

@@ -1,0 +1,33 @@
+"""Prefect tasks of evaluation: thin wrappers over thyme_core.agent.evaluate."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from thyme_core.agent import evaluate
+from thyme_core.agent.config import AgentConfig
+from thyme_core.agent.infer import BackendSpec
+from thyme_core.home import DataHome
+
+
+@task(name="plan-eval-shards", cache_policy=NO_CACHE)
+def plan_eval_shards(tsv: str, spec: BackendSpec, config: AgentConfig, shard_rows: int, run_id: str
+                     ) -> list[evaluate.EvalShard]:
+    return evaluate.plan(tsv, spec, config, shard_rows, run_id)
+
+
+# No retries: a shard that fails fails the same way again; the rest of the run is kept and a re-run resumes.
+@task(name="eval-shard", cache_policy=NO_CACHE)
+def eval_shard(shard: evaluate.EvalShard, home_root: str, spec: BackendSpec, config: AgentConfig
+               ) -> evaluate.ShardOutcome:
+    return evaluate.eval_shard(shard, DataHome(home_root), spec, config)
+
+
+@task(name="eval-report", cache_policy=NO_CACHE)
+def eval_report(home_root: str, run_id: str) -> str:
+    markdown = evaluate.report_markdown(DataHome(home_root), run_id)
+    create_markdown_artifact(markdown, key=f"eval-{run_id.lower().removeprefix('eval-')}",
+                             description="Accuracy by benchmark and category")
+    return markdown

@@ -1,0 +1,50 @@
+"""`vllm`: vLLM in-process on GPU (install the `gpu` extra). vLLM is imported only here.
+
+Prompts go in as the ledger's compact token ids (one `<|image_pad|>` per image) with the images already
+resized to their ledger sizes: vLLM expands each pad itself (expanded ids would be expanded twice). The
+image processor gets the same min/max pixels as the ledger, so both compute the same grid. Placeholders are
+banned through logit_bias; stop strings are included in the output, and the sampled token ids are taken as
+they are.
+"""
+
+from __future__ import annotations
+
+from thyme_core.agent.backends.base import Backend, Generation, GenerationRequest, finish_of
+from thyme_core.agent.codec import HFCodec
+from thyme_core.errors import ThymeError
+
+
+class VLLMBackend(Backend):
+    def __init__(self, llm, codec: HFCodec, name: str = ""):
+        super().__init__(codec, name="vllm", model=name)
+        self.llm = llm
+
+    @classmethod
+    def load(cls, model: str | None, home, max_images: int = 8, gpu_memory_utilization: float = 0.85,
+             **llm_kwargs) -> "VLLMBackend":
+        try:
+            from vllm import LLM
+        except ImportError:
+            raise ThymeError("the vllm backend needs vLLM on a GPU machine: pip install '.[gpu]'") from None
+        from thyme_core.model import load_processor, resolve_model_path
+
+        folder = str(resolve_model_path(model, home))
+        codec = HFCodec(load_processor(folder), name=folder)
+        llm = LLM(model=folder, limit_mm_per_prompt={"image": max_images},
+                  mm_processor_kwargs={"min_pixels": codec.min_pixels, "max_pixels": codec.max_pixels},
+                  gpu_memory_utilization=gpu_memory_utilization, **llm_kwargs)
+        return cls(llm, codec, name=str(model or "tiny"))
+
+    def generate(self, request: GenerationRequest) -> Generation:
+        from vllm import SamplingParams
+
+        params = SamplingParams(
+            temperature=request.temperature, max_tokens=request.max_new_tokens, stop=list(request.stop),
+            include_stop_str_in_output=True, stop_token_ids=list(self.codec.eos_ids), seed=request.seed,
+            logit_bias={t: -100.0 for t in self.codec.banned_ids}, skip_special_tokens=False,
+        )
+        prompt = {"prompt_token_ids": list(request.ids)}
+        if request.images:
+            prompt["multi_modal_data"] = {"image": [im.load() for im in request.images]}
+        out = self.llm.generate([prompt], params, use_tqdm=False)[0].outputs[0]
+        return finish_of(list(out.token_ids), self.codec, request.stop, request.max_new_tokens)

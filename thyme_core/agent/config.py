@@ -1,0 +1,45 @@
+"""Settings of the agent loop, with help text; `__post_init__` rejects impossible values."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    max_rounds: int = field(default=5, metadata={"help": "code executions per trajectory; one more </code> ends it"})
+    max_length: int = field(default=8192, metadata={"help": "context budget in tokens (prompt, images, output)"})
+    max_new_tokens: int = field(default=2048, metadata={"help": "tokens per generation call"})
+    text_temperature: float = field(default=0.0, metadata={"help": "sampling temperature outside <code> (0 = greedy)"})
+    code_temperature: float = field(default=0.0, metadata={"help": "sampling temperature from <code> to </code>"})
+    seed: int = field(default=0, metadata={"help": "sampling seed (per trajectory: seed + a hash of the sample id)"})
+    reserve_tokens: int = field(default=32, metadata={"help": "tokens left free after a fed-back image"})
+    max_output_chars: int = field(default=2000, metadata={"help": "sandbox text fed back is cut to this"})
+    max_images_per_output: int = field(default=2, metadata={"help": "images one execution may feed back"})
+    timeout_s: float = field(default=10.0, metadata={"help": "wall-clock seconds per code execution"})
+    isolation: str = field(default="bwrap", metadata={"help": "sandbox isolation: bwrap, or none (trusted code only)"})
+    system_prompt: str = field(default="", metadata={"help": "system prompt file ('' = infra/prompts/system.txt)"})
+
+    def __post_init__(self):
+        for name in ("max_rounds", "max_output_chars", "reserve_tokens"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"AgentConfig.{name} must be >= 0")
+        for name in ("max_length", "max_new_tokens", "timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"AgentConfig.{name} must be positive")
+        if min(self.text_temperature, self.code_temperature) < 0:
+            raise ValueError("temperatures must be >= 0")
+        if self.isolation not in ("bwrap", "none"):
+            raise ValueError(f"isolation must be bwrap or none, not {self.isolation!r}")
+
+    @property
+    def split_temperatures(self) -> bool:
+        return self.text_temperature != self.code_temperature
+
+    def fingerprint(self) -> str:
+        """Hash of every setting that changes a trajectory (isolation does not)."""
+        d = asdict(self)
+        d.pop("isolation")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]

@@ -1,0 +1,60 @@
+"""What one code block's execution feeds back to the model.
+
+- An image: each path the code printed that names a file it saved (Thyme prints the saved path), in order;
+  if it printed no such path but saved images and printed nothing else, the last image saved.
+- Text: whatever else it printed (cut to max_output_chars).
+- An error: the sandbox's "Type: message" (or its status message), as the model should see it.
+Images are stored in the data home's image store (by sha256) before the session folder goes away.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from thyme_core.agent.config import AgentConfig
+
+NO_CODE = "no_code"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    error: str
+    stdout: str
+    duration_s: float
+    images: list[tuple[str, Path, str]]  # (sha256, stored host path, home-relative path)
+    text: str  # the text part of the feedback
+    kind: str  # image / text / error
+
+    def record(self, round_no: int, fed: tuple, kind: str, tokens: int):
+        from thyme_core.agent.loop import Execution
+
+        return Execution(round_no, self.status, self.error, self.stdout, self.duration_s, fed, kind, tokens)
+
+
+def execute(code: str, sample, pool, session_id: str, config: AgentConfig, store_image) -> Outcome:
+    from thyme_core.sandbox import Limits
+
+    if not code.strip():
+        msg = "Error: no code found between <code> and </code>"
+        return Outcome(NO_CODE, msg, "", 0.0, [], msg, "error")
+    limits = Limits(timeout_s=config.timeout_s, cpu_s=max(1, int(config.timeout_s)))
+    result = pool.run(code, [sample.image], session_id, limits)
+    status = str(result.status)
+    if status != "ok":
+        msg = (result.error or result.stderr.strip() or status)[-config.max_output_chars:]
+        return Outcome(status, result.error, result.stdout, result.duration_s, [], msg, "error")
+    printed_images, lines = [], []
+    for line in result.stdout.splitlines():
+        path = pool.resolve(session_id, line) if line.strip() else None
+        if path is not None and path not in printed_images:
+            printed_images.append(path)
+        else:
+            lines.append(line)
+    text = "\n".join(lines).strip()[: config.max_output_chars]
+    if not printed_images and result.images and not text:
+        printed_images = [Path(result.images[-1].path)]
+    stored = [store_image(p) for p in printed_images[: config.max_images_per_output]]
+    kind = "image" if stored else "text"
+    return Outcome(status, "", result.stdout, result.duration_s, stored, text, kind)
