@@ -17,11 +17,12 @@ finds one ready. bench/sandbox_bench.py and docs/benchmarks.md have the figures.
 What isolation covers (mode "bwrap", real kernel mechanisms, one adversarial test each in
 tests/unit/test_sandbox_isolation.py):
 - Network: a new, empty network namespace (loopback down, no interfaces): nothing is reachable.
-- Files: the sandbox's filesystem holds only /usr, the Python runtime folders and the worker script
-  (read-only), a minimal /dev, a private /proc, the session's input images at /mnt/data/input (read-only)
+- Files: the sandbox's filesystem holds only /usr, /etc/ld.so.cache, the Python runtime folders and the
+  worker script (read-only), a minimal /dev, a private /proc, the session's input images at /mnt/data/input (read-only)
   and the session's output folder at /mnt/data/temp_processed_images (the only writable place). Other
   sessions' folders are hidden under an empty read-only tmpfs; the mounts cannot be undone from inside.
-- Environment: cleared; only PATH, HOME, LANG, TMPDIR and thread-count variables are set.
+- Environment: cleared; only PATH, HOME, LANG, TMPDIR and thread-count variables are set (cv2 adds its
+  own LD_LIBRARY_PATH when imported).
 - Privileges: as root, each session switches to its own uid with no capabilities; otherwise it runs in a
   nested user namespace with every capability dropped. no_new_privs is set either way.
 - Processes: each session interpreter is pid 1 of its own pid namespace (it cannot see or signal other
@@ -39,6 +40,8 @@ What it does not cover:
 - The process limit is exact only when the pool runs as root (a uid per session, from 2,000,000 up: those
   uids must be unused on the host) or when the kernel counts processes per user namespace (5.14+); timing
   side channels and /usr contents are not hidden.
+- As root, the template (our code, never the model's) keeps CAP_SYS_ADMIN, SETUID, SETGID, SETPCAP and
+  KILL inside its namespaces so it can mount and switch uids; a bug in the template matters more there.
 - The session's code shares its interpreter with the pool's tiny protocol loop: it can forge its own
   result (never another session's) or make the next run of the same session misbehave.
 - Mode "none" (isolation="none", CLI --unsafe-no-isolation) has none of the above except the rlimits,
