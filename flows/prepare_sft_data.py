@@ -8,6 +8,7 @@ with image, text-only samples, images, rejects, shard summary), catalog.duckdb (
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -28,7 +29,7 @@ def prepare_sft_data(
     home: str | None = None,
     shard_rows: int = 1000,
     max_pixels: int = 100_000_000,
-    verify: str = "structure",
+    verify: Literal["structure", "decode"] = "structure",
 ) -> dict:
     """Prepare one split from SOURCE (a Parquet/JSONL file or a folder of them) into the data home."""
     started = time.perf_counter()
@@ -42,5 +43,6 @@ def prepare_sft_data(
     )
     report = catalog_report(home_root, split, results, time.perf_counter() - started)
     print(publish_report(report))
-    return {"split": split, "shards": len(specs), "images_per_second": round(report.images_per_second, 1),
+    return {"split": split, "shards": len(specs), "shards_reused": report.shards_reused,
+            "images_per_second": round(report.images_per_second, 1),
             "samples": report.samples_image + report.samples_text, "rejects": report.rejects}

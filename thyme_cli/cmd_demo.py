@@ -1,8 +1,8 @@
 """`thyme demo`: the main job on the embedded default, end to end on a CPU machine.
 
-Generates a small synthetic Thyme dataset (the three released splits), prepares it through the
-prepare_sft_data flow (ephemeral Prefect, one temporary API for the whole demo), then shows the catalog
-through the named queries. Idempotent: a second run reuses the generated files and finished shards.
+Generates a small synthetic Thyme dataset (the three released splits) plus a file of damaged records,
+prepares it through the prepare_sft_data flow (ephemeral Prefect, one temporary API for the whole demo),
+replays every code block in the sandbox (replay_sft_data), then shows the catalog through named queries. Idempotent: a second run reuses the generated files and finished shards.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pathlib import Path
 from thyme_cli.main import add_home_arg
 
 DEMO_SPLITS = {"wo_thinking_thyme_single_round": 48, "2round": 24, "computation": 32}
-DEMO_QUERIES = ("counts_by_split", "code_rounds", "images_by_format", "rejects_by_reason", "prepare_runs")
+DEMO_QUERIES = ("counts_by_split", "code_rounds", "images_by_format", "rejects_by_reason", "prepare_runs",
+                "replay_summary", "replay_failures")
 
 
 def register(sub) -> None:
@@ -48,6 +49,16 @@ def run(args) -> int:
             prepare_sft_data(source=str(path), split=split, home=str(home.root), shard_rows=16)
         # the same split again from a second, damaged source: every bad record gets its reason code
         prepare_sft_data(source=str(messy.parent), split="wo_thinking_thyme_single_round", home=str(home.root))
+        from flows.replay_sft_data import replay_sft_data
+
+        for split in files:  # re-run every code block in the sandbox; the damaged file's swapped images show
+            replay_sft_data(split=split, home=str(home.root))
+        # SFT (issue 6): a few steps of stage 1 then stage 2 (from stage 1's weights) on the tiny offline
+        # Qwen2.5-VL: torchrun + DeepSpeed ZeRO-2 in a subprocess; a rerun with nothing changed is skipped
+        from flows.train_sft import train_sft
+
+        for stage in (1, 2):
+            train_sft(stage=stage, max_steps=4, home=str(home.root))
     for name in DEMO_QUERIES:
         columns, rows = catalog.query(home, name)
         print(f"\n-- sql/queries/{name}.sql\n{catalog.format_table(columns, rows)}")

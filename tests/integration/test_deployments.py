@@ -1,0 +1,107 @@
+"""Deployments end to end: `thyme deploy` registers infra/prefect.yaml on a real server, a run is created
+through the API exactly as the UI's Run button does (custom parameters), a `thyme serve` process worker runs
+it; a rerun skips finished stages; a changed replay parameter recomputes only the replay stage."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.integration.conftest import REPO, thyme
+from thyme_core.synth import generate_records
+from thyme_core.synth.writer import SCHEMA
+
+
+def _folders(home, table):
+    root = home / "shards" / table
+    return {p.name: p.stat().st_mtime_ns for p in root.iterdir() if p.name != "_schema"} if root.exists() else {}
+
+
+def _run_deployment(server, name, parameters):
+    """What the UI's Run button does: a flow run from the deployment, with the form's parameters."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    async def go():
+        with temporary_settings(updates={PREFECT_API_URL: server}):
+            async with get_client() as client:
+                deployment = await client.read_deployment_by_name(name)
+                run = await client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
+                return run.id
+
+    return asyncio.run(go())
+
+
+def _state(server, run_id):
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    async def go():
+        with temporary_settings(updates={PREFECT_API_URL: server}):
+            async with get_client() as client:
+                return (await client.read_flow_run(run_id)).state
+
+    return asyncio.run(go())
+
+
+@pytest.fixture(scope="module")
+def deployed(prefect_server, tmp_path_factory):
+    """`thyme deploy` once for the module; returns (home, env)."""
+    root = tmp_path_factory.mktemp("deployed")
+    env = dict(os.environ, PREFECT_API_URL=prefect_server, PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_HOME=str(root / "client-prefect-home"), PYTHONPATH=str(REPO))
+    thyme("deploy", "--home", root / "home", env=env)
+    return root / "home", env
+
+
+def test_ui_run_of_the_pipeline_deployment_then_reruns(tmp_path, deployed, prefect_server):
+    home, thyme_env = deployed
+    source = tmp_path / "src.parquet"
+    rows = list(generate_records("2round", 6, 4, 256, 192, 1))
+    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), source, row_group_size=3)
+
+    def run(**params):
+        parameters = {"source": str(source), "split": "2round", "home": str(home), "shard_rows": 3, **params}
+        run_id = _run_deployment(prefect_server, "thyme_pipeline/thyme-pipeline", parameters)
+        thyme("serve", "--pool", "cpu", "--run-once", "--home", home, env=thyme_env, timeout=300)
+        state = _state(prefect_server, run_id)
+        assert state.is_completed(), f"{state.type}: {state.message}"
+
+    run()
+    prepared, replayed = _folders(home, "prepare"), _folders(home, "replay")
+    assert len(prepared) == 2 and len(replayed) == 2
+    run()  # same parameters: every stage served from what is already published
+    assert _folders(home, "prepare") == prepared and _folders(home, "replay") == replayed
+    run(min_similarity=0.9)  # only the replay depends on it
+    assert _folders(home, "prepare") == prepared
+    after = _folders(home, "replay")
+    assert len(after) == 4 and all(after[k] == v for k, v in replayed.items())
+
+
+def test_deploy_without_a_server_is_a_clear_error(tmp_path, thyme_env):
+    env = dict(thyme_env)
+    env.pop("PREFECT_API_URL")
+    out = thyme("deploy", "--home", tmp_path, env=env, check=False)
+    assert out.returncode == 2 and "PREFECT_API_URL is not set" in out.stderr
+
+
+@pytest.mark.parametrize("name", ["prepare_sft_data/prepare-sft-data", "replay_sft_data/replay-sft-data",
+                                  "thyme_pipeline/thyme-pipeline-nightly"])
+def test_every_deployment_is_registered_with_a_parameter_form(deployed, prefect_server, name):
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    async def go():
+        with temporary_settings(updates={PREFECT_API_URL: prefect_server}):
+            async with get_client() as client:
+                return await client.read_deployment_by_name(name)
+
+    deployment = asyncio.run(go())
+    props = deployment.parameter_openapi_schema["properties"]
+    assert "home" in props and deployment.work_pool_name == "cpu"
+    if name.endswith("nightly"):
+        assert deployment.schedules and deployment.schedules[0].schedule.cron == "0 2 * * *"
