@@ -78,6 +78,10 @@ def fit_image(width: int, height: int, min_pixels: int, max_pixels: int, max_tok
         beta = math.sqrt(min_pixels / (height * width))
         h = math.ceil(height * beta / FACTOR) * FACTOR
         w = math.ceil(width * beta / FACTOR) * FACTOR
+    while h * w > ceiling and max(h, w) > FACTOR:  # a side clamped at 28 px: take it from the other
+        h, w = (h - FACTOR, w) if h >= w else (h, w - FACTOR)
+    while h * w < min_pixels and (h + FACTOR) * w <= ceiling:  # rounding down fell under min_pixels
+        h, w = (h + FACTOR, w) if h <= w else (h, w + FACTOR)
     if h * w > ceiling or h * w < min_pixels:
         return None
     return w, h
