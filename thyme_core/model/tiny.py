@@ -2,7 +2,7 @@
 
 Tests, the demo and `thyme train-sft` on a fresh CPU machine need a model with the real architecture
 (vision tower, merger, M-RoPE, the same special tokens and chat format) but no download. This builds one:
-a byte-level BPE tokenizer trained on synthetic Thyme text with Qwen's special tokens, a Qwen-style chat
+a byte-level BPE tokenizer trained on a fixed Thyme-shaped text with Qwen's special tokens, a Qwen-style chat
 template, and a randomly initialised Qwen2_5_VLForConditionalGeneration (hidden 64, 2 layers, vision depth
 2; ~0.2M parameters). It is cached in the data home under models/, keyed by TINY_VERSION, and built
 atomically (staging folder + rename), so concurrent builders converge.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from thyme_core.home import DataHome
 
-TINY_VERSION = "tiny-qwen2_5-vl-v1"
+TINY_VERSION = "tiny-qwen2_5-vl-v2"
 MARKER = "thyme_tiny.json"  # written last: a folder without it is an unfinished build
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
                   "<|image_pad|>", "<|video_pad|>"]
@@ -84,15 +84,76 @@ def build_tiny_model(out: Path, seed: int = 0) -> Path:
     return out
 
 
-def _corpus() -> list[str]:
-    """Text the tokenizer learns from: synthetic Thyme questions and responses of every split."""
-    from thyme_core.synth import generate_records
+# The tokenizer learns from this fixed text in Thyme's shape (prompt lines, reasoning, cv2/PIL code, sandbox
+# tags, answers), not from the synthetic generator: the build must not depend on code that runs user-style
+# programs and reads their stdout (inside a Prefect task with log_prints, print does not reach stdout).
+_CORPUS = """<image>
+Question: What is the number on the small sign? Answer with a single word or number.
+### User Image Path:** "images/ab/0123456789abcdef.jpg"
+### User Image Size:** "640x480"
+### **Output Format (strict adherence required):**
+<think>Your detailed reasoning process, including any code, should go here.</think>
+<answer>Your final answer to the user's question goes here.</answer>
+<think>The sign is small and faint. Let me crop that area, zoom in and enhance the contrast.
+<code>
+```python
+import cv2
+import numpy as np
+import os
+from PIL import Image, ImageEnhance, ImageOps, ImageFilter
 
-    texts = []
-    for split in ("wo_thinking_thyme_single_round", "2round", "computation"):
-        for rec in generate_records(split, 12, 0, 160, 120, 1):
-            texts += [rec["question"], rec["response"]]
-    return texts
+image_path = "images/ab/0123456789abcdef.jpg"
+image = cv2.imread(image_path)
+x1, y1, x2, y2 = 545, 105, 609, 169
+cropped_image = image[y1:y2, x1:x2]
+(h, w) = cropped_image.shape[:2]
+center = (w / 2, h / 2)
+M = cv2.getRotationMatrix2D(center, 30, 1.0)
+rotated = cv2.warpAffine(cropped_image, M, (w, h), flags=cv2.INTER_CUBIC, borderValue=(255, 255, 255))
+resized_image = cv2.resize(rotated, None, fx=2, fy=2, interpolation=cv2.INTER_LANCZOS4)
+processed_path = os.path.join("/mnt/data/temp_processed_images/", "rotate_77ec58eb.png")
+cv2.imwrite(processed_path, resized_image)
+print(processed_path)
+img = Image.open(image_path)
+crop = img.crop((x1, y1, x2, y2))
+zoomed = crop.resize((crop.width * 2, crop.height * 2), Image.Resampling.LANCZOS)
+enhanced = ImageEnhance.Contrast(zoomed).enhance(2.0)
+gray = ImageOps.grayscale(enhanced)
+sharp = gray.filter(ImageFilter.SHARPEN)
+save_path = "/mnt/data/temp_processed_images/processed_zoom_enhance.jpg"
+sharp.save(save_path)
+print(save_path)
+```
+</code>
+<sandbox_output>images/cd/fedcba9876543210.png</sandbox_output>
+The region is larger now, but the characters are still hard to make out. I will process this output further.
+Upon examining the processed image, the label reads 737.</think>
+<answer>737</answer>
+Question: A shop sells tickets at $9.50 each. With a sales tax of 6%, how much do 28 tickets cost in total?
+Round to two decimal places. What is the total price of the items on the list?
+<think>I will compute the total including tax.
+<code>
+```python
+price = 9.5
+quantity = 28
+tax_rate = 6 / 100
+total = price * quantity * (1 + tax_rate)
+print(round(total, 2))
+import math
+values = [12.5, 3.75, 40.0, 8.25]
+print(sum(values), math.sqrt(144), max(values) - min(values))
+```
+</code>
+<sandbox_output>281.96</sandbox_output>
+The computed result is 281.96 dollars.</think>
+<answer>281.96</answer>
+The answer is B. The image shows a red, green and blue label; the price list is on the right side.
+0 1 2 3 4 5 6 7 8 9 10 20 30 40 50 60 70 80 90 100 128 256 512 1000 0.5 1.25 -3 +4 = == != >= <= ( ) [ ] { } , . : ; ' "
+"""
+
+
+def _corpus() -> list[str]:
+    return _CORPUS.split("\n\n") * 4
 
 
 def build_tokenizer():
