@@ -15,12 +15,10 @@ to the real input through `image_path` (the sandbox rebinds that name itself). O
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import json
 import math
 import re
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,21 +63,6 @@ def replay_key(prepare_shard: str, config: ReplayConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-_pools: dict[str, object] = {}
-_pools_lock = threading.Lock()
-
-
-def shared_pool(isolation: str):
-    """One sandbox pool per isolation mode for the whole process, closed at exit."""
-    from thyme_core.sandbox import SandboxPool
-
-    with _pools_lock:
-        if isolation not in _pools:
-            _pools[isolation] = SandboxPool(isolation=isolation)
-            atexit.register(_pools[isolation].close)
-        return _pools[isolation]
-
-
 @dataclass(frozen=True)
 class ReplayShardResult:
     folder: Path
@@ -94,7 +77,10 @@ def replay_shard(prepare_dir: Path, home: DataHome, config: ReplayConfig, pool=N
     final = home.shards_dir / TABLE / replay_key(prepare_dir.name, config)
     if (final / "replays.parquet").exists():
         return _result(final, reused=True)
-    pool = pool or shared_pool(config.isolation)
+    if pool is None:
+        from thyme_core.sandbox import Limits, shared_pool
+
+        pool = shared_pool(config.isolation, Limits(timeout_s=config.timeout_s, cpu_s=max(1, int(config.timeout_s))))
     samples = [r for name in ("image_samples", "text_samples")
                for r in pq.read_table(prepare_dir / f"{name}.parquet").to_pylist()]
     with ThreadPoolExecutor(max(1, concurrency)) as ex:
@@ -111,9 +97,6 @@ def _result(folder: Path, reused: bool) -> ReplayShardResult:
 
 
 def replay_sample(sample: dict, home: DataHome, pool, config: ReplayConfig) -> list[ReplayRecord]:
-    from thyme_core.sandbox import Limits
-
-    limits = Limits(timeout_s=config.timeout_s, cpu_s=max(1, int(config.timeout_s)))
     response = sample["response_orig"]
     blocks, outputs = code_blocks(response), sandbox_outputs(response)
     images = [home.absolute(p) for p in sample["image_paths"]]
@@ -129,7 +112,7 @@ def replay_sample(sample: dict, home: DataHome, pool, config: ReplayConfig) -> l
                 expected_image = images[next_image] if next_image < len(images) else None
                 next_image += 1
             code = _bind_input(block.code, to_input.get(block.index, ()))
-            result = pool.run(code, images[:1], session, limits)
+            result = pool.run(code, images[:1], session)
             status, similarity, reason, detail = _compare(result, shown, expected_image, pool, session, config)
             records.append(ReplayRecord(sample["id"], sample["split"], block.index, status, similarity, reason,
                                         detail, round(result.duration_s, 4)))

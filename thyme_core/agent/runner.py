@@ -32,7 +32,7 @@ class Agent:
     @property
     def pool(self):
         if self._pool is None:
-            from thyme_core.replay import shared_pool
+            from thyme_core.sandbox import shared_pool
 
             self._pool = shared_pool(self.config.isolation)
         return self._pool

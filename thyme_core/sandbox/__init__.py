@@ -58,20 +58,30 @@ from thyme_core.sandbox.pool import SandboxPool
 from thyme_core.sandbox.rewrite import prepare_code
 from thyme_core.sandbox.types import ExecResult, Limits, OutputImage, Status
 
-__all__ = ["ExecResult", "Limits", "OutputImage", "SandboxPool", "Status", "default_pool", "prepare_code", "run"]
+__all__ = ["ExecResult", "Limits", "OutputImage", "SandboxPool", "Status", "default_pool", "prepare_code", "run",
+           "shared_pool"]
 
-_default: SandboxPool | None = None
-_default_lock = threading.Lock()
+_shared: dict[tuple, SandboxPool] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_pool(isolation: str = "bwrap", limits: Limits | None = None) -> SandboxPool:
+    """A process-wide pool per (isolation, limits), started on first use and closed at exit.
+
+    The limits are the pool's own, so the interpreters it forks ahead of time fit every run; callers then
+    run without a per-run `limits` override (an override starts a fresh interpreter instead).
+    """
+    key = (isolation, limits)
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = SandboxPool(isolation=isolation, limits=limits)
+            atexit.register(_shared[key].close)
+        return _shared[key]
 
 
 def default_pool() -> SandboxPool:
-    """A process-wide isolated pool, started on first use and closed at exit."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = SandboxPool()
-            atexit.register(_default.close)
-        return _default
+    """The process-wide isolated pool with default limits."""
+    return shared_pool()
 
 
 def run(code: str, images: list[str | os.PathLike] = (), session_id: str = "default",
