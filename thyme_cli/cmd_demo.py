@@ -59,6 +59,14 @@ def run(args) -> int:
 
         for stage in (1, 2):
             train_sft(stage=stage, max_steps=4, home=str(home.root))
+
+        # Evaluation (issue 4): `thyme eval` of a tiny generated benchmark through the agent loop and the
+        # sandbox, answered by recorded responses (scripted backend); a rerun skips the finished shards
+        from flows.evaluate import evaluate
+        from thyme_core.bench_tsv import write_demo_benchmark
+
+        bench, responses = write_demo_benchmark(sources / "bench", n=8)
+        evaluate(tsv=str(bench), home=str(home.root), backend="scripted", response_file=str(responses), shard_rows=4)
     for name in DEMO_QUERIES:
         columns, rows = catalog.query(home, name)
         print(f"\n-- sql/queries/{name}.sql\n{catalog.format_table(columns, rows)}")
