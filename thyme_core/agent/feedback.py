@@ -34,13 +34,10 @@ class Outcome:
 
 
 def execute(code: str, sample, pool, session_id: str, config: AgentConfig, store_image) -> Outcome:
-    from thyme_core.sandbox import Limits
-
     if not code.strip():
         msg = "Error: no code found between <code> and </code>"
         return Outcome(NO_CODE, msg, "", 0.0, [], msg, "error")
-    limits = Limits(timeout_s=config.timeout_s, cpu_s=max(1, int(config.timeout_s)))
-    result = pool.run(code, [sample.image], session_id, limits)
+    result = pool.run(code, [sample.image], session_id)  # the pool's own limits (Agent's pool: from config)
     status = str(result.status)
     if status != "ok":
         msg = (result.error or result.stderr.strip() or status)[-config.max_output_chars:]

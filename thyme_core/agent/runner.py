@@ -21,6 +21,12 @@ from thyme_core.images import ImageStore, prepare_image
 from thyme_core.reasons import Rejected
 
 
+def sandbox_limits(config: AgentConfig):
+    from thyme_core.sandbox import Limits
+
+    return Limits(timeout_s=config.timeout_s, cpu_s=max(1, int(config.timeout_s)))
+
+
 class Agent:
     def __init__(self, backend: Backend, home: DataHome, config: AgentConfig = AgentConfig(), pool=None,
                  run_id: str = "adhoc"):
@@ -34,7 +40,7 @@ class Agent:
         if self._pool is None:
             from thyme_core.sandbox import shared_pool
 
-            self._pool = shared_pool(self.config.isolation)
+            self._pool = shared_pool(self.config.isolation, sandbox_limits(self.config))
         return self._pool
 
     def store_bytes(self, data: bytes) -> tuple[str, Path, str, int, int]:
