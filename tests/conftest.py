@@ -20,9 +20,11 @@ def home(tmp_path):
     return DataHome(tmp_path / "home").ensure()
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: the tier markers must already be on the items
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if "/integration/" in str(item.fspath) and "integration" not in item.keywords:
+        # (item.keywords also holds folder names, so ask for the marker itself)
+        if "/integration/" in str(item.fspath) and item.get_closest_marker("integration") is None:
             item.add_marker(pytest.mark.integration)
-        if "/gpu/" in str(item.fspath) and "gpu" not in item.keywords:
+        if "/gpu/" in str(item.fspath) and item.get_closest_marker("gpu") is None:
             item.add_marker(pytest.mark.gpu)

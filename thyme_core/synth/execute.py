@@ -10,7 +10,9 @@ the response's <sandbox_output> shows. Tests re-run the same function to check o
 
 from __future__ import annotations
 
+import builtins
 import contextlib
+import functools
 import io
 import re
 from dataclasses import dataclass, field
@@ -58,6 +60,9 @@ class Runner:
 
     def run(self, code: str) -> BlockRun:
         buf = io.StringIO()
+        # The code's own print writes to our buffer: a host that patches builtins.print (Prefect's
+        # log_prints) must not swallow the printed paths the sample is built from.
+        self.namespace["print"] = functools.partial(builtins.print, file=buf)
         with contextlib.redirect_stdout(buf):
             exec(compile(self.localize(code), "<thyme-code>", "exec"), self.namespace)  # noqa: S102 (our own code)
         printed = buf.getvalue().replace(str(self.out_dir), OUTPUT_DIR)
