@@ -310,3 +310,17 @@ def test_template_is_recycled_after_n_sessions(tmp_path):
             p.close_session(f"s{i}")
         assert outs == [f"{i}\n" for i in range(5)] and p._template is not first
         assert not first.alive()  # drained (no live session) and closed
+
+
+def test_a_spare_interpreter_that_died_idle_is_replaced_transparently():
+    # Spares wait forked ahead of time; one found dead when code arrives (seen under load) must not turn
+    # the session's first run into a failure: nothing ran in it yet, so a new interpreter takes over.
+    with SandboxPool(spares=1) as pool:
+        deadline = time.time() + 30
+        while not pool._spares and time.time() < deadline:
+            time.sleep(0.05)
+        spare = pool._spares[0]
+        spare.template.request({"op": "kill", "pid": spare.pid})
+        result = pool.run("print('still here')", (), "after-dead-spare")
+        assert result.status == Status.OK and result.stdout.strip() == "still here"
+        assert pool.dead_before_run == 1

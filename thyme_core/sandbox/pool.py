@@ -151,6 +151,7 @@ class SandboxPool:
         self._spare_target = workers if spares is None else spares
         self._spare_count = 0
         self._sessions: dict[str, _Session] = {}
+        self.dead_before_run = 0  # interpreters found dead when code arrived (see _restart_and_run)
         self._free_uids = list(range(UID_BASE + UID_COUNT - 1, UID_BASE - 1, -1))
         self._template: _Template | None = None
         self._old: list[_Template] = []
@@ -176,8 +177,26 @@ class SandboxPool:
                 if session.sock is None:
                     self._start_interpreter(session, limits)
                 session.runs += 1
-                result = self._run_in(session, code, [Path(p) for p in images], limits)
+                try:
+                    result = self._run_in(session, code, [Path(p) for p in images], limits)
+                except _DeadBeforeRun:
+                    result = self._restart_and_run(session, code, images, limits, fresh)
         return _finish(result, time.perf_counter() - start, fresh)
+
+    def _restart_and_run(self, session, code, images, limits, fresh) -> ExecResult:
+        """The interpreter was dead before this code reached it (a spare that died idle). With no earlier
+        block run in it, nothing is lost: start a new one and run there. Otherwise the session's state is
+        gone and the run reports KILLED, as for any crash."""
+        self._stop_interpreter(session)
+        self.dead_before_run += 1
+        if not fresh:
+            return ExecResult(Status.KILLED, error=failure_message(Status.KILLED, limits))
+        self._start_interpreter(session, limits)
+        try:
+            return self._run_in(session, code, [Path(p) for p in images], limits)
+        except _DeadBeforeRun:
+            self._stop_interpreter(session)
+            return ExecResult(Status.KILLED, error=failure_message(Status.KILLED, limits))
 
     def session_dir(self, session_id: str) -> Path:
         """The host folder the session sees as /mnt/data/temp_processed_images (its output images land here)."""
@@ -351,7 +370,10 @@ class SandboxPool:
         sock = session.sock
         try:
             sock.settimeout(timeout_s)
-            send_msg(sock, request)
+            try:
+                send_msg(sock, request)
+            except OSError:
+                raise _DeadBeforeRun from None
             reply = recv_msg(sock, max_bytes=MAX_REPLY_BYTES)
             if not isinstance(reply, dict) or "status" not in reply:
                 raise ValueError("malformed reply")
@@ -388,3 +410,7 @@ class SandboxPool:
 
 def _finish(result: ExecResult, duration: float, fresh: bool) -> ExecResult:
     return replace(result, duration_s=duration, fresh_interpreter=fresh)
+
+
+class _DeadBeforeRun(Exception):
+    """The session's interpreter could not even receive the request."""
