@@ -37,4 +37,4 @@ test-gpu: setup
 	bash tests/run_tier.sh gpu "gpu"
 
 clean:
-	rm -rf $(VENV) $(HOME_DEMO)
+	rm -rf $(VENV) $(HOME_DEMO) $(HOME_DEMO)-store

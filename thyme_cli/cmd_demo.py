@@ -13,7 +13,7 @@ from thyme_cli.main import add_home_arg
 
 DEMO_SPLITS = {"wo_thinking_thyme_single_round": 48, "2round": 24, "computation": 32}
 DEMO_QUERIES = ("counts_by_split", "code_rounds", "images_by_format", "rejects_by_reason", "prepare_runs",
-                "replay_summary", "replay_failures")
+                "replay_summary", "replay_failures", "eval_accuracy", "exec_success_by_round")
 
 
 def register(sub) -> None:
@@ -67,6 +67,16 @@ def run(args) -> int:
 
         bench, responses = write_demo_benchmark(sources / "bench", n=8)
         evaluate(tsv=str(bench), home=str(home.root), backend="scripted", response_file=str(responses), shard_rows=4)
+
+    # Dataset versions (issue 5): publish the catalog as an immutable version in a local store (an s3://
+    # URI works the same); a second demo run with nothing changed uploads nothing
+    from thyme_core.versions.push import push
+    from thyme_core.versions.store import open_store
+
+    store_uri = str(home.root.parent / f"{home.root.name}-store")
+    version = push(home, open_store(store_uri), "demo")
+    print(f"\ndataset version demo@latest = {version.manifest[:16]} in {store_uri} "
+          f"({version.objects} objects, {version.uploaded} uploaded{', unchanged' if version.unchanged else ''})")
     for name in DEMO_QUERIES:
         columns, rows = catalog.query(home, name)
         print(f"\n-- sql/queries/{name}.sql\n{catalog.format_table(columns, rows)}")

@@ -90,7 +90,7 @@ def test_deploy_without_a_server_is_a_clear_error(tmp_path, thyme_env):
 
 
 @pytest.mark.parametrize("name", ["prepare_sft_data/prepare-sft-data", "replay_sft_data/replay-sft-data",
-                                  "thyme_pipeline/thyme-pipeline-nightly"])
+                                  "evaluate/evaluate", "train_sft/train-sft", "thyme_pipeline/thyme-pipeline-nightly"])
 def test_every_deployment_is_registered_with_a_parameter_form(deployed, prefect_server, name):
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -102,6 +102,6 @@ def test_every_deployment_is_registered_with_a_parameter_form(deployed, prefect_
 
     deployment = asyncio.run(go())
     props = deployment.parameter_openapi_schema["properties"]
-    assert "home" in props and deployment.work_pool_name == "cpu"
+    assert "home" in props and deployment.work_pool_name == ("gpu" if name.startswith("train") else "cpu")
     if name.endswith("nightly"):
         assert deployment.schedules and deployment.schedules[0].schedule.cron == "0 2 * * *"
