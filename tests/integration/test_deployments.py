@@ -5,6 +5,7 @@ it; a rerun skips finished stages; a changed replay parameter recomputes only th
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 
 import pyarrow as pa
@@ -64,22 +65,28 @@ def test_ui_run_of_the_pipeline_deployment_then_reruns(tmp_path, deployed, prefe
     rows = list(generate_records("2round", 6, 4, 256, 192, 1))
     pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), source, row_group_size=3)
 
+    store = tmp_path / "store"
+
     def run(**params):
-        parameters = {"source": str(source), "split": "2round", "home": str(home), "shard_rows": 3, **params}
+        parameters = {"source": str(source), "split": "2round", "home": str(home), "shard_rows": 3,
+                      "dataset": "synthetic", "store": str(store), **params}
         run_id = _run_deployment(prefect_server, "thyme_pipeline/thyme-pipeline", parameters)
         thyme("serve", "--pool", "cpu", "--run-once", "--home", home, env=thyme_env, timeout=300)
         state = _state(prefect_server, run_id)
         assert state.is_completed(), f"{state.type}: {state.message}"
 
+    versions = lambda: [h["manifest"] for h in json.loads((store / "refs/synthetic/latest.json").read_text())["history"]]
     run()
     prepared, replayed = _folders(home, "prepare"), _folders(home, "replay")
-    assert len(prepared) == 2 and len(replayed) == 2
-    run()  # same parameters: every stage served from what is already published
+    assert len(prepared) == 2 and len(replayed) == 2 and len(versions()) == 1
+    run()  # same parameters: every stage served from what is already published, no new version
     assert _folders(home, "prepare") == prepared and _folders(home, "replay") == replayed
-    run(min_similarity=0.9)  # only the replay depends on it
+    assert len(versions()) == 1
+    run(min_similarity=0.9)  # only the replay depends on it (and the version, which holds the replays)
     assert _folders(home, "prepare") == prepared
     after = _folders(home, "replay")
     assert len(after) == 4 and all(after[k] == v for k, v in replayed.items())
+    assert len(versions()) == 2
 
 
 def test_deploy_without_a_server_is_a_clear_error(tmp_path, thyme_env):
