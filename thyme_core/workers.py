@@ -21,6 +21,7 @@ PRELOAD = ["thyme_core.prepare", "thyme_core.catalog"]
 
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
+_size = 0
 
 
 def default_workers() -> int:
@@ -28,12 +29,13 @@ def default_workers() -> int:
 
 
 def pool(max_workers: int | None = None) -> ProcessPoolExecutor:
-    global _pool
+    global _pool, _size
     with _lock:
         if _pool is None:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(PRELOAD)
-            _pool = ProcessPoolExecutor(max_workers or default_workers(), mp_context=context)
+            _size = max_workers or default_workers()
+            _pool = ProcessPoolExecutor(_size, mp_context=context)
             atexit.register(shutdown)
         return _pool
 
@@ -41,7 +43,7 @@ def pool(max_workers: int | None = None) -> ProcessPoolExecutor:
 def warm(max_workers: int | None = None) -> None:
     """Start every worker now (e.g. while a server boots), so the first shard does not pay for it."""
     p = pool(max_workers)
-    futures = [p.submit(_noop) for _ in range(p._max_workers)]
+    futures = [p.submit(_noop) for _ in range(_size)]
     for f in futures:
         f.result()
 
