@@ -1,6 +1,6 @@
 """Flow `prepare_sft_data`: Thyme SFT source files -> a clean, deduplicated, path-correct catalog.
 
-Outputs, in the data home: images/ (content-addressed store), shards/prepare/<key>/*.parquet (samples
+Outputs, in the data home: sources/s3/... (the mirror of an s3:// source), images/ (content-addressed store), shards/prepare/<key>/*.parquet (samples
 with image, text-only samples, images, rejects, shard summary), catalog.duckdb (views `sft_samples`,
 `images`, `rejects`, `prepare_shards`), and a markdown summary artifact.
 """
@@ -13,10 +13,11 @@ from typing import Literal
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks.prepare import catalog_report, plan_shards, prepare_shard, publish_report
+from tasks.prepare import catalog_report, plan_shards, prepare_shard, publish_report, sync_source
 from tasks.progress import wait_with_progress
 from thyme_core.home import resolve_home
 from thyme_core.prepare import PrepareConfig
+from thyme_core.source_sync import is_remote
 from thyme_core.workers import default_workers
 
 
@@ -31,10 +32,13 @@ def prepare_sft_data(
     max_pixels: int = 100_000_000,
     verify: Literal["structure", "decode"] = "structure",
 ) -> dict:
-    """Prepare one split from SOURCE (a Parquet/JSONL file or a folder of them) into the data home."""
+    """Prepare one split from SOURCE (a Parquet/JSONL file, a folder of them, or an s3://bucket/prefix of them,
+    mirrored into the home first: only new or changed objects are downloaded) into the data home."""
     started = time.perf_counter()
     config = PrepareConfig(shard_rows=shard_rows, max_pixels=max_pixels, verify=verify)
     home_root = str(resolve_home(home).ensure().root)
+    if is_remote(source):
+        source = sync_source(source, home_root)
     specs = plan_shards(source, split, home_root, config)
     futures = [prepare_shard.submit(spec, home_root, config) for spec in specs]
     results = wait_with_progress(

@@ -6,7 +6,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from thyme_core import catalog, prepare, workers
+from thyme_core import catalog, prepare, source_sync, workers
 from thyme_core.home import DataHome
 from thyme_core.prepare_report import PrepareReport, build_report
 from thyme_core.source import ShardSpec
@@ -21,6 +21,15 @@ from tasks.retry import retry_unless_user_error
       cache_policy=NO_CACHE)
 def plan_shards(source: str, split: str, home_root: str, config: prepare.PrepareConfig) -> list[ShardSpec]:
     return prepare.plan(source, split, config, DataHome(home_root))
+
+
+@task(name="sync-source", retries=2, retry_delay_seconds=3, retry_condition_fn=retry_unless_user_error,
+      cache_policy=NO_CACHE)
+def sync_source(uri: str, home_root: str) -> str:
+    """Mirror an s3:// source prefix into the home; returns the local folder to prepare."""
+    result = source_sync.sync_source(uri, DataHome(home_root))
+    print(f"{uri}: {result.objects} source files, {result.downloaded} new or changed downloaded")
+    return str(result.folder)
 
 
 @task(name="prepare-shard", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_unless_user_error,

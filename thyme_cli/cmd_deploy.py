@@ -41,6 +41,9 @@ def _api_env(args) -> dict:
     home = resolve_home(args.home)
     env = dict(os.environ, THYME_REPO=str(REPO), THYME_HOME=str(home.root))
     env.setdefault("THYME_NIGHTLY_SOURCE", str(home.root / "incoming"))
+    from thyme_core.versions.store import default_store_uri
+
+    env.setdefault("THYME_STORE", default_store_uri())
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     return env
 
