@@ -77,7 +77,10 @@ def connect(home: DataHome, read_only: bool = False) -> duckdb.DuckDBPyConnectio
 def query(home: DataHome, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
     """Run SQL (or a named query's name) on the catalog; returns (column names, rows)."""
     text = sql_text(f"queries/{sql}") if sql in named_queries() else sql
-    con = connect(home)
+    try:
+        con = connect(home)
+    except duckdb.IOException as exc:  # DuckDB allows one writing process; connections here are short
+        raise ThymeError(f"{home.catalog_path} is in use by another process; retry in a moment ({exc})") from None
     try:
         cur = con.execute(text, list(params))
         return [d[0] for d in cur.description], cur.fetchall()
