@@ -1,8 +1,11 @@
 """`thyme demo`: the main job on the embedded default, end to end on a CPU machine.
 
 Generates a small synthetic Thyme dataset (the three released splits) plus a file of damaged records,
-prepares it through the prepare_sft_data flow (ephemeral Prefect, one temporary API for the whole demo),
-replays every code block in the sandbox (replay_sft_data), then shows the catalog through named queries. Idempotent: a second run reuses the generated files and finished shards.
+prepares it (prepare_sft_data; ephemeral Prefect, one temporary API for the whole demo), replays every code
+block in the sandbox (replay_sft_data), trains a few SFT steps of both stages on the tiny offline model
+(train_sft), evaluates a tiny benchmark through the agent loop (evaluate), publishes a dataset version to a
+local store, then shows the catalog through named queries. Idempotent: a second run reuses every finished
+stage and pushes no new version.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ DEMO_QUERIES = ("counts_by_split", "code_rounds", "images_by_format", "rejects_b
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="generate a small Thyme dataset, prepare it, show the catalog")
+    p = sub.add_parser("demo", help="the whole pipeline on a small synthetic dataset (the embedded default)")
     p.add_argument("--size", default="640x480", help="original image size WxH (default 640x480)")
     add_home_arg(p)
     p.set_defaults(handler=run)
