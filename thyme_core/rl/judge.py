@@ -14,6 +14,7 @@ final full stop. It uses only the standard library (urllib), like the agent's Op
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import os
@@ -207,7 +208,7 @@ class Judge:
         except urllib.error.URLError as exc:
             code = JudgeFailure.TIMEOUT if isinstance(exc.reason, TimeoutError) else JudgeFailure.CONNECTION
             raise _Retryable(code, f"{url}: {exc.reason}") from None
-        except (ConnectionError, OSError) as exc:  # reset mid-reply, remote closed without a status line
+        except (OSError, http.client.HTTPException) as exc:  # reset or cut off mid-reply, no status line
             raise _Retryable(JudgeFailure.CONNECTION, f"{url}: {exc}") from None
 
 
