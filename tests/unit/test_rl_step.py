@@ -1,0 +1,144 @@
+"""One GRPO-ATS step on the tiny Qwen2.5-VL (transformers, CPU) with the real sandbox.
+
+The random tiny model cannot write code, so a LogitsProcessor steers each group member through its own
+script inside the real `generate` call (as in test_agent_hf.py): member 0 answers right, member 1 wrong, both
+crop the image in the sandbox and get it fed back. Text is sampled at temperature 1, code at 0 (GRPO-ATS).
+Checked: rewards, ratio 1 and KL 0 on the first inner step, the training forward reproduces the log-probs
+generation saw (fed-back image included), masked tokens get zero gradient, the policy moves and the
+reference does not. Limits are checked with the scripted backend (no model).
+"""
+
+import io
+
+import pytest
+import torch
+from PIL import Image
+
+from thyme_core.agent.backends.hf import TransformersBackend
+from thyme_core.agent.backends.scripted import ScriptedBackend, script_of
+from thyme_core.rl.grpo import GrpoLossConfig, policy_loss
+from thyme_core.rl.judge import StaticJudge
+from thyme_core.rl.rewards import RewardConfig
+from thyme_core.rl.rollout import RLPrompt, RolloutConfig, loss_keep, make_agent, rollout
+from thyme_core.rl.step import StepConfig, frozen_copy, grpo_step, trajectory_logprobs
+
+CODE = '''<think>Zoom.
+<code>
+```python
+from PIL import Image
+c = Image.open(image_path).crop((0, 0, 150, 120))
+c.save("/mnt/data/temp_processed_images/z.png")
+print("/mnt/data/temp_processed_images/z.png")
+```
+</code>
+<sandbox_output>/mnt/data/temp_processed_images/z.png</sandbox_output>
+Red.</think>
+<answer>{}</answer>'''
+SCRIPTS = {"0": script_of(CODE.format("A")), "1": script_of(CODE.format("B"))}
+QUESTION = "What colour is it?\nA. red\nB. blue"
+
+
+class FollowScript:
+    """Forces the next token of the member's script (a hand-written fake for a trained model)."""
+
+    def __init__(self, tokenizer, request, n_in):
+        script = SCRIPTS[request.sample_id.rsplit(":", 1)[-1]]
+        self.want = tokenizer.encode(script[len(request.generated_text):], add_special_tokens=False)
+        self.n_in = n_in
+
+    def __call__(self, input_ids, scores):
+        step = input_ids.shape[1] - self.n_in
+        forced = torch.full_like(scores, float("-inf"))
+        forced[:, self.want[step] if step < len(self.want) else 2] = 0.0
+        return forced
+
+
+def image_bytes():
+    buf = io.BytesIO()
+    Image.new("RGB", (300, 240), (210, 40, 40)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def tiny_home(tmp_path_factory):
+    from thyme_core.home import DataHome
+
+    return DataHome(tmp_path_factory.mktemp("rl-home")).ensure()
+
+
+def test_one_grpo_step_on_the_tiny_model_with_the_sandbox(tiny_home):
+    torch.manual_seed(0)
+    backend = TransformersBackend.load(None, tiny_home, trace=True)
+    backend.logits_processors = lambda request, n_in: [FollowScript(backend.processor.tokenizer, request, n_in)]
+    policy = backend.hf_model
+    reference = frozen_copy(policy)
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-3)
+    rcfg = RolloutConfig(group_size=2, max_length=1200, max_new_tokens=400)
+    agent = make_agent(backend, tiny_home, rcfg)  # the process-wide real sandbox pool
+    config = StepConfig(inner_steps=2, loss=GrpoLossConfig(beta=0.01))
+    result = grpo_step(agent, policy, reference, optimizer, [RLPrompt("p0", image_bytes(), QUESTION, "A")],
+                       rcfg, config, judge=StaticJudge(1.0))
+
+    # trajectories ran real code and got the crop back as an image, text at 1.0 and code at 0
+    for r in result.rollouts:
+        assert [(e.status, e.fed_back) for e in r.trajectory.executions] == [("ok", "image")]
+        assert len(r.images) == 2 and r.trajectory.stop_reason == "answer" and r.limit == ""
+    # combined reward: right + consistent + format = 1 * 1.5 + 0.5; wrong = format only
+    assert list(result.rewards) == [2.0, 0.5]
+    assert result.keep == [True, True] and result.advantages.advantages[0] > 0 > result.advantages.advantages[1]
+    first, second = result.inner
+    assert first["ratio_mean"] == pytest.approx(1.0, abs=1e-6)
+    assert first["kl_mean"] == pytest.approx(0.0, abs=1e-7)
+    assert abs(second["ratio_mean"] - 1.0) > 1e-6 and second["kl_mean"] > 0  # the first update moved the policy
+    m = result.metrics
+    assert m["reward_mean"] == 1.25 and m["code_rate"] == 1.0 and m["code_ok_rate"] == 1.0 and m["updated"] == 1
+
+    # the training forward (old_logp) reproduces the log-probs generation saw, fed-back image included
+    produced = torch.cat([torch.log_softmax(torch.stack(c["logits"]).float(), -1)
+                          .gather(1, torch.tensor(c["generated"])[:, None])[:, 0] for c in backend.calls])
+    forwarded = []
+    for i, r in enumerate(result.rollouts):
+        mask = torch.tensor(r.trajectory.ledger.expanded().mask[1:], dtype=torch.bool)
+        forwarded.append(result.old_logp[i][mask])
+    torch.testing.assert_close(torch.cat(forwarded), produced, rtol=0, atol=1e-4)
+
+    # masked tokens (prompt, sandbox text, both images) get exactly zero gradient; model tokens do not
+    r = result.rollouts[0]
+    logp, mask = trajectory_logprobs(policy, backend.model_inputs, r)
+    loss, _ = policy_loss(logp[None], None, None, mask[None],  # old None: ratio 1, no token clipped
+                          result.advantages.advantages[:1], GrpoLossConfig(beta=0.0))
+    (grad,) = torch.autograd.grad(loss, logp)
+    assert bool((grad[~mask] == 0).all()) and bool((grad[mask] != 0).all())
+    assert int((~mask).sum()) > sum(s.n_tokens for s in r.trajectory.ledger.images)
+
+    # the policy moved, the reference did not
+    after, ref = policy.state_dict(), reference.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert all(torch.equal(before[k], ref[k]) for k in before)
+
+
+def test_limits_are_flagged_and_masked_out_not_punished(home):
+    response = CODE.format("A")
+    prompt = RLPrompt("p1", image_bytes(), QUESTION, "A")
+    rounds = RolloutConfig(group_size=2, max_rounds=0)
+    got = rollout(make_agent(ScriptedBackend(response), home, rounds), [prompt], rounds)
+    assert [r.limit for r in got] == ["round_limit"] * 2 and not any(r.trajectory.executions for r in got)
+    assert loss_keep(got, rounds) == [False, False]
+    unmasked = RolloutConfig(group_size=2, max_rounds=0, mask_limited=False)
+    assert loss_keep(got, unmasked) == [True, True]
+
+    images = RolloutConfig(group_size=1, max_images=1)
+    (r,) = rollout(make_agent(ScriptedBackend(response), home, images), [prompt], images)
+    assert r.trajectory.stop_reason == "answer" and len(r.images) == 2 and r.limit == "images"
+    assert loss_keep([r], images) == [False]
+
+
+def test_configs_reject_impossible_values():
+    from thyme_core.errors import ThymeError
+
+    with pytest.raises(ThymeError):
+        RolloutConfig(group_size=0)
+    with pytest.raises(ThymeError):
+        StepConfig(rewards=("no_such_reward",))
+    assert StepConfig(reward=RewardConfig(consistency_weight=0)).reward.consistency_weight == 0

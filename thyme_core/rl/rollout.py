@@ -1,0 +1,133 @@
+"""GRPO-ATS rollouts: G trajectories per prompt through the same agent loop as inference and evaluation.
+
+Each trajectory is sampled with Thyme's adaptive temperatures: text at `text_temperature` (1.0), each code
+segment from `<code>` to `</code>` at `code_temperature` (0), split by the loop itself (agent/loop.py). The
+sandbox output (text, error or image) is appended with mask 0, so what carries loss is exactly what the
+policy sampled. The trajectory keeps the engine's own token ids (never re-tokenized), its images and its mask.
+
+Limits: rounds (`max_rounds`), a token budget (`max_length`, expanded tokens, and `max_new_tokens` per
+generation call) and images per trajectory (`max_images`, the prompt image included). The loop stops at the
+first two by itself; the image limit is checked after the trajectory (the loop does not stop at it yet), so
+a trajectory over it is flagged like the others. A flagged trajectory (`Rollout.limit`) keeps its reward but,
+with `mask_limited` (the default), is left out of the loss rather than punished: its reward says more about
+the budget than about the policy. Its group still uses its reward for the group mean and std.
+
+The G members of a group are samples `"{prompt_id}:{g}"` of the same stored image and question: a sample id
+of its own gives each member its own sampling seed and its own sandbox session.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from thyme_core.agent.backends.base import Backend, FedImage
+from thyme_core.agent.config import AgentConfig
+from thyme_core.agent.loop import Trajectory
+from thyme_core.agent.runner import Agent
+from thyme_core.errors import ThymeError
+
+LIMIT_STOPS = ("round_limit", "budget", "length")  # stop reasons that mean a limit cut the trajectory short
+
+
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    group_size: int = _f(4, "G: trajectories per prompt")
+    text_temperature: float = _f(1.0, "sampling temperature of text (outside <code>...</code>)")
+    code_temperature: float = _f(0.0, "sampling temperature from <code> to </code> (0 = greedy)")
+    max_rounds: int = _f(5, "code executions per trajectory; one more </code> ends it at round_limit")
+    max_images: int = _f(10, "images per trajectory, the prompt image included")
+    max_length: int = _f(8192, "token budget of a whole trajectory (prompt, images, output; expanded tokens)")
+    max_new_tokens: int = _f(3196, "tokens per generation call")
+    mask_limited: bool = _f(True, "leave trajectories that hit a limit out of the loss (else they train as is)")
+    seed: int = _f(0, "sampling seed (each member: seed + a hash of its sample id)")
+
+    def __post_init__(self):
+        if self.group_size < 1 or self.max_images < 1 or self.max_rounds < 0:
+            raise ThymeError("group_size >= 1, max_images >= 1 and max_rounds >= 0 are required")
+        if min(self.text_temperature, self.code_temperature) < 0:
+            raise ThymeError("temperatures must be >= 0")
+
+    def agent_config(self, base: AgentConfig | None = None) -> AgentConfig:
+        """`base` (sandbox limits, output caps, system prompt) with this config's sampling and limits."""
+        return dataclasses.replace(
+            base or AgentConfig(), text_temperature=self.text_temperature, code_temperature=self.code_temperature,
+            max_rounds=self.max_rounds, max_length=self.max_length, max_new_tokens=self.max_new_tokens,
+            seed=self.seed)
+
+
+@dataclass(frozen=True)
+class RLPrompt:
+    """One RL example: an image, a question, and the reference solution the rewards compare with."""
+
+    prompt_id: str
+    image: bytes | str | Path
+    question: str
+    solution: str
+
+
+@dataclass
+class Rollout:
+    prompt: RLPrompt
+    member: int  # index in its group
+    trajectory: Trajectory
+    images: list[FedImage]  # every image of the trajectory, in the order of its pads (prompt, then fed back)
+    limit: str = ""  # "" or the limit it hit: round_limit / budget / length / images
+
+    @property
+    def completion(self) -> str:
+        """The assistant turn as text (sandbox outputs included): what the rewards read."""
+        return self.trajectory.response
+
+
+def make_agent(backend: Backend, home, config: RolloutConfig, base: AgentConfig | None = None, pool=None,
+               run_id: str = "rl") -> Agent:
+    """An Agent set up for GRPO-ATS rollouts (pool None: the process-wide sandbox pool)."""
+    return Agent(backend, home, config.agent_config(base), pool=pool, run_id=run_id)
+
+
+def trajectory_images(traj: Trajectory) -> list[FedImage]:
+    """The images of a trajectory as the model saw them, in pad order: the prompt's, then each fed-back one."""
+    first = traj.ledger.images[0]
+    sample = traj.sample
+    images = [FedImage(sample.image, first.width, first.height, sample.sha256, sample.image_ref)]
+    images += [im for e in traj.executions for im in e.images]
+    if [(i.width, i.height) for i in images] != [(s.width, s.height) for s in traj.ledger.images]:
+        raise ThymeError(f"{sample.sample_id}: the trajectory's images do not match its ledger")
+    return images
+
+
+def limit_of(traj: Trajectory, config: RolloutConfig) -> str:
+    """The limit a trajectory hit ("" when it ended on its own: an answer or EOS)."""
+    if traj.stop_reason in LIMIT_STOPS:
+        return traj.stop_reason
+    if len(traj.ledger.images) > config.max_images:
+        return "images"
+    return ""
+
+
+def rollout_group(agent: Agent, prompt: RLPrompt, config: RolloutConfig) -> list[Rollout]:
+    """G trajectories of one prompt, one after another (the sandbox of each runs while its engine waits)."""
+    sample = agent.sample(prompt.prompt_id, prompt.image, prompt.question)
+    out = []
+    for g in range(config.group_size):
+        traj = agent.run_sample(dataclasses.replace(sample, sample_id=f"{prompt.prompt_id}:{g}"))
+        out.append(Rollout(prompt, g, traj, trajectory_images(traj), limit_of(traj, config)))
+    return out
+
+
+def rollout(agent: Agent, prompts: list[RLPrompt], config: RolloutConfig) -> list[Rollout]:
+    """Group by group: G consecutive rollouts per prompt (the layout grpo.group_advantages expects)."""
+    if agent.config.text_temperature != config.text_temperature or agent.config.max_rounds != config.max_rounds:
+        raise ThymeError("the agent's settings differ from the rollout config: build it with make_agent")
+    return [r for p in prompts for r in rollout_group(agent, p, config)]
+
+
+def loss_keep(rollouts: list[Rollout], config: RolloutConfig) -> list[bool]:
+    """Which rollouts may carry loss as far as limits go (all of them without mask_limited)."""
+    return [not (config.mask_limited and r.limit) for r in rollouts]
