@@ -5,7 +5,7 @@ script inside the real `generate` call (as in test_agent_hf.py): member 0 answer
 crop the image in the sandbox and get it fed back. Text is sampled at temperature 1, code at 0 (GRPO-ATS).
 Checked: rewards, ratio 1 and KL 0 on the first inner step, the training forward reproduces the log-probs
 generation saw (fed-back image included), masked tokens get zero gradient, the policy moves and the
-reference does not. Limits are checked with the scripted backend (no model).
+reference does not, a judge outage drops the group instead of scoring 0. Limits are checked with the scripted backend (no model).
 """
 
 import io
@@ -16,11 +16,12 @@ from PIL import Image
 
 from thyme_core.agent.backends.hf import TransformersBackend
 from thyme_core.agent.backends.scripted import ScriptedBackend, script_of
-from thyme_core.rl.grpo import GrpoLossConfig, policy_loss
+from thyme_core.rl.grpo import GrpoLossConfig, group_advantages, policy_loss
 from thyme_core.rl.judge import StaticJudge
 from thyme_core.rl.rewards import RewardConfig
 from thyme_core.rl.rollout import RLPrompt, RolloutConfig, loss_keep, make_agent, rollout
-from thyme_core.rl.step import StepConfig, frozen_copy, grpo_step, trajectory_logprobs
+from thyme_core.rl.step import (StepConfig, frozen_copy, grpo_step, grpo_update, score_rollouts,
+                                trajectory_logprobs)
 
 CODE = '''<think>Zoom.
 <code>
@@ -111,6 +112,16 @@ def test_one_grpo_step_on_the_tiny_model_with_the_sandbox(tiny_home):
     (grad,) = torch.autograd.grad(loss, logp)
     assert bool((grad[~mask] == 0).all()) and bool((grad[mask] != 0).all())
     assert int((~mask).sum()) > sum(s.n_tokens for s in r.trajectory.ledger.images)
+
+    # rewards by several names are summed; a judge outage is a missing reward and drops the whole group
+    assert list(score_rollouts(result.rollouts, ("format", "accuracy"))) == [2.0, 1.0]
+    missing = score_rollouts(result.rollouts, ("combined",), StaticJudge(None))
+    assert list(missing) == [None, 0.5] and missing.reasons == ["judge_timeout", ""]
+    dropped = group_advantages(list(missing), 2, missing.reasons)
+    assert dropped.dropped == {"judge_timeout": 1} and not dropped.keep.any()
+    inner, old, _ = grpo_update(policy, reference, optimizer, backend.model_inputs, result.rollouts,
+                                dropped.advantages, dropped.keep.tolist(), config)
+    assert inner == [] and old == {}  # nothing to learn from: no optimizer step
 
     # the policy moved, the reference did not
     after, ref = policy.state_dict(), reference.state_dict()
