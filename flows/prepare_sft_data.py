@@ -1,8 +1,9 @@
-"""Flow `prepare_sft_data`: Thyme SFT source files -> a clean, deduplicated, path-correct catalog.
+"""Flow `prepare_sft_data`: Thyme SFT (and RL-form) source files -> a clean, deduplicated, path-correct catalog.
 
 Outputs, in the data home: sources/s3/... (the mirror of an s3:// source), images/ (content-addressed store), shards/prepare/<key>/*.parquet (samples
 with image, text-only samples, images, rejects, shard summary), catalog.duckdb (views `sft_samples`,
-`images`, `rejects`, `prepare_shards`), and a markdown summary artifact.
+`images`, `rejects`, `prepare_shards`, and `rl_samples` for files in the released RL form: messages, images,
+solution, question; the schema is detected per file), and a markdown summary artifact.
 """
 
 from __future__ import annotations
@@ -43,10 +44,12 @@ def prepare_sft_data(
     futures = [prepare_shard.submit(spec, home_root, config) for spec in specs]
     results = wait_with_progress(
         futures, f"prepare {split}",
-        postfix=lambda r: {"samples": r.summary.samples_image + r.summary.samples_text, "rejects": r.summary.rejects},
+        postfix=lambda r: {"samples": r.summary.samples_image + r.summary.samples_text + r.summary.samples_rl,
+                           "rejects": r.summary.rejects},
     )
     report = catalog_report(home_root, split, results, time.perf_counter() - started)
     print(publish_report(report))
     return {"split": split, "shards": len(specs), "shards_reused": report.shards_reused,
             "images_per_second": round(report.images_per_second, 1),
-            "samples": report.samples_image + report.samples_text, "rejects": report.rejects}
+            "samples": report.samples_image + report.samples_text + report.samples_rl,
+            "rl_samples": report.samples_rl, "rejects": report.rejects}

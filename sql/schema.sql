@@ -15,6 +15,15 @@ CREATE OR REPLACE VIEW sft_samples AS
 SELECT * FROM sft_samples_all
 QUALIFY row_number() OVER (PARTITION BY id ORDER BY source_file, source_row, shard) = 1;
 
+-- RL prompts (files in the released RL form); deduplicated by id like sft_samples.
+CREATE OR REPLACE VIEW rl_samples_all AS
+SELECT id, split, source_file, source_row, question, prompt, solution, image_sha256, image_paths, has_image, shard
+FROM read_parquet('shards/prepare/*/rl_samples.parquet');
+
+CREATE OR REPLACE VIEW rl_samples AS
+SELECT * FROM rl_samples_all
+QUALIFY row_number() OVER (PARTITION BY id ORDER BY source_file, source_row, shard) = 1;
+
 CREATE OR REPLACE VIEW images AS
 SELECT sha256, path, format, width, height, bytes, repair, source_format
 FROM read_parquet('shards/prepare/*/images.parquet')
@@ -30,13 +39,14 @@ SELECT split, source_file, source_row, 'duplicate_sample' AS reason,
 FROM (
     SELECT *, first_value(source_file) OVER w AS first_file, first_value(source_row) OVER w AS first_row,
            row_number() OVER w AS occurrence
-    FROM sft_samples_all
-    WINDOW w AS (PARTITION BY id ORDER BY source_file, source_row, shard)
+    FROM (SELECT 'sft' AS kind, * FROM sft_samples_all
+          UNION ALL BY NAME SELECT 'rl' AS kind, * FROM rl_samples_all)
+    WINDOW w AS (PARTITION BY kind, id ORDER BY source_file, source_row, shard)
 )
 WHERE occurrence > 1;
 
 CREATE OR REPLACE VIEW prepare_shards AS
-SELECT shard, split, source_file, row_start, row_stop, samples_image, samples_text, rejects,
+SELECT shard, split, source_file, row_start, row_stop, samples_image, samples_text, samples_rl, rejects,
        images_seen, images_written, images_repaired, seconds, code_version
 FROM read_parquet('shards/prepare/*/summary.parquet');
 

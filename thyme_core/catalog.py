@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from thyme_core.errors import ThymeError
 from thyme_core.home import DataHome
-from thyme_core.schema import ImageRecord, RejectRecord, ReplayRecord, SftSample, ShardSummary, to_table
+from thyme_core.schema import ImageRecord, RejectRecord, ReplayRecord, RlSample, SftSample, ShardSummary, to_table
 from thyme_core.schema import EvalResult, ExecutionRecord, TrajectoryRecord, TurnRecord
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
@@ -25,6 +25,7 @@ _SCHEMA_PARTS = {
     "prepare": {
         "image_samples": SftSample,
         "text_samples": SftSample,
+        "rl_samples": RlSample,
         "images": ImageRecord,
         "rejects": RejectRecord,
         "summary": ShardSummary,

@@ -135,6 +135,19 @@ def rewrite_paths(question: str, response: str, stored: Sequence[str]) -> PathRe
     return PathRewrite(q_text, r_text, tuple(q_maps + r_maps), None)
 
 
+def rewrite_question_paths(text: str, stored: Sequence[str]) -> PathRewrite:
+    """Only the `User Image Path:` lines of a prompt text (RL prompts have no response to check against).
+
+    >>> rewrite_question_paths('User Image Path: "/x/1.jpg"', ["images/ab/ab.jpg"]).question
+    'User Image Path: "images/ab/ab.jpg"'
+    """
+    try:
+        q_text, q_maps, _ = _rewrite_question(text, stored)
+    except _Problem as e:
+        return PathRewrite(text, "", (), e.problem)
+    return PathRewrite(q_text, "", tuple(q_maps), None)
+
+
 def _rewrite_question(question: str, stored: Sequence[str]) -> tuple[str, list[PathMapping], list[str]]:
     edits, maps, paths = [], [], []
     for i, m in enumerate(_QUESTION_PATH_RE.finditer(question)):

@@ -1,11 +1,15 @@
-"""Prepare Thyme SFT data: one shard of source rows in, one published shard folder out.
+"""Prepare Thyme SFT and RL data: one shard of source rows in, one published shard folder out.
 
 For every record: check the fields, decode and check each image (images.py), map every path the text
 mentions to the stored image it means (paths.py), and either accept the sample or reject it with a reason
 code. Images of accepted samples go to the content-addressed store; the shard's rows are written as zstd
 Parquet into a staging folder that is renamed into place in one step:
 
-    shards/prepare/<shard key>/{image_samples, text_samples, images, rejects, summary}.parquet
+    shards/prepare/<shard key>/{image_samples, text_samples, rl_samples, images, rejects, summary}.parquet
+
+A shard holds rows of one file, so of one schema (source.detect_schema): an SFT shard's rl_samples part and
+an RL shard's image_samples / text_samples parts are empty. Every shard writes every part, so each shard
+folder has the same shape whatever it holds. RL records are built by prepare_rl.py.
 
 A finished shard is never redone (its key covers the input's content hash, the split, the row range, the
 config and the code version), a crashed one left only staging debris in tmp/, so reruns converge to
@@ -27,14 +31,15 @@ from thyme_core import images as img
 from thyme_core.fsio import atomic_dir, clean_stale_staging
 from thyme_core.home import DataHome
 from thyme_core.paths import rewrite_paths
+from thyme_core.prepare_rl import build_rl_sample
 from thyme_core.reasons import Reject, Rejected
-from thyme_core.schema import ImageRecord, RejectRecord, SftSample, ShardSummary, to_table
+from thyme_core.schema import ImageRecord, RejectRecord, RlSample, SftSample, ShardSummary, to_table
 from thyme_core.source import ShardSpec, plan_shards, read_shard
 from thyme_core.thyme_format import code_blocks
 
 TABLE = "prepare"
 # Modules whose code shapes prepared output: their source is the code version in every shard key.
-_VERSIONED_MODULES = ("images", "paths", "prepare", "reasons", "schema", "source", "thyme_format")
+_VERSIONED_MODULES = ("images", "paths", "prepare", "prepare_rl", "reasons", "schema", "source", "thyme_format")
 
 
 @dataclass(frozen=True)
@@ -111,17 +116,19 @@ class _ShardOutput:
         self.image_config = image_config
         self.source_file = Path(spec.path).name
         self.samples: list[SftSample] = []
+        self.rl_samples: list[RlSample] = []
         self.rejects: list[RejectRecord] = []
         self.images: dict[str, ImageRecord] = {}
         self.images_seen = self.images_written = 0
 
     def add(self, row: int, record: dict | str) -> None:
+        build, into = (build_rl_sample, self.rl_samples) if self.spec.schema == "rl" else (build_sample, self.samples)
         try:
-            sample, prepared = build_sample(record, self.spec.split, self.image_config)
+            sample, prepared = build(record, self.spec.split, self.image_config)
         except Rejected as exc:
             self.rejects.append(RejectRecord(self.spec.split, self.source_file, row, exc.reason, exc.detail, self.spec.key))
             return
-        self.samples.append(dataclasses.replace(sample, source_file=self.source_file, source_row=row, shard=self.spec.key))
+        into.append(dataclasses.replace(sample, source_file=self.source_file, source_row=row, shard=self.spec.key))
         for p in prepared:
             self.images_seen += 1
             self.images_written += self.store.put(p)
@@ -132,7 +139,8 @@ class _ShardOutput:
         return ShardSummary(
             shard=self.spec.key, split=self.spec.split, source_file=self.source_file,
             row_start=self.spec.row_start, row_stop=self.spec.row_stop,
-            samples_image=n_image, samples_text=len(self.samples) - n_image, rejects=len(self.rejects),
+            samples_image=n_image, samples_text=len(self.samples) - n_image, samples_rl=len(self.rl_samples),
+            rejects=len(self.rejects),
             images_seen=self.images_seen, images_written=self.images_written,
             images_repaired=sum(1 for r in self.images.values() if r.repair),
             seconds=round(seconds, 3), code_version=code_version(),
@@ -144,6 +152,7 @@ class _ShardOutput:
         for name, cls, rows in (
             ("image_samples", SftSample, with_image),
             ("text_samples", SftSample, text_only),
+            ("rl_samples", RlSample, self.rl_samples),
             ("images", ImageRecord, sorted(self.images.values(), key=lambda r: r.sha256)),
             ("rejects", RejectRecord, self.rejects),
             ("summary", ShardSummary, [summary]),

@@ -44,6 +44,23 @@ class SftSample:
 
 
 @dataclass(frozen=True)
+class RlSample:
+    """A prepared RL prompt (the released form: messages, images, solution, question). Paths home-relative."""
+
+    id: str  # sha256 (32 hex) of split, question, solution and image hashes: the dedup key
+    split: str
+    source_file: str
+    source_row: int
+    question: str
+    prompt: str  # JSON list of {role, content}; `User Image Path` lines name the stored image[0]
+    solution: str
+    image_sha256: list[str]
+    image_paths: list[str]  # home-relative paths of the same images
+    has_image: bool
+    shard: str
+
+
+@dataclass(frozen=True)
 class ImageRecord:
     sha256: str
     path: str  # relative to the data home
@@ -76,6 +93,7 @@ class ShardSummary:
     row_stop: int
     samples_image: int
     samples_text: int
+    samples_rl: int
     rejects: int
     images_seen: int
     images_written: int

@@ -1,7 +1,12 @@
-"""Thyme SFT sources, read in shards with flat memory.
+"""Thyme SFT and RL sources, read in shards with flat memory.
 
-A source is a Parquet file in Hugging Face `datasets` layout (columns `image`: list of base64 strings,
-`question`, `response`), a JSONL file with the same fields, or a folder holding such files. `plan_shards`
+A source is a Parquet file in Hugging Face `datasets` layout, a JSONL file with the same fields, or a folder
+holding such files. Two schemas, detected per file (`detect_schema`):
+- SFT: `image` (list of base64 strings), `question`, `response`;
+- RL (the released form): `messages` (list of {role, content}), `images` (or `image`: list of base64
+  strings), `solution`, `question`.
+A file with a `messages` or `solution` column (JSONL: key, in its first parseable records) is RL, any other
+is SFT; then that schema's columns are checked, and a missing one is an error naming the file and columns. `plan_shards`
 cuts each file into shards of about `shard_rows` rows (Parquet at row-group boundaries, JSONL at line
 boundaries) and names each shard by a key derived from the file's content hash, the split, the row range,
 the preparation config and the code version: a rerun finds the same keys and skips finished work.
@@ -23,7 +28,10 @@ import pyarrow.parquet as pq
 
 from thyme_core.errors import ThymeError
 
-REQUIRED_COLUMNS = ("image", "question", "response")
+REQUIRED_COLUMNS = ("image", "question", "response")  # SFT
+RL_COLUMNS = ("messages", "images", "solution", "question")  # `image` is accepted for `images`
+RL_MARKERS = ("messages", "solution")  # a file with either is RL
+JSONL_SNIFF_LINES = 100  # JSONL: keys of the first parseable records decide the schema
 PARQUET_SUFFIXES = (".parquet",)
 JSONL_SUFFIXES = (".jsonl", ".json")
 READ_BATCH_ROWS = 64  # rows decoded from Parquet at a time inside a row group
@@ -41,6 +49,7 @@ class ShardSpec:
     row_groups: tuple[int, ...] = ()  # parquet: the row groups covering [row_start, row_stop)
     byte_start: int = 0  # jsonl: byte range of the shard's lines
     byte_stop: int = 0
+    schema: str = "sft"  # "sft" or "rl": the file's schema (detect_schema)
 
 
 def list_source_files(source: str | Path) -> list[Path]:
@@ -98,16 +107,60 @@ def _open_parquet(path: Path) -> pq.ParquetFile:
     return pf
 
 
-def check_parquet_schema(path: Path, schema: pa.Schema) -> None:
-    for col in REQUIRED_COLUMNS:
-        if col not in schema.names:
-            raise ThymeError(f"{path}: missing column '{col}' (has: {', '.join(schema.names)})")
+def detect_schema(path: Path, names, required_image: bool = True) -> str:
+    """The schema ("rl" or "sft") of a file with these column (or key) names; ThymeError naming the missing columns.
+
+    JSONL records may leave out the image list (text-only), so there `required_image` is False.
+    """
+    names = set(names)
+    if names & set(RL_MARKERS):
+        wanted = [c for c in RL_COLUMNS if c != "images" or required_image]
+        missing = [c for c in wanted if c not in names and not (c == "images" and "image" in names)]
+        kind, expect = "rl", "RL columns: messages, images (or image), solution, question"
+    else:
+        wanted = [c for c in REQUIRED_COLUMNS if c != "image" or required_image]
+        missing = [c for c in wanted if c not in names]
+        kind, expect = "sft", ("SFT columns: image, question, response; "
+                               "RL columns: messages, images (or image), solution, question")
+    if missing:
+        cols = ", ".join(f"'{c}'" for c in missing)
+        raise ThymeError(f"{path}: missing column{'s' if len(missing) > 1 else ''} {cols} "
+                         f"(has: {', '.join(sorted(names)) or 'nothing'}; {expect})")
+    return kind
+
+
+def rl_image_column(names) -> str:
+    return "images" if "images" in names else "image"
+
+
+def check_parquet_schema(path: Path, schema: pa.Schema) -> str:
+    """Check the columns of a Parquet file; returns its schema kind ("sft" or "rl")."""
+    kind = detect_schema(path, schema.names)
+    if kind == "rl":
+        _check_rl_types(path, schema)
+        return kind
     for col in ("question", "response"):
         if not _is_string(schema.field(col).type):
             raise ThymeError(f"{path}: column '{col}' has type {schema.field(col).type}, expected string")
-    t = schema.field("image").type
+    _check_image_list(path, schema, "image")
+    return kind
+
+
+def _check_image_list(path: Path, schema: pa.Schema, col: str) -> None:
+    t = schema.field(col).type
     if not (pa.types.is_list(t) or pa.types.is_large_list(t)) or not _is_string(t.value_type):
-        raise ThymeError(f"{path}: column 'image' has type {t}, expected list<string> of base64 images")
+        raise ThymeError(f"{path}: column '{col}' has type {t}, expected list<string> of base64 images")
+
+
+def _check_rl_types(path: Path, schema: pa.Schema) -> None:
+    for col in ("question", "solution"):
+        if not _is_string(schema.field(col).type):
+            raise ThymeError(f"{path}: column '{col}' has type {schema.field(col).type}, expected string")
+    _check_image_list(path, schema, rl_image_column(schema.names))
+    t = schema.field("messages").type
+    ok = (pa.types.is_list(t) or pa.types.is_large_list(t)) and pa.types.is_struct(t.value_type)
+    if not ok or not {"role", "content"} <= {f.name for f in t.value_type}:
+        raise ThymeError(f"{path}: column 'messages' has type {t}, expected list<struct<role, content>>")
 
 
 def _is_string(t: pa.DataType) -> bool:
@@ -115,19 +168,37 @@ def _is_string(t: pa.DataType) -> bool:
 
 
 def _plan_parquet(path: Path, split: str, shard_rows: int, digest: str, salt: str) -> list[ShardSpec]:
-    md = _open_parquet(path).metadata
+    pf = _open_parquet(path)
+    md, kind = pf.metadata, check_parquet_schema(path, pf.schema_arrow)
     specs, groups, start, row = [], [], 0, 0
     for i in range(md.num_row_groups):
         groups.append(i)
         row += md.row_group(i).num_rows
         if row - start >= shard_rows or i == md.num_row_groups - 1:
             key = _shard_key(digest, split, start, row, salt)
-            specs.append(ShardSpec(key, split, str(path.absolute()), "parquet", digest, start, row, tuple(groups)))
+            specs.append(ShardSpec(key, split, str(path.absolute()), "parquet", digest, start, row, tuple(groups),
+                                   schema=kind))
             groups, start = [], row
     return specs
 
 
+def _jsonl_schema(path: Path) -> str:
+    """The schema of a JSONL file, from the keys of its first parseable records. A file with none (empty,
+    or every line broken) is taken as SFT: its lines then become bad_field rejects as before."""
+    keys: set[str] = set()
+    with open(path, "rb") as f:
+        for _, line in zip(range(JSONL_SNIFF_LINES), f):
+            try:
+                record = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+            if isinstance(record, dict):
+                keys |= set(record)
+    return detect_schema(path, keys, required_image=False) if keys else "sft"
+
+
 def _plan_jsonl(path: Path, split: str, shard_rows: int, digest: str, salt: str) -> list[ShardSpec]:
+    kind = _jsonl_schema(path)
     specs, start_row, start_byte, row, pos = [], 0, 0, 0, 0
     with open(path, "rb") as f:
         for line in f:
@@ -136,11 +207,13 @@ def _plan_jsonl(path: Path, split: str, shard_rows: int, digest: str, salt: str)
                 row += 1
             if row - start_row >= shard_rows:
                 key = _shard_key(digest, split, start_row, row, salt)
-                specs.append(ShardSpec(key, split, str(path.absolute()), "jsonl", digest, start_row, row, (), start_byte, pos))
+                specs.append(ShardSpec(key, split, str(path.absolute()), "jsonl", digest, start_row, row, (),
+                                       start_byte, pos, kind))
                 start_row, start_byte = row, pos
     if row > start_row:
         key = _shard_key(digest, split, start_row, row, salt)
-        specs.append(ShardSpec(key, split, str(path.absolute()), "jsonl", digest, start_row, row, (), start_byte, pos))
+        specs.append(ShardSpec(key, split, str(path.absolute()), "jsonl", digest, start_row, row, (),
+                               start_byte, pos, kind))
     return specs
 
 
@@ -157,9 +230,13 @@ def _read_parquet(spec: ShardSpec) -> Iterator[tuple[int, dict]]:
     # One row group in memory at a time (read_row_group is ~2.5x faster than iter_batches on large
     # base64 strings); Python objects are made for READ_BATCH_ROWS rows at a time.
     pf = _open_parquet(Path(spec.path))
+    columns = list(REQUIRED_COLUMNS)
+    if spec.schema == "rl":
+        image_col = rl_image_column(pf.schema_arrow.names)
+        columns = [image_col if c == "images" else c for c in RL_COLUMNS]
     row = spec.row_start
     for group in spec.row_groups:
-        table = pf.read_row_group(group, columns=list(REQUIRED_COLUMNS))
+        table = pf.read_row_group(group, columns=columns)
         for start in range(0, table.num_rows, READ_BATCH_ROWS):
             for record in table.slice(start, READ_BATCH_ROWS).to_pylist():
                 yield row, record

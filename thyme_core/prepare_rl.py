@@ -1,0 +1,72 @@
+"""Prepare one RL record (the released form: messages, images, solution, question) into an RlSample.
+
+The same guarantees as SFT (prepare.py): every image is decoded, checked and stored once by content hash
+with the same Reject/Repair codes; a missing or null `messages`, `solution` or `question` (or a message
+without string role/content) is Reject.BAD_FIELD; a null image list means a text-only prompt, as in SFT.
+`User Image Path:` lines in the messages and the question are rewritten to the stored image[0] by the same
+rule as SFT questions (paths.rewrite_question_paths); the `<image>` placeholder stays as it is.
+
+The prompt is stored as JSON of the messages, each reduced to {role, content}.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from thyme_core import images as img
+from thyme_core.paths import rewrite_question_paths
+from thyme_core.reasons import Reject, Rejected
+from thyme_core.schema import RlSample
+
+
+def build_rl_sample(record: dict | str, split: str,
+                    image_config: img.ImageConfig) -> tuple[RlSample, list[img.PreparedImage]]:
+    """One RL record -> (sample, images to store), or Rejected with the reason. Nothing is written here."""
+    messages, question, solution, raw_images = _rl_fields(record)
+    prepared = []
+    for i, entry in enumerate(raw_images):
+        try:
+            prepared.append(img.prepare_image(img.decode_base64(entry), image_config))
+        except Rejected as exc:
+            raise Rejected(exc.reason, f"image[{i}]: {exc.detail}") from None
+    stored = [p.relpath for p in prepared]
+    rewritten = [{"role": m["role"], "content": _rewrite(m["content"], stored, f"messages[{i}]")}
+                 for i, m in enumerate(messages)]
+    shas = [p.sha256 for p in prepared]
+    ident = hashlib.sha256("\0".join([split, question, solution, *shas]).encode()).hexdigest()[:32]
+    sample = RlSample(
+        id=ident, split=split, source_file="", source_row=-1,
+        question=_rewrite(question, stored, "question"), prompt=json.dumps(rewritten, ensure_ascii=False),
+        solution=solution, image_sha256=shas, image_paths=stored, has_image=bool(shas), shard="",
+    )
+    return sample, prepared
+
+
+def _rewrite(text: str, stored: list[str], where: str) -> str:
+    result = rewrite_question_paths(text, stored)
+    if result.problem is not None:
+        raise Rejected(result.problem.reason, f"{where}: {result.problem.detail}")
+    return result.question
+
+
+def _rl_fields(record: dict | str) -> tuple[list[dict], str, str, list]:
+    if isinstance(record, str):  # the reader could not parse the record; the string says why
+        raise Rejected(Reject.BAD_FIELD, record)
+    missing = [k for k in ("question", "solution") if not isinstance(record.get(k), str)]
+    if missing:
+        detail = ", ".join(f"{k} is {type(record.get(k)).__name__ if k in record else 'missing'}" for k in missing)
+        raise Rejected(Reject.BAD_FIELD, detail)
+    messages = record.get("messages")
+    if not isinstance(messages, list) or not messages:
+        what = type(messages).__name__ if "messages" in record else "missing"
+        raise Rejected(Reject.BAD_FIELD, f"messages is {what if messages != [] else 'empty'}, expected a list")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise Rejected(Reject.BAD_FIELD, f"messages[{i}] is not a {{role: str, content: str}} object")
+    images = record["images"] if "images" in record else record.get("image")
+    if images is None:
+        images = []  # a text-only prompt, as SFT treats a null image list
+    if not isinstance(images, list):
+        raise Rejected(Reject.BAD_FIELD, f"images is {type(images).__name__}, expected a list")
+    return messages, record["question"], record["solution"], images
