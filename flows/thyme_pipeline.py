@@ -5,10 +5,12 @@ Stages, each a subflow or task whose work is keyed by content, so a rerun skips 
 2. replay verification: keyed by (prepare shard key, replay config, sandbox code version);
 3. push a dataset version (when `dataset` is set): content-addressed, unchanged content uploads nothing;
 4. SFT stage 1 then stage 2 (when `sft_steps` > 0): runs keyed by (sample ids, config hash, code version);
-5. evaluate (when `eval_tsv` is set): shards keyed by (benchmark rows, backend, model, agent config), with the
-   stage-2 weights when SFT ran, else `model`.
-RL joins as it lands. Outputs: everything the stages write in the data home (and the store); returns each
-stage's counts (shards run and reused, the version's manifest hash, the run keys).
+5. RL (when `rl_steps` > 0): GRPO-ATS from the stage-2 weights (else `model`), keyed by (prompt ids, config
+   hash, code version);
+6. evaluate (when `eval_tsv` is set): shards keyed by (benchmark rows, backend, model, agent config), with the
+   newest weights trained here, else `model`.
+Outputs: everything the stages write in the data home (and the store); returns each stage's counts
+(shards run and reused, the version's manifest hash, the run keys).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from prefect import flow
 from flows.evaluate import evaluate
 from flows.prepare_sft_data import prepare_sft_data
 from flows.replay_sft_data import replay_sft_data
+from flows.train_rl import train_rl
 from flows.train_sft import train_sft
 from tasks.versions import push_version
 
@@ -39,6 +42,7 @@ def thyme_pipeline(
     dataset_tag: str = "latest",
     store: str = "",
     sft_steps: int = 0,
+    rl_steps: int = 0,
     model: str = "",
     eval_tsv: str = "",
     eval_backend: Literal["transformers", "vllm", "openai", "scripted"] = "transformers",
@@ -59,6 +63,10 @@ def thyme_pipeline(
         stages["sft1"] = train_sft(stage=1, model=model or None, max_steps=sft_steps, home=home)
         stages["sft2"] = train_sft(stage=2, max_steps=sft_steps, home=home)
         weights = stages["sft2"]["final"]
+    if rl_steps > 0:
+        # the tiny preset when the pipeline started from the tiny model (SFT's weights of it included)
+        stages["rl"] = train_rl(model=weights, max_steps=rl_steps, home=home, preset=None if model else "rl_tiny")
+        weights = stages["rl"]["final"]
     if eval_tsv:
         stages["evaluate"] = evaluate(tsv=eval_tsv, home=home, backend=eval_backend, model=weights or "",
                                       response_file=eval_response_file, isolation=isolation)

@@ -58,7 +58,9 @@ FROM read_parquet('shards/replay/*/replays.parquet')
 QUALIFY row_number() OVER (PARTITION BY sample_id, block ORDER BY status = 'match' DESC, reason) = 1;
 
 -- Agent trajectories (thyme infer, thyme eval, RL rollouts): each finished shard publishes one folder
--- shards/agent/<key>/ with trajectories/turns/executions parts (and eval_results for evaluation shards).
+-- shards/agent/<key>/ with trajectories/turns/executions parts (and eval_results for evaluation shards);
+-- each RL step publishes one such folder, shards/agent/rl-<run key>-step-<N>/, and its rl_rollouts part
+-- under shards/rl/<run key>/step-<N>/.
 -- One row per (run, sample) is kept should a run's shard be published twice.
 CREATE OR REPLACE VIEW trajectories AS
 SELECT run_id, sample_id, benchmark, question, image_sha256, image_paths, response, answer, correct, stop_reason,
@@ -82,3 +84,10 @@ CREATE OR REPLACE VIEW eval_results AS
 SELECT run_id, benchmark, "index", category, sample_id, prediction, choice, answer, correct, stop_reason
 FROM read_parquet('shards/agent/*/eval_results.parquet')
 QUALIFY row_number() OVER (PARTITION BY run_id, benchmark, "index" ORDER BY sample_id) = 1;
+
+-- RL rollouts (thyme train-rl): one row per rollout of a step; join trajectories / turns / executions on
+-- (run_id, sample_id) = (run, sample_id). A step published twice (a resumed run) keeps one row.
+CREATE OR REPLACE VIEW rl_rollouts AS
+SELECT run, step, "group", member, prompt_id, sample_id, reward, reward_reason, advantage, kept, "limit"
+FROM read_parquet('shards/rl/**/rl_rollouts.parquet')
+QUALIFY row_number() OVER (PARTITION BY run, sample_id ORDER BY step) = 1;

@@ -17,6 +17,7 @@ from thyme_core.errors import ThymeError
 from thyme_core.home import DataHome
 from thyme_core.schema import ImageRecord, RejectRecord, ReplayRecord, RlSample, SftSample, ShardSummary, to_table
 from thyme_core.schema import EvalResult, ExecutionRecord, TrajectoryRecord, TurnRecord
+from thyme_core.schema import RlRolloutRecord
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 
@@ -33,6 +34,7 @@ _SCHEMA_PARTS = {
     "replay": {"replays": ReplayRecord},
     "agent": {"trajectories": TrajectoryRecord, "turns": TurnRecord, "executions": ExecutionRecord,
               "eval_results": EvalResult},
+    "rl": {"rl_rollouts": RlRolloutRecord},
 }
 
 

@@ -207,3 +207,22 @@ def to_table(cls: type, records: list) -> pa.Table:
     names = [f.name for f in dataclasses.fields(cls)]
     columns = {n: [getattr(r, n) for r in records] for n in names}
     return pa.table(columns, schema=arrow_schema(cls))
+
+
+# ---- RL rollouts (thyme train-rl): one row per rollout, next to its trajectory/turn/execution rows
+
+@dataclass(frozen=True)
+class RlRolloutRecord:
+    """One GRPO-ATS rollout of a step. (run, sample_id) is its trajectory's (run_id, sample_id)."""
+
+    run: str  # "rl-<run key>": the trajectories' run_id
+    step: int  # optimizer step (1-based) whose rollouts these are
+    group: int  # index of its group (its prompt) within the step
+    member: int  # index within the group
+    prompt_id: str
+    sample_id: str  # "s<step>/<prompt_id>:<member>"
+    reward: float | None  # the summed reward; NULL when missing (judge failure)
+    reward_reason: str  # "" or the reason code of a missing reward
+    advantage: float
+    kept: bool  # carried loss (not dropped with its group, not masked for a limit)
+    limit: str  # "" or the limit it hit: round_limit / budget / length / images

@@ -32,7 +32,7 @@ def test_thyme_core_never_imports_prefect():
     [("sft_samples", schema.SftSample), ("rl_samples", schema.RlSample), ("images", schema.ImageRecord),
      ("rejects", schema.RejectRecord), ("prepare_shards", schema.ShardSummary), ("replays", schema.ReplayRecord),
      ("trajectories", schema.TrajectoryRecord), ("turns", schema.TurnRecord), ("executions", schema.ExecutionRecord),
-     ("eval_results", schema.EvalResult)],
+     ("eval_results", schema.EvalResult), ("rl_rollouts", schema.RlRolloutRecord)],
 )
 def test_sql_views_match_record_dataclasses(home, view, cls):
     con = catalog.connect(home)

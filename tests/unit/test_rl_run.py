@@ -1,0 +1,104 @@
+"""An RL run on the tiny Qwen2.5-VL (CPU) with the real sandbox: steps, the catalog, resume, skip.
+
+The random tiny model steered through scripts as in test_rl_step.py (member 0 answers right, member 1 wrong,
+both crop in the sandbox). Checked: every rollout is queryable in rl_rollouts with its trajectory and
+execution rows and the named RL queries read them; a run killed after step 2 resumes from its checkpoint
+and finishes step 3 only; a rerun with nothing changed is skipped; the prompt fallback from sft_samples.
+"""
+
+import json
+
+import pytest
+
+from tests.unit.test_rl_step import QUESTION, FollowScript, image_bytes
+from thyme_core import catalog
+from thyme_core.rl import run as rl_run
+from thyme_core.rl.config import RlConfig, load_preset
+from thyme_core.rl.data import clean_question
+from thyme_core.rl.judge import StaticJudge
+from thyme_core.rl.rollout import RLPrompt
+
+PROMPTS = [RLPrompt(f"p{i}", image_bytes(), QUESTION, "A") for i in range(2)]
+
+
+def steer(backend):
+    tok = backend.processor.tokenizer
+    backend.logits_processors = lambda request, n_in: [FollowScript(tok, request, n_in)]
+
+
+class Killed(Exception):
+    pass
+
+
+def config(**kw) -> RlConfig:
+    return load_preset("rl_tiny", group_size=2, prompts_per_step=1, max_new_tokens=400, max_length=1200,
+                       max_steps=3, save_steps=1, **kw)
+
+
+def test_run_lands_in_the_catalog_resumes_and_skips(home):
+    cfg = config()
+    spec = rl_run.prepare_run(home, cfg, PROMPTS)
+    seen = []
+
+    def kill_after_two(m):
+        seen.append(m["step"])
+        if m["step"] == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        rl_run.train(home, spec, StaticJudge(1.0), steer, kill_after_two)
+    assert rl_run.latest_checkpoint(spec.run_dir).name == "step-000002.pt"
+    assert not (spec.run_dir / "DONE").exists()
+
+    resumed = rl_run.train(home, rl_run.prepare_run(home, cfg, PROMPTS), StaticJudge(1.0), steer, lambda m: seen.append(m["step"]))
+    assert seen == [1, 2, 3] and resumed["resumed_from"] == 2 and resumed["steps"] == 3
+    assert [m["step"] for m in rl_run.read_metrics(spec.run_dir)] == [1, 2, 3]
+    assert (spec.run_dir / "final" / "config.json").exists()
+    assert json.loads((spec.run_dir / "DONE").read_text()) == {"steps": 3}
+
+    # every rollout is in the catalog: rewards, advantages, groups, and its executions
+    _, rows = catalog.query(home, 'SELECT step, prompt_id, member, reward, advantage > 0, kept, "limit" '
+                                  "FROM rl_rollouts ORDER BY step, member")
+    assert rows == [(1, "p0", 0, 2.0, True, True, ""), (1, "p0", 1, 0.5, False, True, ""),
+                    (2, "p1", 0, 2.0, True, True, ""), (2, "p1", 1, 0.5, False, True, ""),
+                    (3, "p0", 0, 2.0, True, True, ""), (3, "p0", 1, 0.5, False, True, "")]
+    _, rows = catalog.query(home, "SELECT count(*), count(DISTINCT t.sample_id), min(e.status), max(e.status) "
+                                  "FROM rl_rollouts r JOIN trajectories t ON t.run_id = r.run AND "
+                                  "t.sample_id = r.sample_id JOIN executions e ON e.run_id = r.run AND "
+                                  "e.sample_id = r.sample_id")
+    assert rows == [(6, 6, "ok", "ok")]
+    _, rows = catalog.query(home, "rl_reward_by_step")
+    assert [(r[1], r[2], r[3]) for r in rows] == [(1, 2, 1.25), (2, 2, 1.25), (3, 2, 1.25)]
+    cols, rows = catalog.query(home, "rl_code_use_by_step")
+    assert [dict(zip(cols, r))["code_rate"] for r in rows] == [1.0] * 3
+    assert [dict(zip(cols, r))["code_success_rate"] for r in rows] == [1.0] * 3
+    assert catalog.query(home, "rl_errors_by_step")[1] == []
+    cols, rows = catalog.query(home, "rl_zero_variance_by_step")
+    assert [dict(zip(cols, r))["zero_variance_groups"] for r in rows] == [0] * 3
+
+    # nothing changed: skipped; more steps: the same run goes on from its last checkpoint
+    again = rl_run.prepare_run(home, cfg, PROMPTS)
+    assert again.done and again.key == spec.key
+    assert rl_run.train(home, again, StaticJudge(1.0), steer)["skipped"]
+    assert rl_run.prepare_run(home, cfg.replace(max_steps=4), PROMPTS).key == spec.key
+    assert rl_run.prepare_run(home, cfg.replace(beta=0.02), PROMPTS).key != spec.key
+
+
+def test_prompts_fall_back_to_sft_samples_without_rl_data():
+    q = ('<image>\nWhat colour is the sign?\nOptions:\nA. red\nB. blue\n### User Image Path:** "images/a.jpg"\n'
+         '### User Image Size:** 300x200\n\n### **Output Format (strict adherence required):**\n\n<think>x</think>')
+    # the image lines and the output-format footer go: the agent adds the real path and its own prompt
+    assert clean_question(q) == "What colour is the sign?\nOptions:\nA. red\nB. blue"
+    assert clean_question("How many?") == "How many?"  # nothing to strip
+
+
+def test_presets_load_and_bad_values_fail():
+    ref = load_preset("rl")
+    assert (ref.learning_rate, ref.group_size, ref.beta, ref.max_new_tokens, ref.max_pixels) == \
+        (5e-7, 4, 0.01, 3196, 2408448)
+    from thyme_core.errors import ThymeError
+
+    with pytest.raises(ThymeError):
+        load_preset("rl_tiny", no_such_field=1)
+    with pytest.raises(ThymeError):
+        RlConfig(prompts_per_step=0)

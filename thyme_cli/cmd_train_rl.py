@@ -1,0 +1,39 @@
+"""`thyme train-rl`: run the train_rl flow (GRPO-ATS with the sandbox in the rollout loop)."""
+
+from __future__ import annotations
+
+from thyme_cli.main import add_home_arg
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train-rl", help="GRPO-ATS RL on the catalog's RL prompts (rl_samples, else sft_samples)")
+    p.add_argument("--model", default=None, help="policy to train; default: the tiny offline Qwen2.5-VL")
+    p.add_argument("--data", default=None, help="data split (default: every split with an image)")
+    p.add_argument("--max-steps", type=int, default=None, help="optimizer steps in all (overrides the preset)")
+    p.add_argument("--preset", default=None, help="infra/presets/<name>.yaml or a path (default: rl, or rl_tiny "
+                                                  "without --model)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set group_size=8; repeatable")
+    p.add_argument("--help-config", action="store_true", help="list every config field with its help and exit")
+    add_home_arg(p)
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    if args.help_config:
+        from thyme_core.rl.config import help_text
+
+        print(help_text())
+        return 0
+    from tasks.runtime import shared_prefect_api
+    from thyme_cli.cmd_train_sft import parse_sets
+
+    overrides = parse_sets(args.sets)
+    with shared_prefect_api():
+        from flows.train_rl import train_rl
+
+        result = train_rl(model=args.model, data=args.data, max_steps=args.max_steps, home=args.home,
+                          preset=args.preset, overrides=overrides)
+    print(f"RL run {result['key']}: {result['steps']} steps{' (skipped)' if result['skipped'] else ''}; "
+          f"final weights: {result['final']}")
+    return 0

@@ -1,0 +1,106 @@
+"""RL run configuration: one flat dataclass (fields with help text, validated), loaded from a YAML preset.
+
+Flat so a preset reads like the paper's table and `--set key=value` reaches every field; `rollout_config()`
+and `step_config()` hand the pieces to rollout.py and step.py. Fields that do not change what a step
+computes (max_steps, save_steps, device) stay out of the run key: a longer rerun continues the same run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from thyme_core.errors import ThymeError
+from thyme_core.rl.grpo import GrpoLossConfig
+from thyme_core.rl.rewards import RewardConfig
+from thyme_core.rl.rollout import RolloutConfig
+from thyme_core.rl.step import StepConfig
+
+PRESETS_DIR = Path(__file__).resolve().parents[2] / "infra" / "presets"
+_NOT_HASHED = {"max_steps", "save_steps", "device"}
+
+
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+@dataclass(frozen=True)
+class RlConfig:
+    model: str = _f("", "policy to train: a model folder; '' = the tiny offline Qwen2.5-VL in the home")
+    split: str = _f("", "data split of rl_samples (or of sft_samples, the fallback); '' = every split")
+    limit: int = _f(0, "use the first N prompts by id (0 = all)")
+    prompts_per_step: int = _f(2, "prompts per optimizer step (each rolled out group_size times)")
+    max_steps: int = _f(4, "optimizer steps in all (a rerun with more continues the same run)")
+    save_steps: int = _f(2, "checkpoint every N steps (and at the end)")
+    learning_rate: float = _f(5e-7, "AdamW learning rate")
+    weight_decay: float = _f(0.0, "AdamW weight decay")
+    group_size: int = _f(4, "G: generations per prompt")
+    text_temperature: float = _f(1.0, "sampling temperature of text")
+    code_temperature: float = _f(0.0, "sampling temperature from <code> to </code>")
+    max_rounds: int = _f(5, "code executions per trajectory")
+    max_images: int = _f(10, "images per trajectory, the prompt's included")
+    max_length: int = _f(8192, "token budget of a whole trajectory")
+    max_new_tokens: int = _f(3196, "max completion tokens per generation call")
+    min_pixels: int = _f(3136, "smallest image area given to the processor")
+    max_pixels: int = _f(2408448, "largest image area given to the processor")
+    mask_limited: bool = _f(True, "leave trajectories that hit a limit out of the loss")
+    rewards: tuple = _f(("combined",), "reward names (rewards.REWARDS), summed")
+    beta: float = _f(0.01, "k3 KL weight to the frozen reference")
+    clip_eps: float = _f(0.2, "PPO clip range")
+    inner_steps: int = _f(1, "optimizer steps per batch of rollouts")
+    max_grad_norm: float = _f(1.0, "gradient clipping norm (0: none)")
+    seed: int = _f(0, "seed of sampling (step s samples with seed + s) and of torch")
+    device: str = _f("auto", "cpu, cuda, or auto (cuda when available)")
+
+    def __post_init__(self):
+        object.__setattr__(self, "rewards", tuple(self.rewards))
+        if self.prompts_per_step < 1 or self.max_steps < 0 or self.save_steps < 1 or self.limit < 0:
+            raise ThymeError("prompts_per_step >= 1, max_steps >= 0, save_steps >= 1 and limit >= 0 are required")
+        if not self.learning_rate > 0:
+            raise ThymeError(f"learning_rate must be > 0, not {self.learning_rate}")
+        self.rollout_config(0), self.step_config()  # their own checks
+
+    def replace(self, **changes) -> "RlConfig":
+        return dataclasses.replace(self, **changes)
+
+    def rollout_config(self, step: int) -> RolloutConfig:
+        return RolloutConfig(group_size=self.group_size, text_temperature=self.text_temperature,
+                             code_temperature=self.code_temperature, max_rounds=self.max_rounds,
+                             max_images=self.max_images, max_length=self.max_length,
+                             max_new_tokens=self.max_new_tokens, mask_limited=self.mask_limited,
+                             seed=self.seed + step)
+
+    def step_config(self) -> StepConfig:
+        return StepConfig(rewards=self.rewards, inner_steps=self.inner_steps, max_grad_norm=self.max_grad_norm,
+                          loss=GrpoLossConfig(clip_eps=self.clip_eps, beta=self.beta), reward=RewardConfig())
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    def config_hash(self) -> str:
+        data = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NOT_HASHED}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_preset(name_or_path: str, **overrides) -> RlConfig:
+    """infra/presets/<name>.yaml (or a path) with overrides; unknown keys are an error."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PRESETS_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise ThymeError(f"no preset {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = set(data) - {f.name for f in dataclasses.fields(RlConfig)}
+    if unknown:
+        raise ThymeError(f"{path}: unknown keys {sorted(unknown)}")
+    return RlConfig(**data)
+
+
+def help_text() -> str:
+    return "\n".join(f"{f.name:20} {f.default!r:>16}  {f.metadata['help']}" for f in dataclasses.fields(RlConfig))
