@@ -16,7 +16,8 @@ from thyme_cli.main import add_home_arg
 
 DEMO_SPLITS = {"wo_thinking_thyme_single_round": 48, "2round": 24, "computation": 32}
 DEMO_QUERIES = ("counts_by_split", "code_rounds", "images_by_format", "rejects_by_reason", "prepare_runs",
-                "replay_summary", "replay_failures", "eval_accuracy", "exec_success_by_round")
+                "replay_summary", "replay_failures", "eval_accuracy", "exec_success_by_round", "rl_reward_by_step",
+                "rl_code_use_by_step")
 
 
 def register(sub) -> None:
@@ -62,6 +63,13 @@ def run(args) -> int:
 
         for stage in (1, 2):
             train_sft(stage=stage, max_steps=4, home=str(home.root))
+
+        # RL (issue 7): two GRPO-ATS steps of the random tiny model (rl_tiny preset, prompts derived from
+        # sft_samples when there is no RL data): it writes no code, so rewards are 0 and groups zero-variance,
+        # which is what the queries below show; a rerun with nothing changed is skipped
+        from flows.train_rl import train_rl
+
+        train_rl(max_steps=2, home=str(home.root))
 
         # Evaluation (issue 4): `thyme eval` of a tiny generated benchmark through the agent loop and the
         # sandbox, answered by recorded responses (scripted backend); a rerun skips the finished shards

@@ -14,7 +14,7 @@ from tests.unit.test_rl_step import QUESTION, FollowScript, image_bytes
 from thyme_core import catalog
 from thyme_core.rl import run as rl_run
 from thyme_core.rl.config import RlConfig, load_preset
-from thyme_core.rl.data import clean_question
+from thyme_core.rl.data import clean_question, load_prompts
 from thyme_core.rl.judge import StaticJudge
 from thyme_core.rl.rollout import RLPrompt
 
@@ -84,7 +84,31 @@ def test_run_lands_in_the_catalog_resumes_and_skips(home):
     assert rl_run.prepare_run(home, cfg.replace(beta=0.02), PROMPTS).key != spec.key
 
 
-def test_prompts_fall_back_to_sft_samples_without_rl_data():
+def test_prompts_from_rl_samples_else_derived_from_sft_samples(home, tmp_path):
+    from thyme_core import prepare
+    from thyme_core.synth import generate_records
+    from thyme_core.synth.rl import write_rl_dataset
+    from thyme_core.synth.writer import write_parquet
+
+    def run(source, split):
+        config = prepare.PrepareConfig(shard_rows=4)
+        for spec in prepare.plan(source, split, config):
+            prepare.prepare_shard(spec, home, config)
+
+    write_parquet(tmp_path / "sft.parquet", list(generate_records("wo_thinking_thyme_single_round", 4, 0, 320, 240, 1)))
+    run(tmp_path / "sft.parquet", "sft")
+    derived = load_prompts(home, "sft", 0)  # no RL data yet: the fallback
+    assert derived and all(p.image.is_file() and "User Image" not in p.question and "Output Format" not in p.question
+                           and p.solution for p in derived)
+    assert [p.prompt_id for p in derived] == sorted(p.prompt_id for p in derived)
+    write_rl_dataset(tmp_path / "rl.jsonl", 3, seed=1, width=320, height=240)
+    run(tmp_path / "rl.jsonl", "rl")
+    prompts = load_prompts(home, "", 2)  # RL data present: rl_samples, first by id
+    _, rows = catalog.query(home, "SELECT id, solution FROM rl_samples ORDER BY id LIMIT 2")
+    assert [(p.prompt_id, p.solution) for p in prompts] == rows
+
+
+def test_clean_question_drops_image_lines_and_the_format_footer():
     q = ('<image>\nWhat colour is the sign?\nOptions:\nA. red\nB. blue\n### User Image Path:** "images/a.jpg"\n'
          '### User Image Size:** 300x200\n\n### **Output Format (strict adherence required):**\n\n<think>x</think>')
     # the image lines and the output-format footer go: the agent adds the real path and its own prompt

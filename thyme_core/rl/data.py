@@ -55,7 +55,7 @@ def from_rl_samples(home: DataHome, split: str, limit: int) -> list[RLPrompt]:
     where, params = _where(split)
     sql = f"SELECT id, question, solution, image_paths FROM rl_samples WHERE {where} ORDER BY id"
     _, rows = catalog.query(home, sql + (" LIMIT ?" if limit else ""), params + ([limit] if limit else []))
-    return [RLPrompt(i, home.absolute(paths[0]), q, s) for i, q, s, paths in rows]
+    return [RLPrompt(i, home.absolute(paths[0]), clean_question(q), s) for i, q, s, paths in rows]
 
 
 def from_sft_samples(home: DataHome, split: str, limit: int) -> list[RLPrompt]:
