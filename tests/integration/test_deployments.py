@@ -97,7 +97,8 @@ def test_deploy_without_a_server_is_a_clear_error(tmp_path, thyme_env):
 
 
 @pytest.mark.parametrize("name", ["prepare_sft_data/prepare-sft-data", "replay_sft_data/replay-sft-data",
-                                  "evaluate/evaluate", "train_sft/train-sft", "thyme_pipeline/thyme-pipeline-nightly"])
+                                  "evaluate/evaluate", "train_sft/train-sft", "train_rl/train-rl",
+                                  "thyme_pipeline/thyme-pipeline-nightly"])
 def test_every_deployment_is_registered_with_a_parameter_form(deployed, prefect_server, name):
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
