@@ -92,6 +92,18 @@ def decode_base64(text: str) -> bytes:
     return data
 
 
+def prepare_images(entries: list, config: ImageConfig = ImageConfig()) -> list[PreparedImage]:
+    """A sample's image list (base64 strings) checked and ready to store; the first bad one rejects the
+    sample, its index in the detail. Nothing is written: a rejected sample leaves no orphan in the store."""
+    prepared = []
+    for i, entry in enumerate(entries):
+        try:
+            prepared.append(prepare_image(decode_base64(entry), config))
+        except Rejected as exc:
+            raise Rejected(exc.reason, f"image[{i}]: {exc.detail}") from None
+    return prepared
+
+
 def sniff(data: bytes) -> str:
     for magic, fmt in _MAGIC:
         if data.startswith(magic):

@@ -170,12 +170,7 @@ def build_sample(record: dict | str, split: str, image_config: img.ImageConfig) 
     Nothing is written here: a sample rejected for its third image leaves no orphan in the store.
     """
     question, response, raw_images = _fields(record)
-    prepared = []
-    for i, entry in enumerate(raw_images):
-        try:
-            prepared.append(img.prepare_image(img.decode_base64(entry), image_config))
-        except Rejected as exc:
-            raise Rejected(exc.reason, f"image[{i}]: {exc.detail}") from None
+    prepared = img.prepare_images(raw_images, image_config)
     stored = [p.relpath for p in prepared]
     rewrite = rewrite_paths(question, response, stored)
     if rewrite.problem is not None:

@@ -24,12 +24,7 @@ def build_rl_sample(record: dict | str, split: str,
                     image_config: img.ImageConfig) -> tuple[RlSample, list[img.PreparedImage]]:
     """One RL record -> (sample, images to store), or Rejected with the reason. Nothing is written here."""
     messages, question, solution, raw_images = _rl_fields(record)
-    prepared = []
-    for i, entry in enumerate(raw_images):
-        try:
-            prepared.append(img.prepare_image(img.decode_base64(entry), image_config))
-        except Rejected as exc:
-            raise Rejected(exc.reason, f"image[{i}]: {exc.detail}") from None
+    prepared = img.prepare_images(raw_images, image_config)
     stored = [p.relpath for p in prepared]
     rewritten = [{"role": m["role"], "content": _rewrite(m["content"], stored, f"messages[{i}]")}
                  for i, m in enumerate(messages)]

@@ -11,17 +11,15 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import yaml
 
+from thyme_core import presets
 from thyme_core.errors import ThymeError
 from thyme_core.rl.grpo import GrpoLossConfig
 from thyme_core.rl.rewards import RewardConfig
 from thyme_core.rl.rollout import RolloutConfig
 from thyme_core.rl.step import StepConfig
 
-PRESETS_DIR = Path(__file__).resolve().parents[2] / "infra" / "presets"
 _NOT_HASHED = {"max_steps", "save_steps", "device"}
 
 
@@ -88,19 +86,10 @@ class RlConfig:
 
 
 def load_preset(name_or_path: str, **overrides) -> RlConfig:
-    """infra/presets/<name>.yaml (or a path) with overrides; unknown keys are an error."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = PRESETS_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        raise ThymeError(f"no preset {path}")
-    data = yaml.safe_load(path.read_text()) or {}
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    unknown = set(data) - {f.name for f in dataclasses.fields(RlConfig)}
-    if unknown:
-        raise ThymeError(f"{path}: unknown keys {sorted(unknown)}")
-    return RlConfig(**data)
+    """infra/presets/<name>.yaml (or a path) with overrides applied; unknown keys are an error."""
+    return presets.load_preset(RlConfig, name_or_path, **overrides)
 
 
 def help_text() -> str:
-    return "\n".join(f"{f.name:20} {f.default!r:>16}  {f.metadata['help']}" for f in dataclasses.fields(RlConfig))
+    """Every field with its default and help, for `--help-config`."""
+    return presets.help_text(RlConfig, 20, 16)

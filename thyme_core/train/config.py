@@ -13,12 +13,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
+from thyme_core import presets
 from thyme_core.errors import ThymeError
 
 REPO = Path(__file__).resolve().parents[2]
-PRESETS_DIR = REPO / "infra" / "presets"
+PRESETS_DIR = presets.PRESETS_DIR
 DEEPSPEED_DIR = REPO / "infra" / "deepspeed"
 
 # Fields that say where or how often, not what: they stay out of the config hash.
@@ -100,21 +100,10 @@ class SftConfig:
 
 
 def load_preset(name_or_path: str, **overrides) -> SftConfig:
-    """A preset (infra/presets/<name>.yaml, or a path) with overrides applied; unknown keys are an error."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = PRESETS_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        raise ThymeError(f"no preset {path}")
-    data = yaml.safe_load(path.read_text()) or {}
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    known = {f.name for f in dataclasses.fields(SftConfig)}
-    unknown = set(data) - known
-    if unknown:
-        raise ThymeError(f"{path}: unknown keys {sorted(unknown)}")
-    return SftConfig(**data)
+    """infra/presets/<name>.yaml (or a path) with overrides applied; unknown keys are an error."""
+    return presets.load_preset(SftConfig, name_or_path, **overrides)
 
 
 def help_text() -> str:
-    """Every field with its default and help, for `thyme train-sft --help-config`."""
-    return "\n".join(f"{f.name:24} {f.default!r:>36}  {f.metadata['help']}" for f in dataclasses.fields(SftConfig))
+    """Every field with its default and help, for `--help-config`."""
+    return presets.help_text(SftConfig, 24, 36)

@@ -1,0 +1,38 @@
+"""YAML presets for config dataclasses (infra/presets/<name>.yaml; each file's header names its command).
+
+One loader for every config kind (SFT, RL, ...): the preset's keys, then the caller's overrides (None means
+"not given"), must all be fields of the dataclass; an unknown key is an error naming the file, never ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+
+from thyme_core.errors import ThymeError
+
+PRESETS_DIR = Path(__file__).resolve().parent.parent / "infra" / "presets"
+T = TypeVar("T")
+
+
+def load_preset(cls: type[T], name_or_path: str, **overrides) -> T:
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PRESETS_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise ThymeError(f"no preset {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ThymeError(f"{path}: unknown keys {sorted(unknown)}")
+    return cls(**data)
+
+
+def help_text(cls: type, name_width: int = 24, default_width: int = 36) -> str:
+    """Every field with its default and help, for `--help-config`."""
+    return "\n".join(f"{f.name:{name_width}} {f.default!r:>{default_width}}  {f.metadata['help']}"
+                     for f in dataclasses.fields(cls))
