@@ -3,13 +3,15 @@
 With no PREFECT_API_URL, Prefect starts a temporary ("ephemeral") server per process. Entry points that run
 flows start it once, here, and export its URL, so anything they spawn reports to the same place (the same
 PREFECT_HOME database). The server takes seconds to import and boot, so it starts in a background thread
-while the caller's `meanwhile` work (importing the flow, warming the worker pool) runs. With
-PREFECT_API_URL set (a real `prefect server`, Prefect Cloud) no server is started.
+while the caller's `meanwhile` work (warming the worker pool) runs. With PREFECT_API_URL set (a real
+`prefect server`, Prefect Cloud) no server is started and `meanwhile` runs in the background beside the
+flow's start-up (the first shard waits for the pool it warms, never for the thread).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 from typing import Callable, Iterator
@@ -19,8 +21,8 @@ from typing import Callable, Iterator
 def shared_prefect_api(meanwhile: Callable[[], object] | None = None) -> Iterator[str | None]:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if os.environ.get("PREFECT_API_URL"):
-        if meanwhile:
-            meanwhile()
+        if meanwhile:  # nothing to wait for: let it run beside the flow's own start-up
+            threading.Thread(target=_quietly, args=(meanwhile,), name="thyme-warm-up", daemon=True).start()
         yield os.environ["PREFECT_API_URL"]
         return
     from prefect.server.api.server import SubprocessASGIServer
@@ -52,6 +54,15 @@ def shared_prefect_api(meanwhile: Callable[[], object] | None = None) -> Iterato
         _drain_to_api()
         os.environ.pop("PREFECT_API_URL", None)
         server.stop()
+
+
+def _quietly(fn: Callable[[], object]) -> None:
+    """Run a warm-up in the background: it only saves time, so if the run ends first (the pool already shut
+    down) or it fails, the real work reports its own errors."""
+    try:
+        fn()
+    except Exception as exc:
+        logging.getLogger(__name__).debug("background warm-up skipped: %s", exc)
 
 
 def _drain_to_api() -> None:
