@@ -125,6 +125,26 @@ def test_text_and_code_are_sampled_at_their_own_temperatures(home, pool, image_b
     assert traj.answer == "B" and len(traj.executions) == 2
 
 
+class RecordingFilters(ScriptedBackend):
+    def __init__(self, response):
+        super().__init__(response)
+        self.seen = []
+
+    def generate(self, request):
+        self.seen.append((request.temperature, request.top_p, request.top_k, request.repetition_penalty))
+        return super().generate(request)
+
+
+def test_sampling_filters_apply_to_sampled_segments_only(home, pool, image_bytes):
+    # GRPO-ATS presets (top_p 0.9, top_k 50, repetition penalty 1.05) shape the text sampled at 1.0; the code
+    # segments at temperature 0 must stay the plain argmax, so they get no filter (a penalty would change it)
+    backend = RecordingFilters(RESPONSE)
+    run(home, pool, image_bytes, backend=backend, text_temperature=1.0, code_temperature=0.0,
+        top_p=0.9, top_k=50, repetition_penalty=1.05)
+    text, code = (1.0, 0.9, 50, 1.05), (0.0, 1.0, 0, 1.0)
+    assert backend.seen == [text, code, text, code, text]
+
+
 def test_same_temperatures_generate_whole_rounds(home, pool, image_bytes):
     backend = Recording(RESPONSE)
     run(home, pool, image_bytes, backend=backend, text_temperature=0.7, code_temperature=0.7)

@@ -14,6 +14,10 @@ class AgentConfig:
     max_new_tokens: int = field(default=2048, metadata={"help": "tokens per generation call"})
     text_temperature: float = field(default=0.0, metadata={"help": "sampling temperature outside <code> (0 = greedy)"})
     code_temperature: float = field(default=0.0, metadata={"help": "sampling temperature from <code> to </code>"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling for sampled segments (1 = off)"})
+    top_k: int = field(default=0, metadata={"help": "top-k for sampled segments (0 = off)"})
+    repetition_penalty: float = field(default=1.0, metadata={"help": "for sampled segments (1 = off); greedy "
+                                                                     "segments (code at temperature 0) stay argmax"})
     seed: int = field(default=0, metadata={"help": "sampling seed (per trajectory: seed + a hash of the sample id)"})
     reserve_tokens: int = field(default=32, metadata={"help": "tokens left free after a fed-back image"})
     max_output_chars: int = field(default=2000, metadata={"help": "sandbox text fed back is cut to this"})
@@ -31,6 +35,8 @@ class AgentConfig:
                 raise ValueError(f"AgentConfig.{name} must be positive")
         if min(self.text_temperature, self.code_temperature) < 0:
             raise ValueError("temperatures must be >= 0")
+        if not (0 < self.top_p <= 1) or self.top_k < 0 or self.repetition_penalty <= 0:
+            raise ValueError("top_p must be in (0, 1], top_k >= 0, repetition_penalty > 0")
         if self.isolation not in ("bwrap", "none"):
             raise ValueError(f"isolation must be bwrap or none, not {self.isolation!r}")
 

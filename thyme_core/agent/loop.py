@@ -99,6 +99,13 @@ class _Run:
         digest = hashlib.sha256(sample.sample_id.encode()).digest()
         self.seed = (config.seed + int.from_bytes(digest[:4], "big")) % (2**31)
 
+    def _filters(self, temperature: float) -> dict:
+        """The sampling filters of a sampled segment; a greedy one gets none (its argmax is left alone)."""
+        cfg = self.config
+        if temperature <= 0:
+            return {}
+        return {"top_p": cfg.top_p, "top_k": cfg.top_k, "repetition_penalty": cfg.repetition_penalty}
+
     @property
     def room(self) -> int:
         return self.config.max_length - len(self.traj.ledger)
@@ -121,7 +128,7 @@ class _Run:
                 ids=list(self.traj.ledger.ids), images=list(self.images), messages=self.prompt.messages(),
                 assistant=list(self.assistant), generated_text=self.generated, max_new_tokens=cap,
                 temperature=temperature, stop=stops, seed=self.seed + len(self.traj.ledger),
-                sample_id=self.sample.sample_id))
+                sample_id=self.sample.sample_id, **self._filters(temperature)))
             self.traj.generate_s += time.perf_counter() - started
             self.traj.ledger.add_text(gen.ids, generated=True)
             self.generated += gen.text

@@ -40,6 +40,9 @@ class RolloutConfig:
     group_size: int = _f(4, "G: trajectories per prompt")
     text_temperature: float = _f(1.0, "sampling temperature of text (outside <code>...</code>)")
     code_temperature: float = _f(0.0, "sampling temperature from <code> to </code> (0 = greedy)")
+    top_p: float = _f(0.9, "nucleus sampling of text segments (GRPO-ATS preset)")
+    top_k: int = _f(50, "top-k of text segments (GRPO-ATS preset)")
+    repetition_penalty: float = _f(1.05, "repetition penalty of text segments (GRPO-ATS preset); code stays greedy")
     max_rounds: int = _f(5, "code executions per trajectory; one more </code> ends it at round_limit")
     max_images: int = _f(10, "images per trajectory, the prompt image included")
     max_length: int = _f(8192, "token budget of a whole trajectory (prompt, images, output; expanded tokens)")
@@ -57,6 +60,7 @@ class RolloutConfig:
         """`base` (sandbox limits, output caps, system prompt) with this config's sampling and limits."""
         return dataclasses.replace(
             base or AgentConfig(), text_temperature=self.text_temperature, code_temperature=self.code_temperature,
+            top_p=self.top_p, top_k=self.top_k, repetition_penalty=self.repetition_penalty,
             max_rounds=self.max_rounds, max_length=self.max_length, max_new_tokens=self.max_new_tokens,
             seed=self.seed)
 

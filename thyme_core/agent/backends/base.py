@@ -50,6 +50,10 @@ class GenerationRequest:
     stop: tuple[str, ...]
     seed: int | None = None
     sample_id: str = ""
+    # Sampling filters, used only when temperature > 0 (greedy segments stay plain argmax): 1.0 / 0 / 1.0 = off.
+    top_p: float = 1.0
+    top_k: int = 0
+    repetition_penalty: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,8 @@ class TransformersBackend(Backend):
         sample = request.temperature > 0
         config = GenerationConfig(
             max_new_tokens=request.max_new_tokens, do_sample=sample, temperature=request.temperature if sample else None,
-            top_k=None, top_p=None, eos_token_id=list(codec.eos_ids), pad_token_id=codec.eos_ids[-1],
+            top_k=(request.top_k or None) if sample else None, top_p=request.top_p if sample else None,
+            repetition_penalty=request.repetition_penalty if sample else None, eos_token_id=list(codec.eos_ids), pad_token_id=codec.eos_ids[-1],
             suppress_tokens=list(codec.banned_ids), return_dict_in_generate=True, output_logits=self.trace,
         )
         if request.seed is not None and sample:

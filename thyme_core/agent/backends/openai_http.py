@@ -56,6 +56,8 @@ class OpenAIBackend(Backend):
                 "logit_bias": {str(t): -100 for t in self.codec.banned_ids}}
         if request.seed is not None:
             body["seed"] = request.seed
+        if request.temperature > 0:  # top_k and repetition_penalty are vLLM's extensions of the API
+            body.update(top_p=request.top_p, top_k=request.top_k or -1, repetition_penalty=request.repetition_penalty)
         if request.assistant:
             parts = [{"type": "text", "text": p} if isinstance(p, str) else _image_part(p) for p in request.assistant]
             messages.append({"role": "assistant", "content": parts})

@@ -40,6 +40,7 @@ class VLLMBackend(Backend):
 
         params = SamplingParams(
             temperature=request.temperature, max_tokens=request.max_new_tokens, stop=list(request.stop),
+            top_p=request.top_p, top_k=request.top_k or -1, repetition_penalty=request.repetition_penalty,
             include_stop_str_in_output=True, stop_token_ids=list(self.codec.eos_ids), seed=request.seed,
             logit_bias={t: -100.0 for t in self.codec.banned_ids}, skip_special_tokens=False,
         )
