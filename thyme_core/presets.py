@@ -1,4 +1,5 @@
-"""YAML presets for config dataclasses (infra/presets/<name>.yaml; each file's header names its command).
+"""Config dataclasses: fields with help text, and YAML presets (infra/presets/<name>.yaml; each file's header
+names its command).
 
 One loader for every config kind (SFT, RL, ...): the preset's keys, then the caller's overrides (None means
 "not given"), must all be fields of the dataclass; an unknown key is an error naming the file, never ignored.
@@ -7,6 +8,7 @@ One loader for every config kind (SFT, RL, ...): the preset's keys, then the cal
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import field
 from pathlib import Path
 from typing import TypeVar
 
@@ -16,6 +18,11 @@ from thyme_core.errors import ThymeError
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "infra" / "presets"
 T = TypeVar("T")
+
+
+def setting(default, help: str, **kw):
+    """A dataclass field whose help text `help_text` and the `--help-config` flags print."""
+    return field(default=default, metadata={"help": help}, **kw)
 
 
 def load_preset(cls: type[T], name_or_path: str, **overrides) -> T:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 from thyme_core import presets
@@ -19,12 +19,9 @@ from thyme_core.rl.grpo import GrpoLossConfig
 from thyme_core.rl.rewards import RewardConfig
 from thyme_core.rl.rollout import RolloutConfig
 from thyme_core.rl.step import StepConfig
+from thyme_core.presets import setting as _f
 
 _NOT_HASHED = {"max_steps", "save_steps", "device"}
-
-
-def _f(default, help: str, **kw):
-    return field(default=default, metadata={"help": help}, **kw)
 
 
 @dataclass(frozen=True)

@@ -23,18 +23,15 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
 from thyme_core.errors import ThymeError
+from thyme_core.presets import setting as _f
 
 MISSING_REWARD = "missing_reward"  # reason of a dropped group when the caller gave no reason codes
-
-
-def _f(default, help: str, **kw):
-    return field(default=default, metadata={"help": help}, **kw)
 
 
 @dataclass(frozen=True)

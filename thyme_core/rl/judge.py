@@ -25,10 +25,11 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from thyme_core.errors import ThymeError
+from thyme_core.presets import setting as _f
 
 
 class JudgeFailure(StrEnum):
@@ -51,10 +52,6 @@ class Verdict:
     @property
     def ok(self) -> bool:
         return self.value is not None
-
-
-def _f(default, help: str, **kw):
-    return field(default=default, metadata={"help": help}, **kw)
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,12 @@ import ast
 import math
 import operator
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from thyme_core.agent.answers import clean_answer, extract_answer, match_choice, score_choice
 from thyme_core.errors import ThymeError
 from thyme_core.rl.judge import Verdict, accuracy_messages, consistency_messages
+from thyme_core.presets import setting as _f
 
 
 class Scores(list):
@@ -36,10 +37,6 @@ class Scores(list):
     def __init__(self, values, reasons=None):
         super().__init__(values)
         self.reasons = list(reasons) if reasons is not None else [""] * len(self)
-
-
-def _f(default, help: str, **kw):
-    return field(default=default, metadata={"help": help}, **kw)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ of its own gives each member its own sampling seed and its own sandbox session.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from thyme_core.agent.backends.base import Backend, FedImage
@@ -27,12 +27,9 @@ from thyme_core.agent.config import AgentConfig
 from thyme_core.agent.loop import Trajectory
 from thyme_core.agent.runner import Agent
 from thyme_core.errors import ThymeError
+from thyme_core.presets import setting as _f
 
 LIMIT_STOPS = ("round_limit", "budget", "length")  # stop reasons that mean a limit cut the trajectory short
-
-
-def _f(default, help: str, **kw):
-    return field(default=default, metadata={"help": help}, **kw)
 
 
 @dataclass(frozen=True)

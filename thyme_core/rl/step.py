@@ -32,13 +32,10 @@ from thyme_core.errors import ThymeError
 from thyme_core.rl.grpo import GroupAdvantages, GrpoLossConfig, group_advantages, policy_loss, token_logprobs
 from thyme_core.rl.rewards import RewardConfig, Scores, get_reward
 from thyme_core.rl.rollout import RLPrompt, Rollout, RolloutConfig, loss_keep, rollout
+from thyme_core.presets import setting as _f
 
 # (compact ids, images in pad order) -> model inputs (input_ids expanded, pixel values, grids, mm_token_type_ids)
 InputsFor = Callable[[list, list], dict]
-
-
-def _f(default, help: str, **kw):
-    return field(default=default, metadata={"help": help}, **kw)
 
 
 @dataclass(frozen=True)

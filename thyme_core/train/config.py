@@ -10,12 +10,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 
 from thyme_core import presets
 from thyme_core.errors import ThymeError
+from thyme_core.presets import setting as _f
 
 REPO = Path(__file__).resolve().parents[2]
 PRESETS_DIR = presets.PRESETS_DIR
@@ -23,10 +24,6 @@ DEEPSPEED_DIR = REPO / "infra" / "deepspeed"
 
 # Fields that say where or how often, not what: they stay out of the config hash.
 _NOT_HASHED = {"output_dir", "save_steps", "keep_checkpoints", "log_steps", "nproc", "init_from"}
-
-
-def _f(default, help: str, **kw):
-    return field(default=default, metadata={"help": help}, **kw)
 
 
 @dataclass(frozen=True)
