@@ -1,8 +1,10 @@
 """The loop with the scripted backend and the real sandbox: exact masks, feedback kinds, the token budget,
-the round limit and per-segment temperatures."""
+the round limit, the image limit and per-segment temperatures."""
 
+import hashlib
 import io
-from dataclasses import replace
+import json
+from dataclasses import asdict, replace
 
 import pytest
 from PIL import Image
@@ -107,6 +109,22 @@ def test_round_limit(home, pool, image_bytes):
     assert len(traj.executions) == 1 and traj.stop_reason == "round_limit" and traj.answer == ""
 
 
+def test_image_limit_ends_the_trajectory_before_the_output_that_would_pass_it(home, pool, image_bytes):
+    second = CROP.replace("c.png", "d.png").replace("10, 10, 210, 210", "0, 0, 100, 100")
+    response = f"<think>Crop.\n{CROP}\nAgain.\n{second}\nRed.</think>\n<answer>A</answer>"
+    full = run(home, pool, image_bytes, response)
+    assert full.stop_reason == "answer" and len(full.ledger.images) == 3  # no limit (max_images 0)
+    traj = run(home, pool, image_bytes, response, max_images=2)  # prompt + first crop fit, the second would not
+    assert traj.stop_reason == "image_limit" and len(traj.ledger.images) == 2 and traj.answer == ""
+    assert [e.fed_back for e in traj.executions] == ["image", "none"] and traj.executions[1].status == "ok"
+    assert traj.ledger.mask[-1] == 1 and traj.response.endswith("</code>")  # the second output was not appended
+    assert traj.ledger.ids == full.ledger.ids[:len(traj.ledger.ids)]  # the same trajectory up to there
+    first = run(home, pool, image_bytes, response, max_images=1)
+    assert first.stop_reason == "image_limit" and [e.fed_back for e in first.executions] == ["none"]
+    # a text output adds no image: RESPONSE (one crop, then a computation) ends at its answer under 2
+    assert run(home, pool, image_bytes, max_images=2).stop_reason == "answer"
+
+
 class Recording(ScriptedBackend):
     def __init__(self, response):
         super().__init__(response)
@@ -156,4 +174,10 @@ def test_config_validates():
         AgentConfig(max_length=0)
     with pytest.raises(ValueError):
         AgentConfig(isolation="docker")
+    with pytest.raises(ValueError):
+        AgentConfig(max_images=-1)
     assert AgentConfig().fingerprint() == replace(AgentConfig(), isolation="none").fingerprint()
+    # max_images changes trajectories; its default (0, no limit) keeps the keys runs had before the field
+    assert AgentConfig(max_images=10).fingerprint() != AgentConfig().fingerprint()
+    old = {k: v for k, v in asdict(AgentConfig()).items() if k not in ("isolation", "max_images")}
+    assert AgentConfig().fingerprint() == hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:12]

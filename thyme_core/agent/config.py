@@ -22,12 +22,14 @@ class AgentConfig:
     reserve_tokens: int = field(default=32, metadata={"help": "tokens left free after a fed-back image"})
     max_output_chars: int = field(default=2000, metadata={"help": "sandbox text fed back is cut to this"})
     max_images_per_output: int = field(default=2, metadata={"help": "images one execution may feed back"})
+    max_images: int = field(default=0, metadata={"help": "images per trajectory, the prompt's included (0 = no "
+                                                         "limit); an output past it ends the trajectory"})
     timeout_s: float = field(default=10.0, metadata={"help": "wall-clock seconds per code execution"})
     isolation: str = field(default="bwrap", metadata={"help": "sandbox isolation: bwrap, or none (trusted code only)"})
     system_prompt: str = field(default="", metadata={"help": "system prompt file ('' = infra/prompts/system.txt)"})
 
     def __post_init__(self):
-        for name in ("max_rounds", "max_output_chars", "reserve_tokens"):
+        for name in ("max_rounds", "max_output_chars", "reserve_tokens", "max_images"):
             if getattr(self, name) < 0:
                 raise ValueError(f"AgentConfig.{name} must be >= 0")
         for name in ("max_length", "max_new_tokens", "timeout_s"):
@@ -45,7 +47,10 @@ class AgentConfig:
         return self.text_temperature != self.code_temperature
 
     def fingerprint(self) -> str:
-        """Hash of every setting that changes a trajectory (isolation does not)."""
+        """Hash of every setting that changes a trajectory (isolation does not). max_images 0 (no limit, the
+        behaviour from before the field existed) is left out, so earlier runs keep their keys."""
         d = asdict(self)
         d.pop("isolation")
+        if not d["max_images"]:
+            d.pop("max_images")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]

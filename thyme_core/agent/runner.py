@@ -2,6 +2,10 @@
 
     agent = Agent(make_backend("transformers", None, home), home, AgentConfig())
     traj = agent.run("sample-1", "photo.jpg", "What does the sign say?")
+    trajs, timing = agent.run_samples([agent.sample(f"s{i}", p, q) for i, (p, q) in enumerate(items)])
+
+`run_samples` runs many trajectories in lockstep (loop.run_trajectories: one backend call per step, the
+sandbox runs of a step concurrently); `run_sample` is its one-trajectory case.
 
 Input images and every image the sandbox feeds back go to the data home's content-addressed image store, so
 trajectory records refer to images by sha256 and a home-relative path, like the prepared SFT data.
@@ -13,7 +17,7 @@ from pathlib import Path
 
 from thyme_core.agent.backends.base import Backend
 from thyme_core.agent.config import AgentConfig
-from thyme_core.agent.loop import AgentSample, Trajectory, run_trajectory
+from thyme_core.agent.loop import AgentSample, BatchTiming, Trajectory, run_trajectories
 from thyme_core.agent.prompt import Prompt, load_system_prompt, user_text
 from thyme_core.errors import ThymeError
 from thyme_core.home import DataHome
@@ -65,6 +69,11 @@ class Agent:
         return self.run_sample(self.sample(sample_id, image, question))
 
     def run_sample(self, sample: AgentSample) -> Trajectory:
-        prompt = Prompt(self.system, user_text(sample.question, sample.image_ref, sample.width, sample.height))
-        session = f"agent-{self.run_id}-{sample.sample_id}"
-        return run_trajectory(sample, self.backend, self.pool, self.config, self._store_output, session, prompt)
+        (traj,), _ = self.run_samples([sample])
+        return traj
+
+    def run_samples(self, samples: list[AgentSample]) -> tuple[list[Trajectory], BatchTiming]:
+        """The trajectories of `samples` (in order, ids distinct), generated in lockstep, and the batch's timing."""
+        prompts = [Prompt(self.system, user_text(s.question, s.image_ref, s.width, s.height)) for s in samples]
+        sessions = [f"agent-{self.run_id}-{s.sample_id}" for s in samples]
+        return run_trajectories(samples, self.backend, self.pool, self.config, self._store_output, sessions, prompts)

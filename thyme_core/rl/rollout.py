@@ -6,14 +6,16 @@ sandbox output (text, error or image) is appended with mask 0, so what carries l
 policy sampled. The trajectory keeps the engine's own token ids (never re-tokenized), its images and its mask.
 
 Limits: rounds (`max_rounds`), a token budget (`max_length`, expanded tokens, and `max_new_tokens` per
-generation call) and images per trajectory (`max_images`, the prompt image included). The loop stops at the
-first two by itself; the image limit is checked after the trajectory (the loop does not stop at it yet), so
-a trajectory over it is flagged like the others. A flagged trajectory (`Rollout.limit`) keeps its reward but,
-with `mask_limited` (the default), is left out of the loss rather than punished: its reward says more about
-the budget than about the policy. Its group still uses its reward for the group mean and std.
+generation call) and images per trajectory (`max_images`, the prompt image included). The loop stops at each
+of them by itself (stop reasons round_limit, budget / length, image_limit: an output that would pass the
+image limit is not appended). A trajectory stopped by one (`Rollout.limit`, the stop reason) keeps its
+reward but, with `mask_limited` (the default), is left out of the loss rather than punished: its reward says
+more about the budget than about the policy. Its group still uses its reward for the group mean and std.
 
 The G members of a group are samples `"{prompt_id}:{g}"` of the same stored image and question: a sample id
-of its own gives each member its own sampling seed and its own sandbox session.
+of its own gives each member its own sampling seed and its own sandbox session. All prompts x G of a step
+run as one lockstep batch (agent/loop.py: one backend call per step, sandbox runs concurrent); the output
+stays group by group. `rollout_timed` also says where the batch's time went.
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ from pathlib import Path
 
 from thyme_core.agent.backends.base import Backend, FedImage
 from thyme_core.agent.config import AgentConfig
-from thyme_core.agent.loop import Trajectory
+from thyme_core.agent.loop import AgentSample, BatchTiming, Trajectory
 from thyme_core.agent.runner import Agent
 from thyme_core.errors import ThymeError
 from thyme_core.presets import setting as _f
 
-LIMIT_STOPS = ("round_limit", "budget", "length")  # stop reasons that mean a limit cut the trajectory short
+# stop reasons that mean a limit cut the trajectory short (they are also Rollout.limit)
+LIMIT_STOPS = ("round_limit", "budget", "length", "image_limit")
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,8 @@ class RolloutConfig:
         return dataclasses.replace(
             base or AgentConfig(), text_temperature=self.text_temperature, code_temperature=self.code_temperature,
             top_p=self.top_p, top_k=self.top_k, repetition_penalty=self.repetition_penalty,
-            max_rounds=self.max_rounds, max_length=self.max_length, max_new_tokens=self.max_new_tokens,
-            seed=self.seed)
+            max_rounds=self.max_rounds, max_images=self.max_images, max_length=self.max_length,
+            max_new_tokens=self.max_new_tokens, seed=self.seed)
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ class Rollout:
     member: int  # index in its group
     trajectory: Trajectory
     images: list[FedImage]  # every image of the trajectory, in the order of its pads (prompt, then fed back)
-    limit: str = ""  # "" or the limit it hit: round_limit / budget / length / images
+    limit: str = ""  # "" or the limit it hit (its stop reason): round_limit / budget / length / image_limit
 
     @property
     def completion(self) -> str:
@@ -103,30 +106,59 @@ def trajectory_images(traj: Trajectory) -> list[FedImage]:
     return images
 
 
-def limit_of(traj: Trajectory, config: RolloutConfig) -> str:
-    """The limit a trajectory hit ("" when it ended on its own: an answer or EOS)."""
-    if traj.stop_reason in LIMIT_STOPS:
-        return traj.stop_reason
-    if len(traj.ledger.images) > config.max_images:
-        return "images"
-    return ""
+@dataclass(frozen=True)
+class RolloutTiming:
+    """Where the time of one step's rollouts went (agent/loop.py BatchTiming, with the rollout rate)."""
+
+    rollouts: int
+    wall_s: float
+    generate_s: float  # the engine generating
+    sandbox_s: float  # the executions' own durations summed (they overlap each other and generation)
+    engine_wait_s: float  # the engine idle: wall_s - generate_s
+
+    @classmethod
+    def of(cls, timing: BatchTiming) -> "RolloutTiming":
+        return cls(timing.trajectories, timing.wall_s, timing.generate_s, timing.sandbox_s, timing.engine_wait_s)
+
+    @property
+    def rollouts_per_s(self) -> float:
+        return self.rollouts / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def engine_wait_share(self) -> float:
+        return self.engine_wait_s / self.wall_s if self.wall_s > 0 else 0.0
 
 
-def rollout_group(agent: Agent, prompt: RLPrompt, config: RolloutConfig) -> list[Rollout]:
-    """G trajectories of one prompt, one after another (the sandbox of each runs while its engine waits)."""
-    sample = agent.sample(prompt.prompt_id, prompt.image, prompt.question)
+def limit_of(traj: Trajectory, config: RolloutConfig | None = None) -> str:
+    """The limit a trajectory hit ("" when it ended on its own: an answer or EOS). The loop stops at every
+    limit itself, so this is its stop reason; `config` is not needed any more and kept for callers."""
+    return traj.stop_reason if traj.stop_reason in LIMIT_STOPS else ""
+
+
+def group_samples(agent: Agent, prompts: list[RLPrompt], config: RolloutConfig) -> list[AgentSample]:
+    """G samples `"{prompt_id}:{g}"` per prompt, group by group (each prompt's image stored once)."""
     out = []
-    for g in range(config.group_size):
-        traj = agent.run_sample(dataclasses.replace(sample, sample_id=f"{prompt.prompt_id}:{g}"))
-        out.append(Rollout(prompt, g, traj, trajectory_images(traj), limit_of(traj, config)))
+    for prompt in prompts:
+        sample = agent.sample(prompt.prompt_id, prompt.image, prompt.question)
+        out += [dataclasses.replace(sample, sample_id=f"{prompt.prompt_id}:{g}") for g in range(config.group_size)]
     return out
 
 
-def rollout(agent: Agent, prompts: list[RLPrompt], config: RolloutConfig) -> list[Rollout]:
-    """Group by group: G consecutive rollouts per prompt (the layout grpo.group_advantages expects)."""
-    if agent.config.text_temperature != config.text_temperature or agent.config.max_rounds != config.max_rounds:
+def rollout_timed(agent: Agent, prompts: list[RLPrompt], config: RolloutConfig
+                  ) -> tuple[list[Rollout], RolloutTiming]:
+    """Every prompt x G in one lockstep batch; G consecutive rollouts per prompt (the layout
+    grpo.group_advantages expects), and the batch's timing."""
+    if agent.config != config.agent_config(agent.config):
         raise ThymeError("the agent's settings differ from the rollout config: build it with make_agent")
-    return [r for p in prompts for r in rollout_group(agent, p, config)]
+    trajs, timing = agent.run_samples(group_samples(agent, prompts, config))
+    g = config.group_size
+    out = [Rollout(prompts[i // g], i % g, t, trajectory_images(t), limit_of(t)) for i, t in enumerate(trajs)]
+    return out, RolloutTiming.of(timing)
+
+
+def rollout(agent: Agent, prompts: list[RLPrompt], config: RolloutConfig) -> list[Rollout]:
+    """rollout_timed without the timing."""
+    return rollout_timed(agent, prompts, config)[0]
 
 
 def loss_keep(rollouts: list[Rollout], config: RolloutConfig) -> list[bool]:

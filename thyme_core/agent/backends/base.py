@@ -4,6 +4,10 @@ A backend continues a trajectory: it gets the compact token ids of everything so
 the images fitted to their ledger sizes, the prompt and assistant parts as text (for chat APIs), a
 temperature, stop strings and a token cap, and returns the token ids it generated, their text and why it
 stopped. It never decides what happens next; the loop does (thyme_core/agent/loop.py).
+
+`generate_many` continues several trajectories at once (the loop's lockstep steps). By default it calls
+`generate` once per request, in order; a backend whose engine batches (vLLM) overrides it and sets
+`batched`, and the loop then sends all of a step's requests in one call.
 """
 
 from __future__ import annotations
@@ -66,14 +70,19 @@ class Generation:
 
 @dataclass
 class Backend:
-    """Base class: subclasses set `codec` and implement `generate`."""
+    """Base class: subclasses set `codec` and implement `generate` (and, if they batch, `generate_many`)."""
 
     codec: Codec
     name: str = "base"
     model: str = field(default="")
+    batched = False  # class-level: generate_many runs its requests as one engine batch
 
     def generate(self, request: GenerationRequest) -> Generation:
         raise NotImplementedError
+
+    def generate_many(self, requests: list[GenerationRequest]) -> list[Generation]:
+        """One Generation per request, in order; by default one `generate` after another."""
+        return [self.generate(r) for r in requests]
 
     def close(self) -> None:
         pass

@@ -3,7 +3,12 @@
 The script is the response with its recorded `<sandbox_output>` blocks removed (the loop inserts the real
 ones). Each call continues the script from where the model's own text stands, up to and including the first
 stop string, as a model stopped by that string would; the end of the script is an EOS. Responses are one
-text for every sample, or per sample (a dict keyed by sample id or benchmark index).
+text for every sample, or per sample (a dict keyed by sample id, or by the part after its last ":", e.g. the
+benchmark index or an RL group member).
+
+`steer_through_scripts` does the same to a real model: a LogitsProcessor for TransformersBackend forces each
+next token of the sample's script, so inputs, forward passes, sampling calls and stopping stay the model's own
+(tests and benchmarks of a random model, which writes no code by itself).
 """
 
 from __future__ import annotations
@@ -48,21 +53,23 @@ def load_responses(path: str | Path) -> str | dict[str, str]:
     return out
 
 
+def script_for(responses: str | Mapping[str, str], sample_id: str) -> str:
+    """The script of a sample: the one response, or the sample's (by id, then by the part after its last ":")."""
+    if isinstance(responses, str):
+        return script_of(responses)
+    for key in (sample_id, sample_id.rsplit(":", 1)[-1]):
+        if key in responses:
+            return script_of(responses[key])
+    raise ThymeError(f"scripted backend: no response for sample {sample_id!r}")
+
+
 class ScriptedBackend(Backend):
     def __init__(self, responses: str | Mapping[str, str], codec: Codec | None = None):
         super().__init__(codec or ByteCodec(), name="scripted", model="scripted")
         self.responses = responses
 
-    def _script(self, sample_id: str) -> str:
-        if isinstance(self.responses, str):
-            return script_of(self.responses)
-        for key in (sample_id, sample_id.rsplit(":", 1)[-1]):
-            if key in self.responses:
-                return script_of(self.responses[key])
-        raise ThymeError(f"scripted backend: no response for sample {sample_id!r}")
-
     def generate(self, request: GenerationRequest) -> Generation:
-        script = self._script(request.sample_id)
+        script = script_for(self.responses, request.sample_id)
         done = request.generated_text
         if not script.startswith(done):
             raise ThymeError("scripted backend: the trajectory left its script (was the text re-tokenized?)")
@@ -80,3 +87,33 @@ class ScriptedBackend(Backend):
         if len(ids) + 1 > request.max_new_tokens:
             return Generation(ids, text, "length")
         return Generation(ids + [eos], text, "eos")
+
+
+class _FollowScript:
+    """Forces the next token of the script's rest, then EOS (a transformers LogitsProcessor)."""
+
+    def __init__(self, want: list[int], eos: int, n_in: int):
+        self.want, self.eos, self.n_in = want, eos, n_in
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        step = input_ids.shape[1] - self.n_in
+        forced = torch.full_like(scores, float("-inf"))
+        forced[:, self.want[step] if step < len(self.want) else self.eos] = 0.0
+        return forced
+
+
+def steer_through_scripts(responses: str | Mapping[str, str], codec: Codec):
+    """`TransformersBackend.logits_processors` that walk a real model through each sample's script (picked
+    as the scripted backend picks it): `(request, n_in) -> [LogitsProcessor]`. The script must tokenize the
+    same in pieces as whole (true of the tiny model's tokenizer at the loop's stop strings)."""
+
+    def processors(request: GenerationRequest, n_in: int) -> list:
+        script = script_for(responses, request.sample_id)
+        if not script.startswith(request.generated_text):
+            raise ThymeError("steered model: the trajectory left its script")
+        want = codec.encode(script[len(request.generated_text):])
+        return [_FollowScript(want, codec.token_id(IM_END), n_in)]
+
+    return processors

@@ -4,7 +4,8 @@ Prompts go in as the ledger's compact token ids (one `<|image_pad|>` per image) 
 resized to their ledger sizes: vLLM expands each pad itself (expanded ids would be expanded twice). The
 image processor gets the same min/max pixels as the ledger, so both compute the same grid. Placeholders are
 banned through logit_bias; stop strings are included in the output, and the sampled token ids are taken as
-they are.
+they are. `generate_many` sends a lockstep step's requests as one `llm.generate` call (a list of prompts,
+one SamplingParams each, so each keeps its own seed, temperature and stops); vLLM schedules them together.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from thyme_core.errors import ThymeError
 
 
 class VLLMBackend(Backend):
+    batched = True
+
     def __init__(self, llm, codec: HFCodec, name: str = ""):
         super().__init__(codec, name="vllm", model=name)
         self.llm = llm
@@ -35,17 +38,28 @@ class VLLMBackend(Backend):
                   gpu_memory_utilization=gpu_memory_utilization, **llm_kwargs)
         return cls(llm, codec, name=str(model or "tiny"))
 
-    def generate(self, request: GenerationRequest) -> Generation:
+    def _params(self, request: GenerationRequest):
         from vllm import SamplingParams
 
-        params = SamplingParams(
+        return SamplingParams(
             temperature=request.temperature, max_tokens=request.max_new_tokens, stop=list(request.stop),
             top_p=request.top_p, top_k=request.top_k or -1, repetition_penalty=request.repetition_penalty,
             include_stop_str_in_output=True, stop_token_ids=list(self.codec.eos_ids), seed=request.seed,
             logit_bias={t: -100.0 for t in self.codec.banned_ids}, skip_special_tokens=False,
         )
-        prompt = {"prompt_token_ids": list(request.ids)}
-        if request.images:
-            prompt["multi_modal_data"] = {"image": [im.load() for im in request.images]}
-        out = self.llm.generate([prompt], params, use_tqdm=False)[0].outputs[0]
-        return finish_of(list(out.token_ids), self.codec, request.stop, request.max_new_tokens)
+
+    def generate(self, request: GenerationRequest) -> Generation:
+        return self.generate_many([request])[0]
+
+    def generate_many(self, requests: list[GenerationRequest]) -> list[Generation]:
+        prompts = []
+        for request in requests:
+            prompt = {"prompt_token_ids": list(request.ids)}
+            if request.images:
+                prompt["multi_modal_data"] = {"image": [im.load() for im in request.images]}
+            prompts.append(prompt)
+        outs = self.llm.generate(prompts, [self._params(r) for r in requests], use_tqdm=False)
+        if len(outs) != len(requests):
+            raise ThymeError(f"vLLM returned {len(outs)} outputs for {len(requests)} prompts")
+        return [finish_of(list(out.outputs[0].token_ids), self.codec, r.stop, r.max_new_tokens)
+                for out, r in zip(outs, requests)]
