@@ -178,17 +178,32 @@ def build_image_processor():
     return Qwen2VLImageProcessorPil(min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS)
 
 
-def tiny_config(tokenizer):
+# Shapes a random model can take over the tiny tokenizer: the tiny default, and Qwen2.5-VL-7B's text and vision
+# shapes (benchmarks on a GPU: bench/gpu_rl.py; its vocabulary padded to the real 152064 rows, never sampled).
+SHAPES = {
+    "tiny": dict(text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=2), mrope_section=[2, 3, 3], vocab_size=None,
+                 vision=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, fullatt_block_indexes=[1])),
+    "7b": dict(text=dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+                         num_key_value_heads=4), mrope_section=[16, 24, 24], vocab_size=152064,
+               vision=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16,
+                           fullatt_block_indexes=[7, 15, 23, 31])),
+}
+
+
+def tiny_config(tokenizer, size: str = "tiny"):
+    """The model config over the tiny tokenizer's special tokens; `size` picks a shape of SHAPES (the tiny
+    model itself is always "tiny")."""
     from transformers import Qwen2_5_VLConfig
 
+    shape = SHAPES[size]
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    text = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32768,
-                rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [2, 3, 3]},
+    text = dict(shape["text"], vocab_size=shape["vocab_size"] or len(tokenizer), max_position_embeddings=32768,
+                rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0,
+                                 "mrope_section": shape["mrope_section"]},
                 bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
                 pad_token_id=ids["<|endoftext|>"], tie_word_embeddings=False)
-    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
-                  fullatt_block_indexes=[1], window_size=112)
+    vision = dict(shape["vision"], out_hidden_size=shape["text"]["hidden_size"], window_size=112)
     return Qwen2_5_VLConfig(
         text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
