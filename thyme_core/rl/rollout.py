@@ -120,6 +120,10 @@ class RolloutTiming:
     def of(cls, timing: BatchTiming) -> "RolloutTiming":
         return cls(timing.trajectories, timing.wall_s, timing.generate_s, timing.sandbox_s, timing.engine_wait_s)
 
+    def __add__(self, other: "RolloutTiming") -> "RolloutTiming":
+        """Rollouts run one after another: every figure adds up."""
+        return RolloutTiming(*(getattr(self, f.name) + getattr(other, f.name) for f in dataclasses.fields(self)))
+
     @property
     def rollouts_per_s(self) -> float:
         return self.rollouts / self.wall_s if self.wall_s > 0 else 0.0
