@@ -2,7 +2,7 @@
 # RL rollouts on a GPU worker: rollouts per second and the share of time the engine waits on the sandbox, for a
 # randomly initialised Qwen2.5-VL with the 7B shapes (bf16, transformers backend, the real sandbox), the
 # sequential loop (baseline) against the lockstep runner with concurrent sandbox runs, in one process.
-#   bash bench/gpu_rl.sh                        # 7B shape on CUDA: 2 prompts x 4 members, ~3 minutes on one H200
+#   bash bench/gpu_rl.sh                        # 7B shape on CUDA: 2 prompts x 4 members (estimated ~3 min on an H200)
 #   bash bench/gpu_rl.sh --repeat 2             # both ways twice, alternating which goes first
 #   TINY=1 bash bench/gpu_rl.sh                 # the same on CPU with the tiny model (a smoke test, ~1 minute)
 # Needs only the repo and python with torch, transformers (>= 5), pillow, numpy, pyyaml and opencv (the
