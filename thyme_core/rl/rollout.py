@@ -133,9 +133,9 @@ class RolloutTiming:
         return self.engine_wait_s / self.wall_s if self.wall_s > 0 else 0.0
 
 
-def limit_of(traj: Trajectory, config: RolloutConfig | None = None) -> str:
-    """The limit a trajectory hit ("" when it ended on its own: an answer or EOS). The loop stops at every
-    limit itself, so this is its stop reason; `config` is not needed any more and kept for callers."""
+def limit_of(traj: Trajectory) -> str:
+    """The limit a trajectory hit ("" when it ended on its own: an answer or EOS): the loop stops at every
+    limit itself, so this is its stop reason."""
     return traj.stop_reason if traj.stop_reason in LIMIT_STOPS else ""
 
 
