@@ -95,11 +95,14 @@ def test_no_logits_are_kept_for_the_backward(backend, inputs):
 
 
 class DeepSpeedEngine(torch.nn.Module):
-    """A fake with the engine's class name and its `.module`."""
+    """A fake with the engine's class name, its `.module`, and its forward (the module's)."""
 
     def __init__(self, module):
         super().__init__()
         self.module = module
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
 
 
 def test_engine_is_looked_through_and_bad_arguments_are_refused(backend, inputs):

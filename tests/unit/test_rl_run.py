@@ -2,8 +2,8 @@
 
 The random tiny model steered through scripts as in test_rl_step.py (member 0 answers right, member 1 wrong,
 both crop in the sandbox). Checked: every rollout is queryable in rl_rollouts with its trajectory and
-execution rows and the named RL queries read them; a run killed after step 2 resumes from its checkpoint
-and finishes step 3 only; a rerun with nothing changed is skipped; the prompt fallback from sft_samples.
+execution rows and the named RL queries read them; a run killed after step 2's record (before its checkpoint) resumes
+from step 1's checkpoint and redoes step 2, then step 3; a rerun with nothing changed is skipped; the prompt fallback from sft_samples.
 """
 
 import json
@@ -47,11 +47,12 @@ def test_run_lands_in_the_catalog_resumes_and_skips(home):
 
     with pytest.raises(Killed):
         rl_run.train(home, spec, StaticJudge(1.0), steer, kill_after_two)
-    assert rl_run.latest_checkpoint(spec.run_dir).name == "step-000002.pt"
+    # the record of a step is written before its checkpoint: killed there, step 2 has no checkpoint yet
+    assert rl_run.latest_checkpoint(spec.run_dir).name == "step-000001.pt"
     assert not (spec.run_dir / "DONE").exists()
 
     resumed = rl_run.train(home, rl_run.prepare_run(home, cfg, PROMPTS), StaticJudge(1.0), steer, lambda m: seen.append(m["step"]))
-    assert seen == [1, 2, 3] and resumed["resumed_from"] == 2 and resumed["steps"] == 3
+    assert seen == [1, 2, 2, 3] and resumed["resumed_from"] == 1 and resumed["steps"] == 3
     assert [m["step"] for m in rl_run.read_metrics(spec.run_dir)] == [1, 2, 3]
     assert (spec.run_dir / "final" / "config.json").exists()
     assert json.loads((spec.run_dir / "DONE").read_text()) == {"steps": 3}

@@ -22,6 +22,7 @@ from thyme_core.rl.rewards import RewardConfig
 from thyme_core.rl.rollout import RLPrompt, RolloutConfig, loss_keep, make_agent, rollout
 from thyme_core.rl.step import (StepConfig, frozen_copy, grpo_step, grpo_update, score_rollouts,
                                 trajectory_logprobs)
+from thyme_core.rl.update import Learner, TorchUpdate
 
 CODE = '''<think>Zoom.
 <code>
@@ -78,7 +79,8 @@ def test_one_grpo_step_on_the_tiny_model_with_the_sandbox(tiny_home):
     rcfg = RolloutConfig(group_size=2, max_length=1200, max_new_tokens=400)
     agent = make_agent(backend, tiny_home, rcfg)  # the process-wide real sandbox pool
     config = StepConfig(inner_steps=2, loss=GrpoLossConfig(beta=0.01))
-    result = grpo_step(agent, policy, reference, optimizer, [RLPrompt("p0", image_bytes(), QUESTION, "A")],
+    learner = Learner(policy, reference, TorchUpdate(policy, optimizer, config.max_grad_norm))
+    result = grpo_step(agent, learner, backend.model_inputs, [RLPrompt("p0", image_bytes(), QUESTION, "A")],
                        rcfg, config, judge=StaticJudge(1.0))
 
     # trajectories ran real code and got the crop back as an image, text at 1.0 and code at 0
@@ -96,13 +98,15 @@ def test_one_grpo_step_on_the_tiny_model_with_the_sandbox(tiny_home):
     assert m["reward_mean"] == 1.25 and m["code_rate"] == 1.0 and m["code_ok_rate"] == 1.0 and m["updated"] == 1
 
     # the training forward (old_logp) reproduces the log-probs generation saw, fed-back image included
-    produced = torch.cat([torch.log_softmax(torch.stack(c["logits"]).float(), -1)
-                          .gather(1, torch.tensor(c["generated"])[:, None])[:, 0] for c in backend.calls])
-    forwarded = []
+    # (the members generate in lockstep, so the calls interleave: take each member's in order)
+    produced, forwarded = [], []
     for i, r in enumerate(result.rollouts):
+        calls = [c for c in backend.calls if c["sample_id"] == r.trajectory.sample.sample_id]
+        produced += [torch.log_softmax(torch.stack(c["logits"]).float(), -1)
+                     .gather(1, torch.tensor(c["generated"])[:, None])[:, 0] for c in calls]
         mask = torch.tensor(r.trajectory.ledger.expanded().mask[1:], dtype=torch.bool)
         forwarded.append(result.old_logp[i][mask])
-    torch.testing.assert_close(torch.cat(forwarded), produced, rtol=0, atol=1e-4)
+    torch.testing.assert_close(torch.cat(forwarded), torch.cat(produced), rtol=0, atol=1e-4)
 
     # masked tokens (prompt, sandbox text, both images) get exactly zero gradient; model tokens do not
     r = result.rollouts[0]
@@ -119,8 +123,8 @@ def test_one_grpo_step_on_the_tiny_model_with_the_sandbox(tiny_home):
     assert list(missing) == [None, 0.5] and missing.reasons == ["judge_timeout", ""]
     dropped = group_advantages(list(missing), 2, missing.reasons)
     assert dropped.dropped == {"judge_timeout": 1} and not dropped.keep.any()
-    inner, old, _ = grpo_update(policy, reference, optimizer, backend.model_inputs, result.rollouts,
-                                dropped.advantages, dropped.keep.tolist(), config)
+    inner, old, _ = grpo_update(learner, backend.model_inputs, result.rollouts, dropped.advantages,
+                                dropped.keep.tolist(), config)
     assert inner == [] and old == {}  # nothing to learn from: no optimizer step
 
     # the policy moved, the reference did not
@@ -141,7 +145,9 @@ def test_limits_are_flagged_and_masked_out_not_punished(home):
 
     images = RolloutConfig(group_size=1, max_images=1)
     (r,) = rollout(make_agent(ScriptedBackend(response), home, images), [prompt], images)
-    assert r.trajectory.stop_reason == "answer" and len(r.images) == 2 and r.limit == "images"
+    # the loop stops when the fed-back crop would be a second image: nothing appended, flagged, masked
+    assert r.trajectory.stop_reason == "image_limit" and len(r.images) == 1 and r.limit == "image_limit"
+    assert [e.fed_back for e in r.trajectory.executions] == ["none"]
     assert loss_keep([r], images) == [False]
 
 

@@ -21,7 +21,7 @@ from thyme_core.rl.rollout import RolloutConfig
 from thyme_core.rl.step import StepConfig
 from thyme_core.presets import setting as _f
 
-_NOT_HASHED = {"max_steps", "save_steps", "device"}
+_NOT_HASHED = {"max_steps", "save_steps", "device", "vllm_gpu_memory"}
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,15 @@ class RlConfig:
     inner_steps: int = _f(1, "optimizer steps per batch of rollouts")
     max_grad_norm: float = _f(1.0, "gradient clipping norm (0: none)")
     seed: int = _f(0, "seed of sampling (step s samples with seed + s) and of torch")
-    device: str = _f("auto", "cpu, cuda, or auto (cuda when available)")
+    device: str = _f("auto", "in-process mode (nproc 0): cpu, cuda, or auto (cuda when available)")
+    nproc: int = _f(0, "0: one process, plain AdamW, the policy generates its own rollouts; N >= 1: torchrun "
+                       "N ranks, a DeepSpeed engine, a rollout engine per rank synced after every update")
+    deepspeed: str = _f("zero3", "DeepSpeed config with nproc >= 1: a name in infra/deepspeed/ or a path")
+    rollout_engine: str = _f("transformers", "with nproc >= 1: transformers, or vllm (GPU, in-process)")
+    vllm_gpu_memory: float = _f(0.35, "vLLM's share of GPU memory (the trainer needs the rest)")
+    logprob_chunk: int = _f(1024, "positions per chunk of the training log-probs (bounds the fp32 logits)")
+    gradient_checkpointing: bool = _f(False, "recompute activations in backward (long trajectories, big models)")
+    freeze_vision: bool = _f(False, "keep the vision tower and merger fixed")
 
     def __post_init__(self):
         object.__setattr__(self, "rewards", tuple(self.rewards))
@@ -58,6 +66,15 @@ class RlConfig:
             raise ThymeError("prompts_per_step >= 1, max_steps >= 0, save_steps >= 1 and limit >= 0 are required")
         if not self.learning_rate > 0:
             raise ThymeError(f"learning_rate must be > 0, not {self.learning_rate}")
+        if self.nproc < 0 or self.logprob_chunk < 1 or not 0 < self.vllm_gpu_memory < 1:
+            raise ThymeError("nproc >= 0, logprob_chunk >= 1 and 0 < vllm_gpu_memory < 1 are required")
+        if self.rollout_engine not in ("transformers", "vllm"):
+            raise ThymeError(f"rollout_engine must be transformers or vllm, not {self.rollout_engine!r}")
+        if self.rollout_engine == "vllm" and self.nproc < 1:
+            raise ThymeError("the vllm rollout engine needs the DeepSpeed mode (nproc >= 1)")
+        if self.nproc and self.prompts_per_step < self.nproc:
+            raise ThymeError(f"prompts_per_step ({self.prompts_per_step}) must be >= nproc ({self.nproc}): "
+                             "every rank rolls out whole groups of its own")
         self.rollout_config(0), self.step_config()  # their own checks
 
     def replace(self, **changes) -> "RlConfig":
@@ -72,7 +89,17 @@ class RlConfig:
 
     def step_config(self) -> StepConfig:
         return StepConfig(rewards=self.rewards, inner_steps=self.inner_steps, max_grad_norm=self.max_grad_norm,
+                          logprob_chunk=self.logprob_chunk,
                           loss=GrpoLossConfig(clip_eps=self.clip_eps, beta=self.beta), reward=RewardConfig())
+
+    def deepspeed_path(self):
+        from thyme_core.train.config import deepspeed_config_path
+
+        return deepspeed_config_path(self.deepspeed)
+
+    @classmethod
+    def from_json(cls, text: str) -> "RlConfig":
+        return cls(**json.loads(text))
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

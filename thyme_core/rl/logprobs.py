@@ -1,7 +1,8 @@
 """Token log-probabilities of a whole trajectory without materialising its (T x V) logits.
 
 For a 7B policy (vocabulary ~152k) and a ~10k-token trajectory, fp32 logits alone are ~6 GB, kept again for
-the backward of log-softmax. `sequence_logprobs` runs the backbone once for the hidden states, then applies
+the backward of log-softmax. `sequence_logprobs` runs the model once for the backbone's hidden states (the
+whole model with logits_to_keep=1, see `backbone_states` for why not the backbone alone), then applies
 the LM head and a fp32 log-softmax to `chunk_size` positions at a time; each chunk runs under
 torch.utils.checkpoint, so only its (chunk,) result is stored and the backward recomputes that chunk's
 logits. Peak extra memory is about chunk_size x V instead of T x V (the backbone's activations are as
@@ -29,6 +30,27 @@ def _chunk_logprobs(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.
     return token_logprobs(head(hidden), targets)
 
 
+def backbone_states(model, inputs: dict) -> tuple[torch.Tensor, torch.nn.Module]:
+    """(last hidden states (1, T, H), the LM head) from one forward of the WHOLE model (an engine or a module)
+    with logits_to_keep=1, the base model's output taken by a forward hook.
+
+    Not `model.model(...)` directly: under ZeRO-3 the root module's forward hooks are part of DeepSpeed's
+    parameter bookkeeping, and skipping them gave gradients 6.8x off in the two-rank RL test
+    (tests/integration/test_train_rl.py compares the update with a one-process run)."""
+    inner = unwrap(model)
+    got: dict[str, torch.Tensor] = {}
+
+    def keep(module, args, output):
+        got["hidden"] = output[0]  # returns None: the output is left as it is
+
+    handle = inner.model.register_forward_hook(keep)
+    try:
+        model(**{"use_cache": False, **inputs}, logits_to_keep=1)
+    finally:
+        handle.remove()
+    return got["hidden"], inner.get_output_embeddings()
+
+
 def sequence_logprobs(model, inputs: dict, chunk_size: int = 1024) -> torch.Tensor:
     """(T-1,) float32: log p(input_ids[t+1] | input_ids[<= t]) at temperature 1, for a batch of one.
 
@@ -38,12 +60,10 @@ def sequence_logprobs(model, inputs: dict, chunk_size: int = 1024) -> torch.Tens
     """
     if chunk_size < 1:
         raise ThymeError(f"chunk_size must be >= 1, not {chunk_size}")
-    model = unwrap(model)
     ids = inputs["input_ids"]
     if ids.dim() != 2 or ids.shape[0] != 1:
         raise ThymeError(f"sequence_logprobs takes one sequence, input_ids of shape (1, T), not {tuple(ids.shape)}")
-    head = model.get_output_embeddings()
-    hidden = model.model(**{"use_cache": False, **inputs})[0]
+    hidden, head = backbone_states(model, inputs)
     hidden, targets = hidden[:, :-1], ids[:, 1:]
     parts = []
     for start in range(0, targets.shape[1], chunk_size):

@@ -1,20 +1,29 @@
-"""An RL run: policy + frozen reference, plain torch AdamW, N GRPO-ATS steps, checkpoints and resume.
+"""An RL run: policy + frozen reference, N GRPO-ATS steps, checkpoints and resume, in one of two modes.
 
 Keyed like SFT runs (train/launch.py) by (prompt ids, config hash, code version): <home>/runs/rl/<key>/ holds
-config.json, run.json, prompts.jsonl, metrics.jsonl (one line per step), checkpoints/step-<N>.pt (policy,
-optimizer and step; the newest is kept), final/ (Hugging Face weights, tokenizer and processor files copied
-from the start model) and DONE (the steps it finished). A run whose DONE covers max_steps is skipped; an
+config.json, run.json, prompts.jsonl (id, question, solution, image path; byte images are put in the home's
+image store first), metrics.jsonl (one line per step), checkpoints/, final/ (Hugging Face weights, tokenizer
+and processor files) and DONE (the steps it finished). A run whose DONE covers max_steps is skipped; an
 unfinished one (killed, or asked for more steps) resumes from its newest checkpoint. The reference policy is
 always the start model, so a resumed run measures its KL against the same weights.
 
-One process, the transformers backend generating with the policy's own weights (so no weight sync); every
-step's rollouts go to the catalog (store.py). Step s uses prompts [s*P, (s+1)*P) of the id-ordered list,
-cycling, and samples with seed + s, so a resumed step redoes exactly what the killed one would have.
-Not here yet: DeepSpeed ZeRO-3 and a vLLM rollout engine (issue 7's GPU part).
+- nproc 0 (in-process): one process, plain torch AdamW, the transformers backend generating with the policy's
+  own weights (nothing to sync); checkpoints/step-<N>.pt (policy, optimizer, step; the newest is kept).
+- nproc N >= 1: `torchrun -m thyme_core.rl.entry RUN_DIR` (entry.py): a DeepSpeed engine (ZeRO-2/3) per rank,
+  a rollout engine per rank (transformers, or vLLM on GPU) synced from the engine after every update, each
+  rank rolling out its share of the step's prompts; DeepSpeed checkpoints as in SFT (train/checkpoint.py).
+Both run the same step loop (`run_steps`); every step's rollouts go to the catalog (store.py, rank 0). Step s
+uses prompts [s*P, (s+1)*P) of the id-ordered list, cycling, and samples with seed + s, so a resumed step
+redoes what the killed one would have (on the same device; GPU kernels are not bit-reproducible).
+
+Test and experiment hook: THYME_RL_HOOKS=module:object, where the object may have `steer(backend)` (e.g. add
+logits processors: the tests steer the random tiny model through scripts) and `judge()` (the judge to use);
+it reaches the torchrun ranks, where objects passed to `train` cannot.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -69,12 +78,29 @@ def _identity(path: Path, home: DataHome) -> str:
         return str(Path(path).resolve())
 
 
+def _stored(home: DataHome, image) -> str:
+    """A prompt image as a path string: bytes go to the home's image store (so prompts.jsonl can be re-read
+    by the torchrun ranks and by a resumed run)."""
+    if not isinstance(image, bytes):
+        return str(image)
+    from thyme_core.images import ImageStore, prepare_image
+    from thyme_core.reasons import Rejected
+
+    try:
+        prepared = prepare_image(image)
+    except Rejected as exc:
+        raise ThymeError(f"unusable prompt image: {exc}") from None
+    ImageStore(home.root, home.tmp_dir).put(prepared)
+    return str(home.absolute(prepared.relpath))
+
+
 def prepare_run(home: DataHome, cfg: RlConfig, prompts: list[RLPrompt] | None = None) -> RlRunSpec:
     """Load the prompts (data.load_prompts unless given), key the run, write its description once."""
     prompts = prompts if prompts is not None else load_prompts(home, cfg.split, cfg.limit)
     if not prompts:
         raise ThymeError("an RL run needs at least one prompt")
-    prompts = sorted(prompts, key=lambda p: p.prompt_id)
+    prompts = sorted((dataclasses.replace(p, image=_stored(home, p.image)) for p in prompts),
+                     key=lambda p: p.prompt_id)
     model = resolve_model_path(cfg.model or None, home)
     ids = hashlib.sha256("\n".join(p.prompt_id for p in prompts).encode()).hexdigest()[:16]
     parts = [ids, cfg.replace(model=_identity(model, home)).config_hash(), code_version()]
@@ -85,19 +111,49 @@ def prepare_run(home: DataHome, cfg: RlConfig, prompts: list[RLPrompt] | None = 
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(run_dir / "config.json", resolved.to_json().encode())
         atomic_write_bytes(run_dir / "prompts.jsonl", "".join(
-            json.dumps({"id": p.prompt_id, "question": p.question, "solution": p.solution,
-                        "image": p.image if isinstance(p.image, str) else
-                        str(p.image) if isinstance(p.image, Path) else f"<{len(p.image)} bytes>"}) + "\n"
+            json.dumps({"id": p.prompt_id, "question": p.question, "solution": p.solution, "image": p.image}) + "\n"
             for p in prompts).encode())
         atomic_write_bytes(run_dir / "run.json", json.dumps(
             {"home": str(home.root), "key": key, "prompts": parts[0], "config": parts[1], "code": parts[2]}).encode())
     return RlRunSpec(run_dir, key, resolved, prompts, steps_done(run_dir) >= cfg.max_steps)
 
 
+def read_spec(run_dir: Path) -> tuple[DataHome, RlRunSpec]:
+    """The run a folder describes (what the torchrun ranks start from)."""
+    run_dir = Path(run_dir)
+    info = json.loads((run_dir / "run.json").read_text())
+    cfg = RlConfig.from_json((run_dir / "config.json").read_text())
+    prompts = [RLPrompt(d["id"], d["image"], d["question"], d["solution"])
+               for d in map(json.loads, (run_dir / "prompts.jsonl").read_text().splitlines())]
+    return DataHome(info["home"]), RlRunSpec(run_dir, info["key"], cfg, prompts, steps_done(run_dir) >= cfg.max_steps)
+
+
 def batch(prompts: list[RLPrompt], step: int, size: int) -> list[RLPrompt]:
     """Prompts of step `step` (1-based): the next `size` of the list, cycling (no repeats when size <= len)."""
     start = (step - 1) * size
     return [prompts[(start + i) % len(prompts)] for i in range(min(size, len(prompts)))]
+
+
+def rank_share(prompts: list[RLPrompt], rank: int, world: int) -> list[RLPrompt]:
+    """This rank's contiguous share of a step's prompts (sizes differ by at most one; whole groups each)."""
+    if len(prompts) < world:
+        raise ThymeError(f"{len(prompts)} prompts per step for {world} ranks: every rank needs at least one")
+    base, extra = divmod(len(prompts), world)
+    start = rank * base + min(rank, extra)
+    return prompts[start:start + base + (rank < extra)]
+
+
+def load_hooks():
+    """(steer, judge factory) from THYME_RL_HOOKS=module:object; (None, None) when unset."""
+    import importlib
+    import os
+
+    spec = os.environ.get("THYME_RL_HOOKS", "")
+    if not spec:
+        return None, None
+    module, _, name = spec.partition(":")
+    obj = getattr(importlib.import_module(module), name)
+    return getattr(obj, "steer", None), getattr(obj, "judge", None)
 
 
 def judge_from_env():
@@ -148,22 +204,88 @@ def save_final(home: DataHome, spec: RlRunSpec, policy) -> Path:
     return final
 
 
-def train(home: DataHome, spec: RlRunSpec, judge=None, steer: Callable | None = None,
-          on_metrics: Callable[[dict], None] | None = None) -> dict:
-    """Run (or resume) `spec` to max_steps; returns a summary. `steer(backend)` may add logits processors
-    (tests steer the random tiny model through scripts); `on_metrics` sees each step's record."""
+def run_steps(home: DataHome, spec: RlRunSpec, agent_backend, learner, inputs_for, judge, start: int,
+              save: Callable[[int], None], after_update: Callable[[], dict] | None = None,
+              on_metrics: Callable[[dict], None] | None = None) -> None:
+    """Steps start+1 .. max_steps, the same in both modes: rollouts of this rank's share, the update, weight
+    sync (`after_update`, every rank, only when the step updated; returns sync_weights' figures), the catalog, metrics and checkpoints
+    (`save(step)`, every rank) on rank 0's record."""
     import torch
 
-    from thyme_core.agent.backends.hf import TransformersBackend
-    from thyme_core.model import load_model_and_processor
     from thyme_core.rl.rollout import make_agent
-    from thyme_core.rl.step import frozen_copy, grpo_step
+    from thyme_core.rl.step import grpo_step
 
+    cfg, ranks = spec.config, learner.ranks
+    step_cfg = cfg.step_config()
+    for step in range(start + 1, cfg.max_steps + 1):
+        rcfg = cfg.rollout_config(step)
+        agent = make_agent(agent_backend, home, rcfg, run_id=store.run_id(spec.key))
+        torch.manual_seed(cfg.seed + step)
+        prompts = rank_share(batch(spec.prompts, step, cfg.prompts_per_step), ranks.rank, ranks.world)
+        result = grpo_step(agent, learner, inputs_for, prompts, rcfg, step_cfg, judge)
+        if result.inner and after_update:
+            synced = after_update()
+            result.metrics.update(sync_tensors=synced["tensors"], sync_s=synced["seconds"])
+        if ranks.is_main:
+            store.publish_step(home, spec.key, step, result, rcfg.group_size, agent_backend.name,
+                               agent_backend.model)
+        if ranks.is_main:
+            record = {"step": step, **{k: float(v) for k, v in result.metrics.items()}}
+            with open(spec.run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            if on_metrics:
+                on_metrics(record)
+        if step % cfg.save_steps == 0 or step == cfg.max_steps:
+            save(step)
+
+
+def finish(home: DataHome, spec: RlRunSpec) -> None:
+    atomic_write_bytes(spec.run_dir / "DONE", json.dumps({"steps": spec.config.max_steps}).encode())
+    atomic_write_bytes(rl_dir(home) / "LATEST", spec.key.encode())
+
+
+def train(home: DataHome, spec: RlRunSpec, judge=None, steer: Callable | None = None,
+          on_metrics: Callable[[dict], None] | None = None, on_line: Callable[[str], None] = print) -> dict:
+    """Run (or resume) `spec` to max_steps; returns a summary. In-process (nproc 0), `steer(backend)` may add
+    logits processors and `judge` replaces the one from the environment; with nproc >= 1 the ranks take them
+    from THYME_RL_HOOKS. `on_metrics` sees each step's record, `on_line` the ranks' other output."""
     cfg, run_dir = spec.config, spec.run_dir
     summary = {"key": spec.key, "run_dir": str(run_dir), "final": str(run_dir / "final"), "skipped": spec.done}
     if spec.done:
         return {**summary, "steps": steps_done(run_dir), "resumed_from": None}
-    judge = judge if judge is not None else judge_from_env()
+    if cfg.nproc == 0:
+        resumed = _train_in_process(home, spec, judge, steer, on_metrics)
+    else:
+        if judge is not None or steer is not None:
+            raise ThymeError("with nproc >= 1 the ranks take steer/judge from THYME_RL_HOOKS, not from arguments")
+        from thyme_core.train.launch import run_torchrun
+
+        resumed = _resume_point(run_dir)
+        code = run_torchrun("thyme_core.rl.entry", run_dir, cfg.nproc, on_line, on_metrics or (lambda m: None))
+        if code != 0 or not (run_dir / "DONE").exists():
+            raise RuntimeError(f"RL ranks exited with code {code} (run folder {run_dir})")
+    return {**summary, "steps": cfg.max_steps, "resumed_from": resumed}
+
+
+def _resume_point(run_dir: Path) -> int | None:
+    from thyme_core.train import checkpoint
+
+    return checkpoint.latest_step(run_dir)
+
+
+def _train_in_process(home: DataHome, spec: RlRunSpec, judge, steer, on_metrics) -> int | None:
+    import torch
+
+    from thyme_core.agent.backends.hf import TransformersBackend
+    from thyme_core.model import load_model_and_processor
+    from thyme_core.rl.step import frozen_copy
+    from thyme_core.rl.update import Learner, TorchUpdate
+
+    cfg, run_dir = spec.config, spec.run_dir
+    if judge is None:
+        hook_steer, hook_judge = load_hooks()
+        judge = hook_judge() if hook_judge else judge_from_env()
+        steer = steer or hook_steer
     device = _device(cfg.device)
     torch.manual_seed(cfg.seed)
     model, processor = load_model_and_processor(cfg.model, home, device=device, min_pixels=cfg.min_pixels,
@@ -172,6 +294,10 @@ def train(home: DataHome, spec: RlRunSpec, judge=None, steer: Callable | None = 
     if steer:
         steer(backend)
     policy = backend.hf_model
+    if cfg.freeze_vision:
+        from thyme_core.train.loop import freeze_vision
+
+        freeze_vision(policy)
     reference = frozen_copy(policy) if cfg.beta > 0 else None
     optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.learning_rate,
                                   weight_decay=cfg.weight_decay)
@@ -181,25 +307,12 @@ def train(home: DataHome, spec: RlRunSpec, judge=None, steer: Callable | None = 
         policy.load_state_dict(state["policy"])
         optimizer.load_state_dict(state["optimizer"])
         start = state["step"]
-    step_cfg = cfg.step_config()
-    for step in range(start + 1, cfg.max_steps + 1):
-        rcfg = cfg.rollout_config(step)
-        agent = make_agent(backend, home, rcfg, run_id=store.run_id(spec.key))
-        torch.manual_seed(cfg.seed + step)
-        result = grpo_step(agent, policy, reference, optimizer, batch(spec.prompts, step, cfg.prompts_per_step),
-                           rcfg, step_cfg, judge)
-        store.publish_step(home, spec.key, step, result, rcfg.group_size, "transformers", backend.model)
-        if step % cfg.save_steps == 0 or step == cfg.max_steps:
-            save_checkpoint(run_dir, step, policy, optimizer)
-        record = {"step": step, **{k: float(v) for k, v in result.metrics.items()}}
-        with open(run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        if on_metrics:
-            on_metrics(record)
+    learner = Learner(policy, reference, TorchUpdate(policy, optimizer, cfg.max_grad_norm))
+    run_steps(home, spec, backend, learner, backend.model_inputs, judge, start,
+              lambda step: save_checkpoint(run_dir, step, policy, optimizer), on_metrics=on_metrics)
     save_final(home, spec, policy)
-    atomic_write_bytes(run_dir / "DONE", json.dumps({"steps": cfg.max_steps}).encode())
-    atomic_write_bytes(rl_dir(home) / "LATEST", spec.key.encode())
-    return {**summary, "steps": cfg.max_steps, "resumed_from": start if ckpt else None}
+    finish(home, spec)
+    return start if ckpt else None
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

@@ -1,22 +1,27 @@
 """One GRPO-ATS step: rollouts -> rewards -> group advantages -> teacher-forced log-probs -> loss -> update.
 
 The pieces are the tested ones: rollouts through the agent loop (rollout.py), rewards by registry name
-(rewards.py, judge optional), advantages and the clipped loss with the k3 KL (grpo.py). What this adds:
+(rewards.py, judge optional), advantages and the clipped loss with the k3 KL (grpo.py), the update and the
+ranks (update.py). What this adds:
 
 - the training forward pass over a whole trajectory: the compact ids expanded to one pad per image token,
   every image of the trajectory (the prompt's and each fed-back one) with its grid, and `mm_token_type_ids`,
-  built by the same code the transformers backend generates with (`TransformersBackend.model_inputs`), so the
-  M-RoPE positions are the ones generation used. Log-probs are at temperature 1 for every model token, code
-  tokens sampled at 0 included (grpo.py says why); the mask is the ledger's (1 = sampled by the policy).
-- old_logp: the rollout policy's log-probs, from one no-grad forward before the first update (on CPU the
-  rollout engine runs the policy's own weights, so this is the policy that sampled). The first inner step
-  therefore has ratio 1, and KL 0 while the policy still equals the reference.
-- ref_logp: a frozen copy of the initial policy (`frozen_copy`), skipped when beta is 0.
+  built by the code generation uses (`backends.hf.model_inputs`), so the M-RoPE positions are the ones
+  generation used. Log-probs are at temperature 1 for every model token, code tokens sampled at 0 included
+  (grpo.py says why), in chunks (logprobs.py) so a long trajectory never holds its full fp32 logits; the
+  mask is the ledger's (1 = sampled by the policy).
+- old_logp: the rollout policy's log-probs, from one no-grad forward of the trainer's policy before the
+  first update. The rollout engine holds the same weights (the same module in-process, or synced after
+  every update: sync.py), so the first inner step has ratio 1, and KL 0 while the policy equals the reference.
+- ref_logp: the frozen initial policy (`frozen_copy`, or a ZeRO-3 inference engine), skipped when beta is 0.
 - dropped: groups with a missing reward (grpo.group_advantages), and with `mask_limited` the trajectories
-  that hit a limit. Sequences are forwarded one at a time and their losses backpropagated at once (batch of
-  one: trajectories differ in images and length), scaled so the sum is grpo.policy_loss's mean over sequences.
-
-Not here yet: DeepSpeed ZeRO-3, weight sync to a separate rollout engine (vLLM), checkpoints.
+  that hit a limit. Sequences are forwarded one at a time (batch of one: trajectories differ in images and
+  length) and their gradients accumulate; each loss is scaled by world / (kept sequences on every rank), so
+  the update is grpo.policy_loss's mean over all kept sequences whatever the number of ranks.
+- ranks: each rank rolls out its own prompts (whole groups, so advantages stay local) and every rank runs
+  the same number of forward/backward passes (ZeRO-3 gathers parameters inside each forward, ZeRO-2 reduces
+  inside each backward: a rank that ran fewer would hang the others); a rank with fewer kept sequences
+  pads with a zero-weighted pass over one of its own. Rank 0 gathers every rollout for the catalog.
 """
 
 from __future__ import annotations
@@ -29,9 +34,11 @@ from typing import Callable
 import torch
 
 from thyme_core.errors import ThymeError
-from thyme_core.rl.grpo import GroupAdvantages, GrpoLossConfig, group_advantages, policy_loss, token_logprobs
+from thyme_core.rl.grpo import GroupAdvantages, GrpoLossConfig, group_advantages, policy_loss
+from thyme_core.rl.logprobs import sequence_logprobs
 from thyme_core.rl.rewards import RewardConfig, Scores, get_reward
 from thyme_core.rl.rollout import RLPrompt, Rollout, RolloutConfig, loss_keep, rollout
+from thyme_core.rl.update import Learner
 from thyme_core.presets import setting as _f
 
 # (compact ids, images in pad order) -> model inputs (input_ids expanded, pixel values, grids, mm_token_type_ids)
@@ -43,12 +50,14 @@ class StepConfig:
     rewards: tuple[str, ...] = _f(("combined",), "reward names (rewards.REWARDS), summed; any missing: missing")
     inner_steps: int = _f(1, "optimizer steps on one batch of rollouts (> 1: the ratio moves off 1)")
     max_grad_norm: float = _f(1.0, "gradient clipping norm (0: no clipping)")
+    logprob_chunk: int = _f(1024, "positions per chunk of the training log-probs (logprobs.py)")
     loss: GrpoLossConfig = field(default_factory=GrpoLossConfig, metadata={"help": "clip range, beta, adv eps"})
     reward: RewardConfig = field(default_factory=RewardConfig, metadata={"help": "reward weights"})
 
     def __post_init__(self):
-        if self.inner_steps < 1 or self.max_grad_norm < 0 or not self.rewards:
-            raise ThymeError("inner_steps >= 1, max_grad_norm >= 0 and at least one reward are required")
+        if self.inner_steps < 1 or self.max_grad_norm < 0 or not self.rewards or self.logprob_chunk < 1:
+            raise ThymeError("inner_steps >= 1, max_grad_norm >= 0, logprob_chunk >= 1 and at least one reward "
+                             "are required")
         for name in self.rewards:
             get_reward(name)
 
@@ -71,20 +80,24 @@ def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
     return ref
 
 
-def trajectory_logprobs(model, inputs_for: InputsFor, r: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
+def model_token_mask(r: Rollout) -> torch.Tensor:
+    """(T-1,) bool: True where token t+1 of the expanded trajectory was sampled by the policy."""
+    return torch.tensor(r.trajectory.ledger.expanded().mask[1:], dtype=torch.bool)
+
+
+def trajectory_logprobs(model, inputs_for: InputsFor, r: Rollout, chunk: int = 1024
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """(logp, mask), both (T-1,) over the expanded trajectory: logp[t] = log p(token t+1 | tokens <= t) at
     temperature 1; mask[t] True where token t+1 was sampled by the policy."""
     ledger = r.trajectory.ledger
-    expanded = ledger.expanded()
     inputs = inputs_for(list(ledger.ids), r.images)
     ids = inputs["input_ids"]
-    if ids.shape[1] != len(expanded.ids):
+    mask = model_token_mask(r)
+    if ids.shape[1] != len(mask) + 1:
         raise ThymeError(f"{r.trajectory.sample.sample_id}: inputs of {ids.shape[1]} tokens for a ledger of "
-                         f"{len(expanded.ids)}")
-    logits = model(**inputs).logits
-    logp = token_logprobs(logits[:, :-1], ids[:, 1:])[0]
-    mask = torch.tensor(expanded.mask[1:], dtype=torch.bool, device=logp.device)
-    return logp, mask
+                         f"{len(mask) + 1}")
+    logp = sequence_logprobs(model, inputs, chunk)
+    return logp, mask.to(logp.device)
 
 
 def score_rollouts(rollouts: list[Rollout], names, judge=None, config: RewardConfig | None = None) -> Scores:
@@ -106,54 +119,56 @@ def score_rollouts(rollouts: list[Rollout], names, judge=None, config: RewardCon
     return Scores(totals, reasons)
 
 
-def grpo_update(policy, reference, optimizer, inputs_for: InputsFor, rollouts: list[Rollout],
-                advantages: torch.Tensor, keep: list[bool], config: StepConfig
-                ) -> tuple[list[dict[str, float]], dict[int, torch.Tensor], float]:
-    """`inner_steps` optimizer steps over the kept rollouts: (inner metrics, old_logp by index, grad norm)."""
-    kept = [i for i, k in enumerate(keep) if k]
+def grpo_update(learner: Learner, inputs_for: InputsFor, rollouts: list[Rollout], advantages: torch.Tensor,
+                keep: list[bool], config: StepConfig) -> tuple[list[dict[str, float]], dict[int, torch.Tensor], float]:
+    """`inner_steps` updates over the kept rollouts of every rank: (inner metrics, summed over ranks; this
+    rank's old_logp by rollout index; grad norm). A collective: every rank calls it, kept rollouts or not."""
+    ranks = learner.ranks
+    kept = [i for i, k in enumerate(keep) if k and bool(model_token_mask(rollouts[i]).any())]
+    passes = ranks.max(len(kept))
+    total = int(ranks.sum([len(kept)])[0])
+    if total == 0:
+        return [], {}, 0.0
+    # every rank runs `passes` forwards; the padding ones (weight 0) reuse a local rollout
+    order = [(i, 1.0) for i in kept] + [(kept[0] if kept else 0, 0.0)] * (passes - len(kept))
     old, ref, masks = {}, {}, {}
     with torch.no_grad():
-        for i in kept:
-            old[i], masks[i] = trajectory_logprobs(policy, inputs_for, rollouts[i])
+        for i, _ in order:
+            old[i], masks[i] = trajectory_logprobs(learner.policy, inputs_for, rollouts[i], config.logprob_chunk)
             if config.loss.beta > 0:
-                ref[i], _ = trajectory_logprobs(reference, inputs_for, rollouts[i])
-    kept = [i for i in kept if bool(masks[i].any())]
+                ref[i], _ = trajectory_logprobs(learner.reference, inputs_for, rollouts[i], config.logprob_chunk)
+    scale = ranks.world / total  # DeepSpeed averages gradients over ranks
     inner, grad_norm = [], 0.0
-    params = [p for p in policy.parameters() if p.requires_grad]
-    for _ in range(config.inner_steps if kept else 0):
-        optimizer.zero_grad(set_to_none=True)
-        sums: dict[str, float] = {"loss": 0.0, "ratio_mean": 0.0, "clip_fraction": 0.0, "kl_mean": 0.0,
-                                  "pg_loss": 0.0}
-        tokens = 0
-        for i in kept:
-            logp, _ = trajectory_logprobs(policy, inputs_for, rollouts[i])
+    for _ in range(config.inner_steps):
+        learner.update.begin()
+        # loss, pg_loss (sequence means, summed), then token-weighted ratio, clip fraction, kl, and tokens
+        sums = [0.0] * 6
+        for n, (i, weight) in enumerate(order):
+            learner.update.micro(last=n == len(order) - 1)
+            logp, _ = trajectory_logprobs(learner.policy, inputs_for, rollouts[i], config.logprob_chunk)
             loss, m = policy_loss(logp[None], old[i][None], ref[i][None] if i in ref else None, masks[i][None],
                                   advantages[i:i + 1].to(logp.device), config.loss)
-            (loss / len(kept)).backward()
-            n = int(masks[i].sum())
-            tokens += n
-            sums["loss"] += loss.item() / len(kept)
-            sums["pg_loss"] += m["pg_loss"] / len(kept)
-            for k in ("ratio_mean", "clip_fraction", "kl_mean"):
-                sums[k] += m[k] * n
-        for k in ("ratio_mean", "clip_fraction", "kl_mean"):
-            sums[k] /= max(tokens, 1)
-        if config.max_grad_norm > 0:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm))
-        optimizer.step()
-        inner.append({**sums, "sequences": float(len(kept)), "tokens": float(tokens)})
+            learner.update.backward(loss * (weight * scale))
+            if weight:
+                tokens = int(masks[i].sum())
+                row = [loss.item(), m["pg_loss"], m["ratio_mean"] * tokens, m["clip_fraction"] * tokens,
+                       m["kl_mean"] * tokens, tokens]
+                sums = [a + b for a, b in zip(sums, row)]
+        grad_norm = learner.update.step()
+        loss_sum, pg_sum, ratio, clip, kl, tokens = ranks.sum(sums)
+        inner.append({"loss": loss_sum / total, "pg_loss": pg_sum / total, "ratio_mean": ratio / max(tokens, 1),
+                      "clip_fraction": clip / max(tokens, 1), "kl_mean": kl / max(tokens, 1),
+                      "sequences": float(total), "tokens": tokens})
     return inner, {i: old[i] for i in kept}, grad_norm
 
 
-def grpo_step(agent, policy, reference, optimizer, prompts: list[RLPrompt], rollout_config: RolloutConfig,
-              config: StepConfig | None = None, judge=None) -> StepResult:
-    """One GRPO-ATS step. `agent` (rollout.make_agent) must generate with `policy` itself (the transformers
-    backend over the same module): weight sync to a separate engine is not built yet."""
+def grpo_step(agent, learner: Learner, inputs_for: InputsFor, prompts: list[RLPrompt],
+              rollout_config: RolloutConfig, config: StepConfig | None = None, judge=None) -> StepResult:
+    """One GRPO-ATS step over this rank's `prompts`. `agent` (rollout.make_agent) must generate with the
+    policy's current weights: the same module, or an engine synced after every update (sync.py).
+    On rank 0 the result holds every rank's rollouts (in rank order) and the step's metrics; elsewhere only
+    this rank's rollouts, and metrics of those."""
     config = config or StepConfig()
-    backend = agent.backend
-    if getattr(backend, "hf_model", None) is not policy:
-        raise ThymeError("the agent must generate with the policy being trained (transformers backend over the "
-                         "same model); syncing weights to another rollout engine is not supported yet")
     started = time.perf_counter()
     rollouts = rollout(agent, prompts, rollout_config)
     rollout_s = time.perf_counter() - started
@@ -161,11 +176,32 @@ def grpo_step(agent, policy, reference, optimizer, prompts: list[RLPrompt], roll
     adv = group_advantages(list(rewards), rollout_config.group_size, rewards.reasons, config.loss.adv_eps)
     keep = [bool(k) and lim for k, lim in zip(adv.keep.tolist(), loss_keep(rollouts, rollout_config))]
     t0 = time.perf_counter()
-    inner, old, grad_norm = grpo_update(policy, reference, optimizer, backend.model_inputs, rollouts,
-                                        adv.advantages, keep, config)
-    metrics = _metrics(rollouts, rewards, adv, keep, inner, grad_norm)
-    metrics.update(rollout_s=rollout_s, train_s=time.perf_counter() - t0)
-    return StepResult(metrics, rollouts, rewards, adv, keep, old, inner)
+    inner, old, grad_norm = grpo_update(learner, inputs_for, rollouts, adv.advantages, keep, config)
+    train_s = time.perf_counter() - t0
+    local = StepResult({}, rollouts, rewards, adv, keep, old, inner)
+    parts = learner.ranks.gather((rollouts, list(rewards), rewards.reasons, adv, keep, rollout_s))
+    result = merge_results(local, parts) if parts is not None else local
+    result.metrics = _metrics(result.rollouts, result.rewards, result.advantages, result.keep, inner, grad_norm)
+    result.metrics.update(rollout_s=max(p[5] for p in parts) if parts else rollout_s, train_s=train_s,
+                          ranks=float(learner.ranks.world))
+    return result
+
+
+def merge_results(local: StepResult, parts: list[tuple]) -> StepResult:
+    """Rank 0's view of a step: every rank's rollouts, rewards, advantages and keep flags, in rank order
+    (whole groups per rank, so the group layout survives). old_logp stays this rank's."""
+    if len(parts) == 1:
+        return local
+    rollouts = [r for p in parts for r in p[0]]
+    rewards = Scores([x for p in parts for x in p[1]], [x for p in parts for x in p[2]])
+    advs = [p[3] for p in parts]
+    dropped: dict[str, int] = {}
+    for a in advs:
+        for k, v in a.dropped.items():
+            dropped[k] = dropped.get(k, 0) + v
+    adv = GroupAdvantages(torch.cat([a.advantages for a in advs]), torch.cat([a.keep for a in advs]), dropped,
+                          sum(a.zero_variance for a in advs), sum(a.groups for a in advs))
+    return StepResult({}, rollouts, rewards, adv, [k for p in parts for k in p[4]], local.old_logp, local.inner)
 
 
 def _metrics(rollouts, rewards, adv, keep, inner, grad_norm) -> dict[str, float]:

@@ -92,8 +92,13 @@ class SftConfig:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def deepspeed_path(self) -> Path:
-        path = Path(self.deepspeed)
-        return path if path.suffix == ".json" else DEEPSPEED_DIR / f"{self.deepspeed}.json"
+        return deepspeed_config_path(self.deepspeed)
+
+
+def deepspeed_config_path(name: str) -> Path:
+    """A DeepSpeed config by name (infra/deepspeed/<name>.json) or a path to a .json file."""
+    path = Path(name)
+    return path if path.suffix == ".json" else DEEPSPEED_DIR / f"{name}.json"
 
 
 def load_preset(name_or_path: str, **overrides) -> SftConfig:

@@ -121,10 +121,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def command(spec: RunSpec) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={spec.config.nproc}",
-            "--master_addr=127.0.0.1", f"--master_port={_free_port()}", "-m", "thyme_core.train.entry",
-            str(spec.run_dir)]
+def torchrun_command(module: str, run_dir: Path, nproc: int) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+            "--master_addr=127.0.0.1", f"--master_port={_free_port()}", "-m", module, str(run_dir)]
 
 
 def environment() -> dict[str, str]:
@@ -138,9 +137,15 @@ def environment() -> dict[str, str]:
 
 
 def launch(spec: RunSpec, on_line: Callable[[str], None], on_metrics: Callable[[dict], None]) -> int:
-    """Run the entry script under torchrun: METRICS lines (parsed) go to on_metrics, other lines to on_line."""
-    proc = subprocess.Popen(command(spec), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=environment(), cwd=REPO, bufsize=1)
+    return run_torchrun("thyme_core.train.entry", spec.run_dir, spec.config.nproc, on_line, on_metrics)
+
+
+def run_torchrun(module: str, run_dir: Path, nproc: int, on_line: Callable[[str], None],
+                 on_metrics: Callable[[dict], None]) -> int:
+    """`torchrun -m module RUN_DIR`: lines with METRICS {json} (parsed) go to on_metrics, the rest to on_line;
+    returns the exit code. SFT (train/entry.py) and RL (rl/entry.py) ranks both speak this protocol."""
+    proc = subprocess.Popen(torchrun_command(module, run_dir, nproc), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=environment(), cwd=REPO, bufsize=1)
     assert proc.stdout is not None
     for line in proc.stdout:
         line = line.rstrip("\n")

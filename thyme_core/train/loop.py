@@ -65,10 +65,17 @@ def lr_lambda(total_steps: int, warmup_ratio: float):
 
 
 def deepspeed_config(cfg: SftConfig, use_bf16: bool) -> dict:
-    ds = json.loads(cfg.deepspeed_path().read_text())
-    ds.update(train_batch_size=cfg.global_batch, train_micro_batch_size_per_gpu=cfg.micro_batch,
-              gradient_accumulation_steps=cfg.accumulation, gradient_clipping=cfg.max_grad_norm)
-    ds["bf16"] = {"enabled": use_bf16}
+    return fill_deepspeed_config(cfg.deepspeed_path(), cfg.global_batch, cfg.micro_batch, cfg.accumulation,
+                                 cfg.max_grad_norm, use_bf16)
+
+
+def fill_deepspeed_config(path: Path, global_batch: int, micro_batch: int, accumulation: int, clip: float,
+                          bf16: bool) -> dict:
+    """A DeepSpeed config file with its "auto" fields filled (SFT and RL share the infra/deepspeed files)."""
+    ds = json.loads(Path(path).read_text())
+    ds.update(train_batch_size=global_batch, train_micro_batch_size_per_gpu=micro_batch,
+              gradient_accumulation_steps=accumulation, gradient_clipping=clip)
+    ds["bf16"] = {"enabled": bf16}
     return ds
 
 

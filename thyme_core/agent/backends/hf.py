@@ -36,27 +36,7 @@ class TransformersBackend(Backend):
 
     def model_inputs(self, ids: list[int], images) -> dict:
         """Tensors for a forward/generate over compact `ids` with `images` (FedImage, in pad order)."""
-        import torch
-
-        from thyme_core.agent.ledger import ImageSlot
-
-        pad = self.codec.image_pad_id
-        offsets = [i for i, t in enumerate(ids) if t == pad]
-        if len(offsets) != len(images):
-            raise ValueError(f"{len(offsets)} image pads for {len(images)} images")
-        ledger = TokenLedger(pad, list(ids), [0] * len(ids),
-                             [ImageSlot(o, im.width, im.height, "") for o, im in zip(offsets, images)])
-        expanded = torch.tensor([ledger.expanded().ids], device=self.device)
-        inputs = {"input_ids": expanded, "attention_mask": torch.ones_like(expanded),
-                  "mm_token_type_ids": (expanded == pad).to(torch.int32)}
-        if images:
-            pixels = self.processor.image_processor(images=[im.load() for im in images], return_tensors="pt")
-            inputs["pixel_values"] = pixels["pixel_values"].to(self.device, self.hf_model.dtype)
-            inputs["image_grid_thw"] = pixels["image_grid_thw"].to(self.device)
-            want = [[1, im.height // 14, im.width // 14] for im in images]
-            if inputs["image_grid_thw"].tolist() != want:  # the ledger and the processor must agree
-                raise ValueError(f"processor grids {inputs['image_grid_thw'].tolist()} != ledger {want}")
-        return inputs
+        return model_inputs(self.processor, self.codec.image_pad_id, ids, images, self.device, self.hf_model.dtype)
 
     def generate(self, request: GenerationRequest) -> Generation:
         import torch
@@ -91,6 +71,34 @@ class TransformersBackend(Backend):
         new = out.sequences[0, n_in:].tolist()
         gen = finish_of(new, codec, stops, request.max_new_tokens)
         if self.trace:
-            self.calls.append({"inputs": {k: v.clone() for k, v in inputs.items()}, "generated": gen.ids,
+            self.calls.append({"sample_id": request.sample_id, "inputs": {k: v.clone() for k, v in inputs.items()},
+                               "generated": gen.ids,
                                "logits": [l[0].clone() for l in out.logits[:len(gen.ids)]]})
         return gen
+
+
+def model_inputs(processor, image_pad_id: int, ids: list[int], images, device="cpu", dtype=None) -> dict:
+    """Tensors for a Qwen2.5-VL forward over compact `ids` (one pad per image) with `images` (FedImage, in
+    pad order): input_ids expanded to one pad per image token, pixel values and grids, mm_token_type_ids.
+    Generation (TransformersBackend) and the RL training forward (rl/step.py) both build their inputs here,
+    so the M-RoPE positions of a teacher-forced pass are the ones generation used."""
+    import torch
+
+    from thyme_core.agent.ledger import ImageSlot
+
+    offsets = [i for i, t in enumerate(ids) if t == image_pad_id]
+    if len(offsets) != len(images):
+        raise ValueError(f"{len(offsets)} image pads for {len(images)} images")
+    ledger = TokenLedger(image_pad_id, list(ids), [0] * len(ids),
+                         [ImageSlot(o, im.width, im.height, "") for o, im in zip(offsets, images)])
+    expanded = torch.tensor([ledger.expanded().ids], device=device)
+    inputs = {"input_ids": expanded, "attention_mask": torch.ones_like(expanded),
+              "mm_token_type_ids": (expanded == image_pad_id).to(torch.int32)}
+    if images:
+        pixels = processor.image_processor(images=[im.load() for im in images], return_tensors="pt")
+        inputs["pixel_values"] = pixels["pixel_values"].to(device, dtype)
+        inputs["image_grid_thw"] = pixels["image_grid_thw"].to(device)
+        want = [[1, im.height // 14, im.width // 14] for im in images]
+        if inputs["image_grid_thw"].tolist() != want:  # the ledger and the processor must agree
+            raise ValueError(f"processor grids {inputs['image_grid_thw'].tolist()} != ledger {want}")
+    return inputs
