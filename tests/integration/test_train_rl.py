@@ -7,7 +7,9 @@ right, member 1 wrong, both crop in the sandbox) and judge with a fixed verdict.
 - every rank's rollouts land in the catalog (two prompts per step, one per rank);
 - the rollout engine follows the policy (weights synced after each update: the sync counts every tensor);
 - a run whose ranks are SIGKILLed right after step 1's checkpoint resumes from it and only runs step 2,
-  and its final weights differ from the start model's.
+  and its final weights differ from the start model's;
+- a judge outage on one rank's prompt: that rank keeps nothing and runs zero-weighted padding passes (so the
+  ZeRO-3 collectives line up), and the update still equals the one-process one.
 """
 
 import json
@@ -21,7 +23,7 @@ from thyme_core.home import DataHome
 from thyme_core.rl import run as rl_run
 from thyme_core.rl.config import load_preset
 from thyme_core.rl.entry import KILL_AFTER_STEP_ENV
-from thyme_core.rl.judge import StaticJudge
+from thyme_core.rl.judge import JudgeFailure, StaticJudge, Verdict
 from thyme_core.rl.rollout import RLPrompt
 
 PROMPTS = [RLPrompt(f"p{i}", image_bytes(), QUESTION, "A") for i in range(2)]
@@ -37,6 +39,20 @@ class Hooks:
     @staticmethod
     def judge():
         return StaticJudge(1.0)
+
+
+class PickyJudge(StaticJudge):
+    """Times out on the second prompt's questions, judges the rest 1.0."""
+
+    def ask(self, messages, kind="yes_no"):
+        self.calls += 1
+        return Verdict(None, JudgeFailure.TIMEOUT) if "(second)" in json.dumps(messages) else Verdict(1.0, "")
+
+
+class PickyHooks(Hooks):
+    @staticmethod
+    def judge():
+        return PickyJudge()
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +117,20 @@ def test_zero3_two_ranks_match_one_process_and_resume_after_a_kill(home, monkeyp
     final = load_file(str(spec.run_dir / "final" / "model.safetensors"))
     moved = [k for k in final if k in start and not torch.equal(start[k].float(), final[k].float())]
     assert moved, "no weight changed"
+
+
+def test_a_rank_with_nothing_to_learn_pads_and_the_update_still_matches(home, monkeypatch):
+    monkeypatch.setenv("THYME_RL_HOOKS", "tests.integration.test_train_rl:PickyHooks")
+    prompts = [PROMPTS[0], RLPrompt("p1", image_bytes(), QUESTION + "\n(second)", "A")]
+    out = {}
+    for nproc in (0, 2):
+        cfg = load_preset("rl_tiny", max_steps=1, nproc=nproc, deepspeed="zero3", **SETTINGS)
+        spec = rl_run.prepare_run(home, cfg, prompts)
+        metrics, lines = [], []
+        rl_run.train(home, spec, on_metrics=metrics.append, on_line=lines.append)
+        out[nproc] = metrics[-1]
+    a, b = out[0], out[2]
+    assert a["groups_dropped"] == b["groups_dropped"] == 1 and a["kept"] == b["kept"] == 2
+    for k in ("loss", "pg_loss", "grad_norm", "tokens"):
+        assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-6), k
+    assert b["updated"] == 1 and b["sequences"] == 2
