@@ -121,7 +121,8 @@ def test_zero3_two_ranks_match_one_process_and_resume_after_a_kill(home, monkeyp
 
 def test_a_rank_with_nothing_to_learn_pads_and_the_update_still_matches(home, monkeypatch):
     monkeypatch.setenv("THYME_RL_HOOKS", "tests.integration.test_train_rl:PickyHooks")
-    prompts = [PROMPTS[0], RLPrompt("p1", image_bytes(), QUESTION + "\n(second)", "A")]
+    # own ids: a run is keyed by prompt ids (catalog ids are content hashes), and p0/p1 ran above
+    prompts = [RLPrompt("q0", image_bytes(), QUESTION, "A"), RLPrompt("q1", image_bytes(), QUESTION + "\n(second)", "A")]
     out = {}
     for nproc in (0, 2):
         cfg = load_preset("rl_tiny", max_steps=1, nproc=nproc, deepspeed="zero3", **SETTINGS)
