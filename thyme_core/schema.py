@@ -136,7 +136,7 @@ class TrajectoryRecord:
     response: str  # the assistant turn as text (fed-back images shown by stored path)
     answer: str  # extracted answer ("" when none)
     correct: bool | None  # NULL when there is no reference answer
-    stop_reason: str  # answer / eos / round_limit / budget / length
+    stop_reason: str  # answer / eos / round_limit / budget / length / image_limit
     rounds: int  # code executions
     prompt_tokens: int  # expanded counts (what the context held)
     generated_tokens: int
@@ -225,4 +225,4 @@ class RlRolloutRecord:
     reward_reason: str  # "" or the reason code of a missing reward
     advantage: float
     kept: bool  # carried loss (not dropped with its group, not masked for a limit)
-    limit: str  # "" or the limit it hit: round_limit / budget / length / images
+    limit: str  # "" or the limit it hit: round_limit / budget / length / image_limit

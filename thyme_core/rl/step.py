@@ -37,7 +37,7 @@ from thyme_core.errors import ThymeError
 from thyme_core.rl.grpo import GroupAdvantages, GrpoLossConfig, group_advantages, policy_loss
 from thyme_core.rl.logprobs import sequence_logprobs
 from thyme_core.rl.rewards import RewardConfig, Scores, get_reward
-from thyme_core.rl.rollout import RLPrompt, Rollout, RolloutConfig, loss_keep, rollout
+from thyme_core.rl.rollout import RLPrompt, Rollout, RolloutConfig, loss_keep, rollout_timed
 from thyme_core.rl.update import Learner
 from thyme_core.presets import setting as _f
 
@@ -169,9 +169,7 @@ def grpo_step(agent, learner: Learner, inputs_for: InputsFor, prompts: list[RLPr
     On rank 0 the result holds every rank's rollouts (in rank order) and the step's metrics; elsewhere only
     this rank's rollouts, and metrics of those."""
     config = config or StepConfig()
-    started = time.perf_counter()
-    rollouts = rollout(agent, prompts, rollout_config)
-    rollout_s = time.perf_counter() - started
+    rollouts, timing = rollout_timed(agent, prompts, rollout_config)
     rewards = score_rollouts(rollouts, config.rewards, judge, config.reward)
     adv = group_advantages(list(rewards), rollout_config.group_size, rewards.reasons, config.loss.adv_eps)
     keep = [bool(k) and lim for k, lim in zip(adv.keep.tolist(), loss_keep(rollouts, rollout_config))]
@@ -179,11 +177,15 @@ def grpo_step(agent, learner: Learner, inputs_for: InputsFor, prompts: list[RLPr
     inner, old, grad_norm = grpo_update(learner, inputs_for, rollouts, adv.advantages, keep, config)
     train_s = time.perf_counter() - t0
     local = StepResult({}, rollouts, rewards, adv, keep, old, inner)
-    parts = learner.ranks.gather((rollouts, list(rewards), rewards.reasons, adv, keep, rollout_s))
+    parts = learner.ranks.gather((rollouts, list(rewards), rewards.reasons, adv, keep, timing))
     result = merge_results(local, parts) if parts is not None else local
     result.metrics = _metrics(result.rollouts, result.rewards, result.advantages, result.keep, inner, grad_norm)
-    result.metrics.update(rollout_s=max(p[5] for p in parts) if parts else rollout_s, train_s=train_s,
-                          ranks=float(learner.ranks.world))
+    timings = [p[5] for p in parts] if parts else [timing]
+    wall = max(t.wall_s for t in timings)  # the ranks roll out side by side
+    result.metrics.update(
+        rollout_s=wall, train_s=train_s, ranks=float(learner.ranks.world),
+        rollouts_per_s=sum(t.rollouts for t in timings) / wall if wall > 0 else 0.0,
+        engine_wait_share=sum(t.engine_wait_s for t in timings) / max(sum(t.wall_s for t in timings), 1e-9))
     return result
 
 

@@ -330,7 +330,8 @@ class SandboxPool:
             theirs.close()
         if "pid" not in reply:
             ours.close()
-            template.live -= 1
+            with self._lock:  # the count decides when a drained template is closed (_current_template)
+                template.live -= 1
             raise ThymeError(f"the sandbox could not start a session interpreter: {reply.get('error')}")
         session.sock, session.pid, session.template = ours, reply["pid"], template
 
@@ -347,7 +348,8 @@ class SandboxPool:
             except (OSError, EOFError, ValueError):
                 status = None
         if template is not None:
-            template.live -= 1
+            with self._lock:
+                template.live -= 1
         return status
 
     def _run_in(self, session: _Session, code: str, images: list[Path], limits: Limits) -> ExecResult:
