@@ -1,7 +1,9 @@
 """Prefect tasks of RL training: thin wrappers over thyme_core.rl.run.
 
-The run happens in this process (one GPU, or the tiny model on CPU); a retried task resumes from the run's
-newest checkpoint, and a finished run (same prompts, config and code) is skipped by thyme_core itself.
+With nproc 0 the run happens in this process (the tiny model on CPU, or one GPU without DeepSpeed); with
+nproc >= 1 it launches the torchrun ranks (thyme_core/rl/entry.py) and streams their lines and metrics to the
+run logger. A retried task resumes from the run's newest checkpoint, and a finished run (same prompts,
+config and code) is skipped by thyme_core itself.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ def prepare_rl_run(home_root: str, preset: str, overrides: dict) -> rl_run.RlRun
       cache_policy=NO_CACHE, task_run_name="rl-{spec.key}")
 def run_rl(spec: rl_run.RlRunSpec, home_root: str) -> dict:
     logger = get_run_logger()
-    result = rl_run.train(DataHome(home_root), spec, on_metrics=lambda m: logger.info(rl_run.format_metrics(m)))
+    result = rl_run.train(DataHome(home_root), spec, on_metrics=lambda m: logger.info(rl_run.format_metrics(m)),
+                          on_line=logger.info)
     create_markdown_artifact(rl_run.report_markdown(spec), key="rl-run", description="RL run summary")
     return result

@@ -64,7 +64,8 @@ def run(args) -> int:
         for stage in (1, 2):
             train_sft(stage=stage, max_steps=4, home=str(home.root))
 
-        # RL (issue 7): two GRPO-ATS steps of the random tiny model (rl_tiny preset, prompts derived from
+        # RL (issue 7): two GRPO-ATS steps of the random tiny model (rl_tiny preset: one torchrun rank,
+        # DeepSpeed ZeRO-3 on CPU, a rollout engine synced after each update; prompts derived from
         # sft_samples when there is no RL data): it writes no code, so rewards are 0 and groups zero-variance,
         # which is what the queries below show; a rerun with nothing changed is skipped
         from flows.train_rl import train_rl

@@ -10,6 +10,8 @@ def register(sub) -> None:
     p.add_argument("--model", default=None, help="policy to train; default: the tiny offline Qwen2.5-VL")
     p.add_argument("--data", default=None, help="data split (default: every split with an image)")
     p.add_argument("--max-steps", type=int, default=None, help="optimizer steps in all (overrides the preset)")
+    p.add_argument("--nproc", type=int, default=None, help="0: one process, no DeepSpeed; N: torchrun N ranks with "
+                                                          "DeepSpeed (overrides the preset)")
     p.add_argument("--preset", default=None, help="infra/presets/<name>.yaml or a path (default: rl, or rl_tiny "
                                                   "without --model)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -29,6 +31,8 @@ def run(args) -> int:
     from thyme_cli.cmd_train_sft import parse_sets
 
     overrides = parse_sets(args.sets)
+    if args.nproc is not None:
+        overrides["nproc"] = args.nproc
     with shared_prefect_api():
         from flows.train_rl import train_rl
 

@@ -72,7 +72,7 @@ def _launch(home, cfg, lines):
 
 def test_zero3_two_ranks_match_one_process_and_resume_after_a_kill(home, monkeypatch):
     monkeypatch.setenv("THYME_RL_HOOKS", "tests.integration.test_train_rl:Hooks")
-    one = load_preset("rl_tiny", max_steps=1, **SETTINGS)
+    one = load_preset("rl_tiny", max_steps=1, nproc=0, **SETTINGS)
     solo_spec = rl_run.prepare_run(home, one, PROMPTS)
     solo = []
     rl_run.train(home, solo_spec, on_metrics=solo.append)

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from thyme_core.agent.backends.scripted import ScriptedBackend
+from tests.unit.test_agent_lockstep import BatchedScripted
 from thyme_core.errors import ThymeError
 from thyme_core.rl.rollout import RLPrompt, RolloutConfig, group_samples, loss_keep, make_agent, rollout, rollout_timed
 
@@ -25,17 +26,6 @@ MEMBERS = {  # by group member: G members of a prompt take different paths
     "2": f"<think>Zoom.\n{CROP}\nAgain.\n{CROP}\nRed.</think>\n<answer>A</answer>",
 }
 
-
-class BatchedScripted(ScriptedBackend):
-    batched = True
-
-    def __init__(self, responses):
-        super().__init__(responses)
-        self.batches = []
-
-    def generate_many(self, requests):
-        self.batches.append([r.sample_id for r in requests])
-        return super().generate_many(requests)
 
 
 def image_bytes(colour):

@@ -31,7 +31,7 @@ class Killed(Exception):
 
 
 def config(**kw) -> RlConfig:
-    return load_preset("rl_tiny", group_size=2, prompts_per_step=1, max_new_tokens=400, max_length=1200,
+    return load_preset("rl_tiny", nproc=0, group_size=2, prompts_per_step=1, max_new_tokens=400, max_length=1200,
                        max_steps=3, save_steps=1, **kw)
 
 

@@ -74,10 +74,15 @@ def eval_shard(shard: EvalShard, home: DataHome, spec: BackendSpec, config: Agen
         return ShardOutcome(shard.key, True, len(correct), sum(correct))
     backend = cached_backend(spec, home)
     agent = Agent(backend, home, config, run_id=shard.run_id)
+    bench_rows = list(bench_tsv.read_rows(shard.tsv, shard.start, shard.stop))
+    samples = [agent.sample(f"{shard.benchmark}:{row.index}", base64.b64decode(row.image_b64), row.prompt())
+               for row in bench_rows]
+    # the shard's rows in one lockstep batch: a batching backend (vLLM) gets one call per step, and sandbox
+    # runs overlap generation; the trajectories are those of running the rows one by one
+    trajectories, _ = agent.run_samples(samples)
     rows, results = [], []
-    for row in bench_tsv.read_rows(shard.tsv, shard.start, shard.stop):
-        sample_id = f"{shard.benchmark}:{row.index}"
-        traj = agent.run(sample_id, base64.b64decode(row.image_b64), row.prompt())
+    for row, sample, traj in zip(bench_rows, samples, trajectories):
+        sample_id = sample.sample_id
         correct = score_choice(traj.answer, row.options, row.answer) if row.options else _exact(traj.answer, row.answer)
         rows.append(to_records(traj, shard.run_id, benchmark=shard.benchmark, correct=correct, backend=spec.name,
                                model=backend.model, config=config.fingerprint()))

@@ -8,8 +8,9 @@ run.json (the data home, the key) and prompts.jsonl. Each rank holds:
 - the frozen reference (beta > 0): a ZeRO-3 inference engine when the policy is ZeRO-3 (partitioned like
   it), else a plain frozen copy;
 - a rollout engine: the transformers backend over an unpartitioned copy of the weights, or vLLM in-process
-  (rollout_engine vllm, GPU); after every update sync.py copies the engine's weights into it, gathering
-  ZeRO-3 parameters block by block (every rank takes part).
+  (rollout_engine vllm, GPU; never run yet: no GPU and no vLLM here, only its weight sink is tested against
+  a stand-in); after every update sync.py copies the engine's weights into it, gathering ZeRO-3
+  parameters block by block (every rank takes part).
 Rank 0 writes metrics.jsonl, the catalog rows, final/ and DONE; every rank saves its DeepSpeed checkpoint
 shard, and a checkpoint counts once rank 0 marked it COMPLETE (train/checkpoint.py), so a run killed mid-save
 resumes from the one before. Lines `METRICS {json}` on stdout carry each step's record to the launcher.
@@ -159,8 +160,13 @@ def _rollout_engine(cfg, home, device, processor, cuda: bool):
     if cfg.rollout_engine == "vllm":
         from thyme_core.agent.backends.vllm_backend import VLLMBackend
 
+        # colocated, in this rank's process (TRL's "colocate" layout): the engine must live here for
+        # sync.VLLMSink to reach its model; one engine per rank (tensor parallel 1) under torchrun
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         backend = VLLMBackend.load(cfg.model, home, max_images=cfg.max_images,
-                                   gpu_memory_utilization=cfg.vllm_gpu_memory, enforce_eager=True)
+                                   gpu_memory_utilization=cfg.vllm_gpu_memory, enforce_eager=True,
+                                   distributed_executor_backend="external_launcher", tensor_parallel_size=1,
+                                   max_model_len=cfg.max_length, seed=cfg.seed)
         pad = backend.codec.image_pad_id
         inputs_for = functools.partial(model_inputs, processor, pad, device=device, dtype=dtype)
         return backend, lambda: sync.VLLMSink(backend.llm), inputs_for

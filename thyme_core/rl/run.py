@@ -326,6 +326,8 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 
 def format_metrics(m: dict) -> str:
+    if "reward_mean" not in m:  # an event record (e.g. resumed)
+        return json.dumps(m)
     return (f"RL step {m['step']}: reward {m['reward_mean']:.3f} code {m['code_rate']:.2f} "
             f"code ok {m['code_ok_rate']:.2f} zero-var groups {m['zero_variance_groups']:.0f} "
             f"kept {m['kept']:.0f} updated {m['updated']:.0f} rollout {m['rollout_s']:.1f}s train {m['train_s']:.1f}s")
