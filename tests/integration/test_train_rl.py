@@ -9,7 +9,8 @@ right, member 1 wrong, both crop in the sandbox) and judge with a fixed verdict.
 - a run whose ranks are SIGKILLed right after step 1's checkpoint resumes from it and only runs step 2,
   and its final weights differ from the start model's;
 - a judge outage on one rank's prompt: that rank keeps nothing and runs zero-weighted padding passes (so the
-  ZeRO-3 collectives line up), and the update still equals the one-process one.
+  ZeRO-3 collectives line up), and the update still equals the one-process one;
+- `thyme train-rl` through a real Prefect server on prepared data, and the same command skipped.
 """
 
 import json
@@ -135,3 +136,25 @@ def test_a_rank_with_nothing_to_learn_pads_and_the_update_still_matches(home, mo
     for k in ("loss", "pg_loss", "grad_norm", "tokens"):
         assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-6), k
     assert b["updated"] == 1 and b["sequences"] == 2
+
+
+def test_thyme_train_rl_through_a_prefect_server_then_skipped(thyme_env, tmp_path):
+    """The CLI and the flow as a user runs them: rl_tiny (one torchrun rank, ZeRO-3) on prompts derived from
+    prepared SFT data, against a real Prefect server; the same command again is skipped."""
+    from tests.integration.conftest import thyme
+    from thyme_core import prepare
+    from thyme_core.synth import write_dataset
+
+    home = DataHome(tmp_path / "home").ensure()
+    src = home.root / "2round.parquet"
+    write_dataset(src, "2round", 4, seed=3, width=320, height=240, workers=1)
+    for shard in prepare.plan(str(src), "2round", prepare.PrepareConfig()):
+        prepare.prepare_shard(shard, home, prepare.PrepareConfig())
+    first = thyme("train-rl", "--max-steps", "1", "--home", home.root, env=thyme_env)
+    assert "1 steps" in first.stdout and "(skipped)" not in first.stdout, first.stdout
+    again = thyme("train-rl", "--max-steps", "1", "--home", home.root, env=thyme_env)
+    assert "(skipped)" in again.stdout, again.stdout
+    _, rows = catalog.query(home, "SELECT count(*), count(DISTINCT prompt_id) FROM rl_rollouts")
+    assert rows == [(4, 2)]  # rl_tiny: 2 prompts per step x 2 members, once
+    _, rows = catalog.query(home, "SELECT count(*) FROM trajectories WHERE run_id LIKE 'rl-%'")
+    assert rows == [(4,)]
