@@ -131,6 +131,9 @@ def environment() -> dict[str, str]:
     env.setdefault("DS_ACCELERATOR", "cpu" if not env.get("CUDA_VISIBLE_DEVICES") else "cuda")
     env.setdefault("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions"))
     env.setdefault("OMP_NUM_THREADS", "1")
+    # the ranks' lines go to the run log: no weight-loading progress bars, no torch deprecation notices
+    env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    env.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     return env
