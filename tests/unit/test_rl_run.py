@@ -127,3 +127,19 @@ def test_presets_load_and_bad_values_fail():
         load_preset("rl_tiny", no_such_field=1)
     with pytest.raises(ThymeError):
         RlConfig(prompts_per_step=0)
+    assert (ref.nproc, ref.deepspeed, ref.rollout_engine) == (8, "zero3", "vllm")
+    with pytest.raises(ThymeError, match="vllm rollout engine needs"):
+        RlConfig(rollout_engine="vllm", nproc=0)
+    with pytest.raises(ThymeError, match="must be >= nproc"):
+        RlConfig(prompts_per_step=2, nproc=4)
+
+
+def test_each_rank_rolls_out_a_contiguous_share_of_whole_prompts():
+    from thyme_core.errors import ThymeError
+
+    prompts = [RLPrompt(f"p{i}", b"", "q", "A") for i in range(5)]
+    shares = [rl_run.rank_share(prompts, r, 2) for r in range(2)]
+    assert [[p.prompt_id for p in s] for s in shares] == [["p0", "p1", "p2"], ["p3", "p4"]]
+    assert rl_run.rank_share(prompts, 0, 1) == prompts
+    with pytest.raises(ThymeError, match="every rank needs at least one"):
+        rl_run.rank_share(prompts[:1], 1, 2)
