@@ -5,7 +5,7 @@ Stages, each a subflow or task whose work is keyed by content, so a rerun skips 
 2. replay verification: keyed by (prepare shard key, replay config, sandbox code version);
 3. push a dataset version (when `dataset` is set): content-addressed, unchanged content uploads nothing;
 4. SFT stage 1 then stage 2 (when `sft_steps` > 0): runs keyed by (sample ids, config hash, code version);
-5. RL (when `rl_steps` > 0): GRPO-ATS from the stage-2 weights (else `model`), keyed by (prompt ids, config
+5. RL (when `rl_steps` > 0): GRPO-ATS from the stage-2 weights (else `model`), keyed by (prompts, config
    hash, code version);
 6. evaluate (when `eval_tsv` is set): shards keyed by (benchmark rows, backend, model, agent config), with the
    newest weights trained here, else `model`.

@@ -122,7 +122,6 @@ def test_zero3_two_ranks_match_one_process_and_resume_after_a_kill(home, monkeyp
 
 def test_a_rank_with_nothing_to_learn_pads_and_the_update_still_matches(home, monkeypatch):
     monkeypatch.setenv("THYME_RL_HOOKS", "tests.integration.test_train_rl:PickyHooks")
-    # own ids: a run is keyed by prompt ids (catalog ids are content hashes), and p0/p1 ran above
     prompts = [RLPrompt("q0", image_bytes(), QUESTION, "A"), RLPrompt("q1", image_bytes(), QUESTION + "\n(second)", "A")]
     out = {}
     for nproc in (0, 2):

@@ -143,3 +143,14 @@ def test_each_rank_rolls_out_a_contiguous_share_of_whole_prompts():
     assert rl_run.rank_share(prompts, 0, 1) == prompts
     with pytest.raises(ThymeError, match="every rank needs at least one"):
         rl_run.rank_share(prompts[:1], 1, 2)
+
+
+def test_a_run_is_keyed_by_the_prompts_content_not_only_their_ids(home):
+    import dataclasses
+
+    cfg = config()
+    same = rl_run.prepare_run(home, cfg, PROMPTS)
+    assert rl_run.prepare_run(home, cfg, list(reversed(PROMPTS))).key == same.key  # order does not matter
+    edited = [dataclasses.replace(PROMPTS[0], question=QUESTION + "\nC. green"), PROMPTS[1]]
+    assert rl_run.prepare_run(home, cfg, edited).key != same.key
+    assert rl_run.prepare_run(home, cfg, [dataclasses.replace(PROMPTS[0], solution="B"), PROMPTS[1]]).key != same.key

@@ -1,6 +1,6 @@
 """An RL run: policy + frozen reference, N GRPO-ATS steps, checkpoints and resume, in one of two modes.
 
-Keyed like SFT runs (train/launch.py) by (prompt ids, config hash, code version): <home>/runs/rl/<key>/ holds
+Keyed like SFT runs (train/launch.py) by (prompts, config hash, code version): <home>/runs/rl/<key>/ holds
 config.json, run.json, prompts.jsonl (id, question, solution, image path; byte images are put in the home's
 image store first), metrics.jsonl (one line per step), checkpoints/, final/ (Hugging Face weights, tokenizer
 and processor files) and DONE (the steps it finished). A run whose DONE covers max_steps is skipped; an
@@ -102,7 +102,9 @@ def prepare_run(home: DataHome, cfg: RlConfig, prompts: list[RLPrompt] | None = 
     prompts = sorted((dataclasses.replace(p, image=_stored(home, p.image)) for p in prompts),
                      key=lambda p: p.prompt_id)
     model = resolve_model_path(cfg.model or None, home)
-    ids = hashlib.sha256("\n".join(p.prompt_id for p in prompts).encode()).hexdigest()[:16]
+    # the prompts' content, not only their ids (hand-made prompts may reuse an id); images by home-relative path
+    ids = hashlib.sha256(json.dumps([(p.prompt_id, p.question, p.solution, _identity(Path(p.image), home))
+                                     for p in prompts]).encode()).hexdigest()[:16]
     parts = [ids, cfg.replace(model=_identity(model, home)).config_hash(), code_version()]
     key = hashlib.sha256(":".join(parts).encode()).hexdigest()[:16]
     run_dir = rl_dir(home) / key
