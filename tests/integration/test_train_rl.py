@@ -9,7 +9,8 @@ right, member 1 wrong, both crop in the sandbox) and judge with a fixed verdict.
 - a run whose ranks are SIGKILLed right after step 1's checkpoint resumes from it and only runs step 2,
   and its final weights differ from the start model's;
 - a judge outage on one rank's prompt: that rank keeps nothing and runs zero-weighted padding passes (so the
-  ZeRO-3 collectives line up), and the update still equals the one-process one;
+  ZeRO-3 collectives line up), and the update still equals the one-process one (with a frozen vision tower,
+  and gradient checkpointing on the ranks);
 - `thyme train-rl` through a real Prefect server on prepared data, and the same command skipped.
 """
 
@@ -125,7 +126,10 @@ def test_a_rank_with_nothing_to_learn_pads_and_the_update_still_matches(home, mo
     prompts = [RLPrompt("q0", image_bytes(), QUESTION, "A"), RLPrompt("q1", image_bytes(), QUESTION + "\n(second)", "A")]
     out = {}
     for nproc in (0, 2):
-        cfg = load_preset("rl_tiny", max_steps=1, nproc=nproc, deepspeed="zero3", **SETTINGS)
+        # also: a frozen vision tower (parameters ZeRO-3 partitions but never reduces) and, on the ranks,
+        # gradient checkpointing under the chunked, checkpointed log-probs
+        cfg = load_preset("rl_tiny", max_steps=1, nproc=nproc, deepspeed="zero3", freeze_vision=True,
+                          gradient_checkpointing=True, **SETTINGS)
         spec = rl_run.prepare_run(home, cfg, prompts)
         metrics, lines = [], []
         rl_run.train(home, spec, on_metrics=metrics.append, on_line=lines.append)
