@@ -69,8 +69,14 @@ def tiny_home(tmp_path_factory):
 
 
 def test_one_grpo_step_on_the_tiny_model_with_the_sandbox(tiny_home):
+    check_one_step(tiny_home, "cpu", atol=1e-4)
+
+
+def check_one_step(tiny_home, device: str, atol: float):
+    """The whole step's checks on `device` (tests/gpu runs them on CUDA); `atol` for log-probs of generation
+    against the training forward."""
     torch.manual_seed(0)
-    backend = TransformersBackend.load(None, tiny_home, trace=True)
+    backend = TransformersBackend.load(None, tiny_home, device=device, trace=True)
     backend.logits_processors = lambda request, n_in: [FollowScript(backend.processor.tokenizer, request, n_in)]
     policy = backend.hf_model
     reference = frozen_copy(policy)
@@ -102,17 +108,17 @@ def test_one_grpo_step_on_the_tiny_model_with_the_sandbox(tiny_home):
     produced, forwarded = [], []
     for i, r in enumerate(result.rollouts):
         calls = [c for c in backend.calls if c["sample_id"] == r.trajectory.sample.sample_id]
-        produced += [torch.log_softmax(torch.stack(c["logits"]).float(), -1)
+        produced += [torch.log_softmax(torch.stack(c["logits"]).float().cpu(), -1)
                      .gather(1, torch.tensor(c["generated"])[:, None])[:, 0] for c in calls]
         mask = torch.tensor(r.trajectory.ledger.expanded().mask[1:], dtype=torch.bool)
-        forwarded.append(result.old_logp[i][mask])
-    torch.testing.assert_close(torch.cat(forwarded), torch.cat(produced), rtol=0, atol=1e-4)
+        forwarded.append(result.old_logp[i].cpu()[mask])
+    torch.testing.assert_close(torch.cat(forwarded), torch.cat(produced), rtol=0, atol=atol)
 
     # masked tokens (prompt, sandbox text, both images) get exactly zero gradient; model tokens do not
     r = result.rollouts[0]
     logp, mask = trajectory_logprobs(policy, backend.model_inputs, r)
     loss, _ = policy_loss(logp[None], None, None, mask[None],  # old None: ratio 1, no token clipped
-                          result.advantages.advantages[:1], GrpoLossConfig(beta=0.0))
+                          result.advantages.advantages[:1].to(logp.device), GrpoLossConfig(beta=0.0))
     (grad,) = torch.autograd.grad(loss, logp)
     assert bool((grad[~mask] == 0).all()) and bool((grad[mask] != 0).all())
     assert int((~mask).sum()) > sum(s.n_tokens for s in r.trajectory.ledger.images)

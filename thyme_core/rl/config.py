@@ -57,7 +57,7 @@ class RlConfig:
     rollout_engine: str = _f("transformers", "with nproc >= 1: transformers, or vllm (GPU, in-process)")
     vllm_gpu_memory: float = _f(0.35, "vLLM's share of GPU memory (the trainer needs the rest)")
     logprob_chunk: int = _f(1024, "positions per chunk of the training log-probs (bounds the fp32 logits)")
-    gradient_checkpointing: bool = _f(False, "recompute activations in backward (long trajectories, big models)")
+    gradient_checkpointing: bool = _f(False, "recompute activations in backward (nproc >= 1; long trajectories, big models)")
     freeze_vision: bool = _f(False, "keep the vision tower and merger fixed")
 
     def __post_init__(self):
