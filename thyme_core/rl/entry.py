@@ -55,7 +55,38 @@ def main(argv: list[str] | None = None) -> int:
     steer, judge_factory = rl_run.load_hooks()
     judge = judge_factory() if judge_factory else rl_run.judge_from_env()
 
-    ds_config = _deepspeed_config(cfg, ranks.world, bf16=cuda)
+    engine, reference, processor, zero3 = _policy_and_reference(cfg, ranks.world, device, cuda)
+    backend, new_sink, inputs_for = _rollout_engine(cfg, home, device, processor, cuda)
+    if steer:
+        steer(backend)
+    learner = Learner(engine, reference, DeepSpeedUpdate(engine), ranks)
+
+    from thyme_core.rl.sync import sync_weights
+    from thyme_core.train import checkpoint
+
+    start = checkpoint.latest_step(spec.run_dir) or 0
+    if start:
+        engine.load_checkpoint(str(checkpoint.checkpoints_dir(spec.run_dir)), tag=checkpoint.tag(start))
+        sync_weights(engine.module, new_sink())
+        _say(ranks, {"event": "resumed", "step": start})
+    rl_run.run_steps(home, spec, backend, learner, inputs_for, judge, start,
+                     lambda step: _save(engine, spec.run_dir, step, ranks),
+                     lambda: sync_weights(engine.module, new_sink()), on_metrics=lambda m: _say(ranks, m))
+    checkpoint.save_final(engine, engine.module, processor, spec.run_dir, 3 if zero3 else 0, ranks.is_main)
+    ranks.barrier()
+    if ranks.is_main:
+        rl_run.finish(home, spec)
+    backend.close()
+    torch.distributed.destroy_process_group()
+    return 0
+
+
+def _policy_and_reference(cfg, world: int, device, cuda: bool):
+    """(DeepSpeed engine over the policy, the frozen reference or None, processor, ZeRO-3?)."""
+    import deepspeed
+    import torch
+
+    ds_config = _deepspeed_config(cfg, world, bf16=cuda)
     zero3 = ds_config["zero_optimization"]["stage"] == 3
     policy, processor = _load(cfg, device, bf16=cuda)
     if cfg.freeze_vision:
@@ -70,44 +101,23 @@ def main(argv: list[str] | None = None) -> int:
                                   weight_decay=cfg.weight_decay)
     engine, _, _, _ = deepspeed.initialize(model=policy, optimizer=optimizer, config=ds_config)
     reference = _reference(cfg, device, ds_config, zero3) if cfg.beta > 0 else None
-    backend, new_sink, inputs_for = _rollout_engine(cfg, home, device, processor, cuda)
-    if steer:
-        steer(backend)
-    learner = Learner(engine, reference, DeepSpeedUpdate(engine), ranks)
+    return engine, reference, processor, zero3
 
-    from thyme_core.rl.sync import sync_weights
+
+def _save(engine, run_dir: Path, step: int, ranks) -> None:
+    """Every rank writes its shard; the checkpoint counts once rank 0 marks it COMPLETE after all did."""
     from thyme_core.train import checkpoint
 
-    start = checkpoint.latest_step(spec.run_dir) or 0
-    if start:
-        engine.load_checkpoint(str(checkpoint.checkpoints_dir(spec.run_dir)), tag=checkpoint.tag(start))
-        sync_weights(engine.module, new_sink())
-        _say(ranks, {"event": "resumed", "step": start})
-
-    def save(step: int) -> None:
-        engine.save_checkpoint(str(checkpoint.checkpoints_dir(spec.run_dir)), tag=checkpoint.tag(step))
-        ranks.barrier()
-        if ranks.is_main:
-            checkpoint.mark_complete(spec.run_dir, step, {})
-            checkpoint.prune(spec.run_dir, 1)
-        ranks.barrier()
-        if step == int(os.environ.get(KILL_AFTER_STEP_ENV, "0") or 0):
-            import signal
-
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    def after_update() -> dict:
-        return sync_weights(engine.module, new_sink())
-
-    rl_run.run_steps(home, spec, backend, learner, inputs_for, judge, start, save, after_update,
-                     on_metrics=lambda m: _say(ranks, m))
-    checkpoint.save_final(engine, engine.module, processor, spec.run_dir, 3 if zero3 else 0, ranks.is_main)
+    engine.save_checkpoint(str(checkpoint.checkpoints_dir(run_dir)), tag=checkpoint.tag(step))
     ranks.barrier()
     if ranks.is_main:
-        rl_run.finish(home, spec)
-    backend.close()
-    torch.distributed.destroy_process_group()
-    return 0
+        checkpoint.mark_complete(run_dir, step, {})
+        checkpoint.prune(run_dir, 1)
+    ranks.barrier()
+    if step == int(os.environ.get(KILL_AFTER_STEP_ENV, "0") or 0):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _say(ranks, record: dict) -> None:
