@@ -210,8 +210,9 @@ def run_steps(home: DataHome, spec: RlRunSpec, agent_backend, learner, inputs_fo
               save: Callable[[int], None], after_update: Callable[[], dict] | None = None,
               on_metrics: Callable[[dict], None] | None = None) -> None:
     """Steps start+1 .. max_steps, the same in both modes: rollouts of this rank's share, the update, weight
-    sync (`after_update`, every rank, only when the step updated; returns sync_weights' figures), the catalog, metrics and checkpoints
-    (`save(step)`, every rank) on rank 0's record."""
+    sync (`after_update` on every rank, only when the step updated; it returns sync_weights' figures), then
+    on rank 0 the catalog and the step's record (before the checkpoint: a step killed in between is redone
+    and its record rewritten), then the checkpoint (`save(step)`, every rank)."""
     import torch
 
     from thyme_core.rl.rollout import make_agent
@@ -231,7 +232,6 @@ def run_steps(home: DataHome, spec: RlRunSpec, agent_backend, learner, inputs_fo
         if ranks.is_main:
             store.publish_step(home, spec.key, step, result, rcfg.group_size, agent_backend.name,
                                agent_backend.model)
-        if ranks.is_main:
             record = {"step": step, **{k: float(v) for k, v in result.metrics.items()}}
             with open(spec.run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
