@@ -19,7 +19,7 @@ import json
 import pytest
 import torch
 
-from tests.unit.test_rl_step import QUESTION, FollowScript, image_bytes
+from tests.unit.test_rl_step import QUESTION, image_bytes, steer
 from thyme_core import catalog
 from thyme_core.home import DataHome
 from thyme_core.rl import run as rl_run
@@ -33,10 +33,7 @@ SETTINGS = dict(group_size=2, prompts_per_step=2, max_new_tokens=400, max_length
 
 
 class Hooks:
-    @staticmethod
-    def steer(backend):
-        tok = backend.processor.tokenizer
-        backend.logits_processors = lambda request, n_in: [FollowScript(tok, request, n_in)]
+    steer = staticmethod(steer)
 
     @staticmethod
     def judge():

@@ -15,7 +15,7 @@ from PIL import Image
 
 from thyme_core.agent import Agent, AgentConfig
 from thyme_core.agent.backends.hf import TransformersBackend
-from thyme_core.agent.backends.scripted import script_of
+from thyme_core.agent.backends.scripted import script_of, steer_through_scripts
 from thyme_core.agent.ledger import fit_image
 
 RESPONSE = '''<think>Zoom in.
@@ -34,28 +34,13 @@ It is red.</think>
 <answer>A</answer>'''
 
 
-class FollowScript:
-    """Forces the next token of the script's remaining text (a hand-written fake for a trained model)."""
-
-    def __init__(self, tokenizer, script, request, n_in):
-        self.want = tokenizer.encode(script[len(request.generated_text):], add_special_tokens=False)
-        self.n_in = n_in
-
-    def __call__(self, input_ids, scores):
-        step = input_ids.shape[1] - self.n_in
-        forced = torch.full_like(scores, float("-inf"))
-        forced[:, self.want[step] if step < len(self.want) else 2] = 0.0
-        return forced
-
-
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory):
     from thyme_core.home import DataHome
 
     home = DataHome(tmp_path_factory.mktemp("tiny-home"))
     b = TransformersBackend.load(None, home, trace=True)
-    script = script_of(RESPONSE)
-    b.logits_processors = lambda request, n_in: [FollowScript(b.processor.tokenizer, script, request, n_in)]
+    b.logits_processors = steer_through_scripts(RESPONSE, b.codec)  # a hand-written fake for a trained model
     return b
 
 

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from tests.unit.test_rl_step import QUESTION, FollowScript, image_bytes
+from tests.unit.test_rl_step import QUESTION, image_bytes, steer
 from thyme_core import catalog
 from thyme_core.rl import run as rl_run
 from thyme_core.rl.config import RlConfig, load_preset
@@ -20,10 +20,6 @@ from thyme_core.rl.rollout import RLPrompt
 
 PROMPTS = [RLPrompt(f"p{i}", image_bytes(), QUESTION, "A") for i in range(2)]
 
-
-def steer(backend):
-    tok = backend.processor.tokenizer
-    backend.logits_processors = lambda request, n_in: [FollowScript(tok, request, n_in)]
 
 
 class Killed(Exception):

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from thyme_core.agent.backends.hf import TransformersBackend
-from thyme_core.agent.backends.scripted import ScriptedBackend, script_of
+from thyme_core.agent.backends.scripted import ScriptedBackend, steer_through_scripts
 from thyme_core.rl.grpo import GrpoLossConfig, group_advantages, policy_loss
 from thyme_core.rl.judge import StaticJudge
 from thyme_core.rl.rewards import RewardConfig
@@ -36,23 +36,13 @@ print("/mnt/data/temp_processed_images/z.png")
 <sandbox_output>/mnt/data/temp_processed_images/z.png</sandbox_output>
 Red.</think>
 <answer>{}</answer>'''
-SCRIPTS = {"0": script_of(CODE.format("A")), "1": script_of(CODE.format("B"))}
+RESPONSES = {"0": CODE.format("A"), "1": CODE.format("B")}  # by member: 0 answers right, 1 wrong
 QUESTION = "What colour is it?\nA. red\nB. blue"
 
 
-class FollowScript:
-    """Forces the next token of the member's script (a hand-written fake for a trained model)."""
-
-    def __init__(self, tokenizer, request, n_in):
-        script = SCRIPTS[request.sample_id.rsplit(":", 1)[-1]]
-        self.want = tokenizer.encode(script[len(request.generated_text):], add_special_tokens=False)
-        self.n_in = n_in
-
-    def __call__(self, input_ids, scores):
-        step = input_ids.shape[1] - self.n_in
-        forced = torch.full_like(scores, float("-inf"))
-        forced[:, self.want[step] if step < len(self.want) else 2] = 0.0
-        return forced
+def steer(backend):
+    """Walk the random tiny model through each member's script inside its real generate calls."""
+    backend.logits_processors = steer_through_scripts(RESPONSES, backend.codec)
 
 
 def image_bytes():
@@ -77,7 +67,7 @@ def check_one_step(tiny_home, device: str, atol: float):
     against the training forward."""
     torch.manual_seed(0)
     backend = TransformersBackend.load(None, tiny_home, device=device, trace=True)
-    backend.logits_processors = lambda request, n_in: [FollowScript(backend.processor.tokenizer, request, n_in)]
+    steer(backend)
     policy = backend.hf_model
     reference = frozen_copy(policy)
     before = {k: v.clone() for k, v in policy.state_dict().items()}
