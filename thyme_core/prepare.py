@@ -32,7 +32,7 @@ from thyme_core.fsio import atomic_dir, clean_stale_staging
 from thyme_core.home import DataHome
 from thyme_core.paths import rewrite_paths
 from thyme_core.prepare_rl import build_rl_sample
-from thyme_core.reasons import Reject, Rejected
+from thyme_core.reasons import Reject, Rejected, require_strings
 from thyme_core.schema import ImageRecord, RejectRecord, RlSample, SftSample, ShardSummary, to_table
 from thyme_core.source import ShardSpec, plan_shards, read_shard
 from thyme_core.thyme_format import code_blocks
@@ -188,12 +188,7 @@ def build_sample(record: dict | str, split: str, image_config: img.ImageConfig) 
 
 
 def _fields(record: dict | str) -> tuple[str, str, list]:
-    if isinstance(record, str):  # the reader could not parse the record; the string says why
-        raise Rejected(Reject.BAD_FIELD, record)
-    missing = [k for k in ("question", "response") if not isinstance(record.get(k), str)]
-    if missing:
-        detail = ", ".join(f"{k} is {type(record.get(k)).__name__ if k in record else 'missing'}" for k in missing)
-        raise Rejected(Reject.BAD_FIELD, detail)
+    record = require_strings(record, ("question", "response"))
     images = record.get("image")
     if images is None:
         images = []  # text-only samples may carry a null image list

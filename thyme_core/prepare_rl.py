@@ -16,7 +16,7 @@ import json
 
 from thyme_core import images as img
 from thyme_core.paths import rewrite_question_paths
-from thyme_core.reasons import Reject, Rejected
+from thyme_core.reasons import Reject, Rejected, require_strings
 from thyme_core.schema import RlSample
 
 
@@ -46,12 +46,7 @@ def _rewrite(text: str, stored: list[str], where: str) -> str:
 
 
 def _rl_fields(record: dict | str) -> tuple[list[dict], str, str, list]:
-    if isinstance(record, str):  # the reader could not parse the record; the string says why
-        raise Rejected(Reject.BAD_FIELD, record)
-    missing = [k for k in ("question", "solution") if not isinstance(record.get(k), str)]
-    if missing:
-        detail = ", ".join(f"{k} is {type(record.get(k)).__name__ if k in record else 'missing'}" for k in missing)
-        raise Rejected(Reject.BAD_FIELD, detail)
+    record = require_strings(record, ("question", "solution"))
     messages = record.get("messages")
     if not isinstance(messages, list) or not messages:
         what = type(messages).__name__ if "messages" in record else "missing"

@@ -38,3 +38,15 @@ class Rejected(Exception):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+def require_strings(record: dict | str, keys: tuple[str, ...]) -> dict:
+    """The record, checked to be a parsed dict whose `keys` are strings; else Rejected(BAD_FIELD) saying which
+    are missing or of which type. A str record is the reader's message for a record it could not parse."""
+    if isinstance(record, str):
+        raise Rejected(Reject.BAD_FIELD, record)
+    missing = [k for k in keys if not isinstance(record.get(k), str)]
+    if missing:
+        detail = ", ".join(f"{k} is {type(record.get(k)).__name__ if k in record else 'missing'}" for k in missing)
+        raise Rejected(Reject.BAD_FIELD, detail)
+    return record

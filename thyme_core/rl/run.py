@@ -260,19 +260,14 @@ def train(home: DataHome, spec: RlRunSpec, judge=None, steer: Callable | None = 
     else:
         if judge is not None or steer is not None:
             raise ThymeError("with nproc >= 1 the ranks take steer/judge from THYME_RL_HOOKS, not from arguments")
+        from thyme_core.train.checkpoint import latest_step
         from thyme_core.train.launch import run_torchrun
 
-        resumed = _resume_point(run_dir)
+        resumed = latest_step(run_dir)
         code = run_torchrun("thyme_core.rl.entry", run_dir, cfg.nproc, on_line, on_metrics or (lambda m: None))
         if code != 0 or not (run_dir / "DONE").exists():
             raise RuntimeError(f"RL ranks exited with code {code} (run folder {run_dir})")
     return {**summary, "steps": cfg.max_steps, "resumed_from": resumed}
-
-
-def _resume_point(run_dir: Path) -> int | None:
-    from thyme_core.train import checkpoint
-
-    return checkpoint.latest_step(run_dir)
 
 
 def _train_in_process(home: DataHome, spec: RlRunSpec, judge, steer, on_metrics) -> int | None:
