@@ -3,7 +3,7 @@
 -- from the duckdb CLI, run it from the home folder or `SET file_search_path = '/path/to/home'` first.
 -- Each prepare shard publishes one folder shards/prepare/<key>/; shards/prepare/_schema/ holds empty,
 -- typed parts so every view resolves before the first shard lands.
--- Columns are listed explicitly: they are the contract with thyme_core/schema.py (a test checks both).
+-- Columns are listed explicitly: they are the contract with thyme_core/catalog/schema.py (a test checks both).
 
 CREATE OR REPLACE VIEW sft_samples_all AS
 SELECT id, split, source_file, source_row, question, response, question_orig, response_orig,

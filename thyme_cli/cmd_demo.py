@@ -31,7 +31,7 @@ def run(args) -> int:
     from flows.prepare_sft_data import prepare_sft_data
     from tasks.runtime import shared_prefect_api
     from thyme_core import catalog
-    from thyme_core.home import resolve_home
+    from thyme_core.base.home import resolve_home
     from thyme_core.synth import write_dataset
 
     home = resolve_home(args.home).ensure()
@@ -46,7 +46,7 @@ def run(args) -> int:
     messy = sources / "messy" / "single_round_messy.jsonl"
     if not messy.exists():
         _write_messy(messy, files["wo_thinking_thyme_single_round"])
-    from thyme_core import workers
+    from thyme_core.base import workers
 
     with shared_prefect_api(meanwhile=workers.warm):
         for split, path in files.items():
@@ -75,7 +75,7 @@ def run(args) -> int:
         # Evaluation (issue 4): `thyme eval` of a tiny generated benchmark through the agent loop and the
         # sandbox, answered by recorded responses (scripted backend); a rerun skips the finished shards
         from flows.evaluate import evaluate
-        from thyme_core.bench_tsv import write_demo_benchmark
+        from thyme_core.synth.benchmark import write_demo_benchmark
 
         bench, responses = write_demo_benchmark(sources / "bench", n=8)
         evaluate(tsv=str(bench), home=str(home.root), backend="scripted", response_file=str(responses), shard_rows=4)
@@ -102,7 +102,7 @@ def _write_messy(path: Path, clean_parquet: Path) -> None:
 
     import pyarrow.parquet as pq
 
-    from thyme_core.fsio import atomic_write_bytes
+    from thyme_core.base.fsio import atomic_write_bytes
     from thyme_core.synth import bad
 
     rows = pq.read_table(clean_parquet).slice(0, 8).to_pylist()

@@ -17,8 +17,8 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from thyme_core import catalog
-    from thyme_core.errors import ThymeError
-    from thyme_core.home import resolve_home
+    from thyme_core.base.errors import ThymeError
+    from thyme_core.base.home import resolve_home
 
     if args.list:
         print("\n".join(catalog.named_queries()))

@@ -10,13 +10,15 @@ import shutil
 import pytest
 
 from tests.integration.conftest import thyme
-from thyme_core import bench_tsv, catalog
-from thyme_core.home import DataHome
+from thyme_core import catalog
+from thyme_core.eval import benchmarks
+from thyme_core.synth.benchmark import write_demo_benchmark
+from thyme_core.base.home import DataHome
 
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
-    return bench_tsv.write_demo_benchmark(tmp_path_factory.mktemp("bench"), n=9)
+    return write_demo_benchmark(tmp_path_factory.mktemp("bench"), n=9)
 
 
 def eval_rows(home_root):
@@ -63,7 +65,7 @@ def test_eval_scores_exactly_and_a_rerun_skips_finished_shards(bench, tmp_path, 
 def test_infer_prints_and_records_a_trajectory(bench, tmp_path, thyme_env):
     import base64
 
-    row = bench_tsv.read_rows(bench[0], 1, 2)[0]
+    row = benchmarks.read_rows(bench[0], 1, 2)[0]
     image = tmp_path / "q.png"
     image.write_bytes(base64.b64decode(row.image_b64))
     response = tmp_path / "r.txt"

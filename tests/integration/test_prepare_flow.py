@@ -15,7 +15,7 @@ import pytest
 
 from tests.integration.conftest import BIN, REPO, thyme
 from thyme_core import catalog
-from thyme_core.home import DataHome
+from thyme_core.base.home import DataHome
 from thyme_core.synth import bad, generate_records
 from thyme_core.synth.writer import SCHEMA
 

@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 
 from tests.integration.test_s3_versions import BUCKET, s3, s3_endpoint  # noqa: F401 (fixtures)
 from thyme_core import catalog
-from thyme_core.home import DataHome
-from thyme_core.source_sync import sync_source
+from thyme_core.base.home import DataHome
+from thyme_core.prepare.s3_mirror import sync_source
 from thyme_core.synth import generate_records
 from thyme_core.synth.writer import SCHEMA
 from tests.integration.conftest import thyme

@@ -8,9 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from thyme_core import catalog, prepare
-from thyme_core.errors import ThymeError
-from thyme_core.prepare_report import build_report
-from thyme_core.reasons import Reject
+from thyme_core.base.errors import ThymeError
+from thyme_core.prepare.report import build_report
+from thyme_core.base.reasons import Reject
 from thyme_core.synth import bad, generate_records
 from thyme_core.synth.rl import RL_SCHEMA, generate_rl_records, write_rl_dataset, write_rl_parquet
 from thyme_core.synth.writer import write_parquet

@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from thyme_core import catalog, prepare, replay
+from thyme_core.replay import verify
 from thyme_core.synth import bad, generate_records
 from thyme_core.synth.writer import SCHEMA
 from thyme_core.thyme_format import SANDBOX_OUTPUT_RE
@@ -80,4 +81,4 @@ def test_replay_is_reused_once_published(home, tmp_path):
     ],
 )
 def test_text_comparison(printed, recorded, status):
-    assert replay._compare_text(printed, recorded, replay.ReplayConfig())[0] == status
+    assert verify._compare_text(printed, recorded, replay.ReplayConfig())[0] == status

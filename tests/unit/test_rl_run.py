@@ -117,7 +117,7 @@ def test_presets_load_and_bad_values_fail():
     ref = load_preset("rl")
     assert (ref.learning_rate, ref.group_size, ref.beta, ref.max_new_tokens, ref.max_pixels) == \
         (5e-7, 4, 0.01, 3196, 2408448)
-    from thyme_core.errors import ThymeError
+    from thyme_core.base.errors import ThymeError
 
     with pytest.raises(ThymeError):
         load_preset("rl_tiny", no_such_field=1)
@@ -131,7 +131,7 @@ def test_presets_load_and_bad_values_fail():
 
 
 def test_each_rank_rolls_out_a_contiguous_share_of_whole_prompts():
-    from thyme_core.errors import ThymeError
+    from thyme_core.base.errors import ThymeError
 
     prompts = [RLPrompt(f"p{i}", b"", "q", "A") for i in range(5)]
     shares = [rl_run.rank_share(prompts, r, 2) for r in range(2)]

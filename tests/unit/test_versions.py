@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from thyme_core import catalog, prepare
-from thyme_core.errors import ThymeError
-from thyme_core.home import DataHome
+from thyme_core.base.errors import ThymeError
+from thyme_core.base.home import DataHome
 from thyme_core.synth import generate_records
 from thyme_core.synth.writer import SCHEMA
 from thyme_core.versions import refs
@@ -22,7 +22,8 @@ from thyme_core.versions.pull import load_manifest, pull
 from thyme_core.versions.push import plan_push, publish, push, upload_objects
 from thyme_core.versions.query import query_version
 from thyme_core.versions.refs import versions
-from thyme_core.versions.store import RefConflict, object_key, open_store
+from thyme_core.versions.keys import RefConflict, object_key
+from thyme_core.versions.store import open_store
 
 CONFIG = prepare.PrepareConfig(shard_rows=4)
 VIEW_QUERIES = {

@@ -13,9 +13,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from thyme_core.agent.loop import Trajectory
-from thyme_core.fsio import atomic_dir
-from thyme_core.home import DataHome
-from thyme_core.schema import EvalResult, ExecutionRecord, TrajectoryRecord, TurnRecord, to_table
+from thyme_core.base.fsio import atomic_dir
+from thyme_core.base.home import DataHome
+from thyme_core.catalog.schema import EvalResult, ExecutionRecord, TrajectoryRecord, TurnRecord, to_table
 
 TABLE = "agent"
 _ERROR_TYPE = re.compile(r"^([A-Za-z_][\w.]*)(?::|$)")

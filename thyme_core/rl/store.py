@@ -18,9 +18,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from thyme_core.agent import records
-from thyme_core.fsio import atomic_dir
-from thyme_core.home import DataHome
-from thyme_core.schema import RlRolloutRecord, to_table
+from thyme_core.base.fsio import atomic_dir
+from thyme_core.base.home import DataHome
+from thyme_core.catalog.schema import RlRolloutRecord, to_table
 
 TABLE = "rl"
 

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from thyme_core import catalog
-from thyme_core.errors import ThymeError
-from thyme_core.fsio import clean_stale_staging
-from thyme_core.home import DataHome
+from thyme_core.base.errors import ThymeError
+from thyme_core.base.fsio import clean_stale_staging
+from thyme_core.base.home import DataHome
 from thyme_core.versions import refs
 from thyme_core.versions.manifest import FileEntry, Manifest, build_manifest, sha256_file, version_paths
-from thyme_core.versions.store import ObjectMissing, Store, manifest_key, object_key, parallel_map
+from thyme_core.versions.keys import ObjectMissing, Store, manifest_key, object_key
+from thyme_core.versions.store import parallel_map
 
 
 @dataclass(frozen=True)

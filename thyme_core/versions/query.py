@@ -14,10 +14,10 @@ from typing import Any, Sequence
 import duckdb
 
 from thyme_core import catalog
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
 from thyme_core.versions.manifest import Manifest
 from thyme_core.versions.pull import load_manifest
-from thyme_core.versions.store import Store, object_key
+from thyme_core.versions.keys import Store, object_key
 
 _READ = re.compile(r"read_parquet\((\[[^\]]*\]|'[^']*')\)")
 _LITERAL = re.compile(r"'([^']*)'")

@@ -27,21 +27,19 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from thyme_core import images as img
-from thyme_core.fsio import atomic_dir, clean_stale_staging
-from thyme_core.home import DataHome
-from thyme_core.paths import rewrite_paths
-from thyme_core.prepare_rl import build_rl_sample
-from thyme_core.reasons import Reject, Rejected, require_strings
-from thyme_core.schema import ImageRecord, RejectRecord, RlSample, SftSample, ShardSummary, to_table
-from thyme_core.source import ShardSpec, plan_shards, read_shard
+from thyme_core.images import store as img
+from thyme_core.base import versioning
+from thyme_core.base.fsio import atomic_dir, clean_stale_staging
+from thyme_core.base.home import DataHome
+from thyme_core.prepare.paths import rewrite_paths
+from thyme_core.prepare.rl import build_rl_sample
+from thyme_core.base.reasons import Reject, Rejected, require_strings
+from thyme_core.catalog.schema import ImageRecord, RejectRecord, RlSample, SftSample, ShardSummary, to_table
+from thyme_core.prepare.source import ShardSpec, plan_shards, read_shard
 from thyme_core.thyme_format import code_blocks
 
 TABLE = "prepare"
 # Modules whose code shapes prepared output: their source is the code version in every shard key.
-_VERSIONED_MODULES = ("images", "paths", "prepare", "prepare_rl", "reasons", "schema", "source", "thyme_format")
-
-
 @dataclass(frozen=True)
 class PrepareConfig:
     shard_rows: int = field(default=1000, metadata={"help": "source rows per shard (one Prefect task each)"})
@@ -61,11 +59,8 @@ class PrepareConfig:
 
 
 def code_version() -> str:
-    h = hashlib.sha256()
-    pkg = Path(__file__).parent
-    for name in _VERSIONED_MODULES:
-        h.update((pkg / f"{name}.py").read_bytes())
-    return h.hexdigest()[:16]
+    """The code a shard's content depends on: this module's import closure."""
+    return versioning.code_version(__name__)
 
 
 def plan(source: str | Path, split: str, config: PrepareConfig, home: DataHome | None = None) -> list[ShardSpec]:

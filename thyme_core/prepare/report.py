@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from thyme_core import catalog
-from thyme_core.home import DataHome
-from thyme_core.prepare import ShardResult
+from thyme_core.base.home import DataHome
+from thyme_core.prepare.shards import ShardResult
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,13 @@ from typing import Any, Sequence
 import duckdb
 import pyarrow.parquet as pq
 
-from thyme_core.errors import ThymeError
-from thyme_core.home import DataHome
-from thyme_core.schema import ImageRecord, RejectRecord, ReplayRecord, RlSample, SftSample, ShardSummary, to_table
-from thyme_core.schema import EvalResult, ExecutionRecord, TrajectoryRecord, TurnRecord
-from thyme_core.schema import RlRolloutRecord
+from thyme_core.base.errors import ThymeError
+from thyme_core.base.home import DataHome
+from thyme_core.catalog.schema import ImageRecord, RejectRecord, ReplayRecord, RlSample, SftSample, ShardSummary, to_table
+from thyme_core.catalog.schema import EvalResult, ExecutionRecord, TrajectoryRecord, TurnRecord
+from thyme_core.catalog.schema import RlRolloutRecord
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 
 # Empty typed parts, so every view resolves before any shard exists.
 _SCHEMA_PARTS = {

@@ -27,9 +27,10 @@ import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image
 
-from thyme_core.fsio import atomic_dir
-from thyme_core.home import DataHome
-from thyme_core.schema import ReplayRecord, to_table
+from thyme_core.base import versioning
+from thyme_core.base.fsio import atomic_dir
+from thyme_core.base.home import DataHome
+from thyme_core.catalog.schema import ReplayRecord, to_table
 from thyme_core.thyme_format import code_blocks, sandbox_outputs
 
 TABLE = "replay"
@@ -49,12 +50,8 @@ class ReplayConfig:
 
 
 def code_version() -> str:
-    """Hash of the code that decides a replay's outcome: this module and the sandbox package."""
-    here = Path(__file__).parent
-    h = hashlib.sha256()
-    for path in [here / "replay.py", here / "thyme_format.py", *sorted((here / "sandbox").glob("*.py"))]:
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
+    """The code that decides a replay's outcome: this module's import closure (the sandbox included)."""
+    return versioning.code_version(__name__)
 
 
 def replay_key(prepare_shard: str, config: ReplayConfig) -> str:
