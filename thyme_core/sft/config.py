@@ -23,7 +23,7 @@ PRESETS_DIR = presets.PRESETS_DIR
 DEEPSPEED_DIR = REPO / "infra" / "deepspeed"
 
 # Fields that say where or how often, not what: they stay out of the config hash.
-_NOT_HASHED = {"output_dir", "save_steps", "keep_checkpoints", "log_steps", "nproc", "init_from"}
+_NOT_HASHED = {"output_dir", "save_steps", "keep_checkpoints", "log_steps", "nproc", "init_from", "loss_chunk"}
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,7 @@ class SftConfig:
     save_steps: int = _f(500, "checkpoint every N optimizer steps (and at the end)")
     keep_checkpoints: int = _f(2, "how many step checkpoints to keep")
     log_steps: int = _f(1, "log metrics every N steps")
+    loss_chunk: int = _f(1024, "labelled positions per chunk of the loss's LM head (bounds the fp32 logits)")
 
     def __post_init__(self):
         if self.stage not in (1, 2):
@@ -69,8 +70,8 @@ class SftConfig:
                              f"({self.micro_batch} * {self.nproc})")
         if self.image_ratio is not None and not 0.0 <= self.image_ratio <= 1.0:
             raise ThymeError(f"image_ratio must be in [0, 1], not {self.image_ratio}")
-        if self.max_length < 16 or self.epochs < 1 or self.save_steps < 1:
-            raise ThymeError("max_length >= 16, epochs >= 1 and save_steps >= 1 are required")
+        if self.max_length < 16 or self.epochs < 1 or self.save_steps < 1 or self.loss_chunk < 1:
+            raise ThymeError("max_length >= 16, epochs >= 1, save_steps >= 1 and loss_chunk >= 1 are required")
         object.__setattr__(self, "splits", tuple(self.splits))
 
     @property
