@@ -24,9 +24,10 @@ _WRAPPERS = ("DeepSpeedEngine", "DistributedDataParallel")
 
 
 def unwrap(module: torch.nn.Module) -> torch.nn.Module:
-    """The HF model inside a DeepSpeed engine (or DDP); the module itself otherwise. Names then carry no
-    "module." prefix."""
-    while any(c.__name__ in _WRAPPERS for c in type(module).__mro__):
+    """The HF model inside a DeepSpeed engine (or DDP, or any non-module wrapper with `.module`, as the tests'
+    fake engines); the module itself otherwise. Names then carry no "module." prefix."""
+    while any(c.__name__ in _WRAPPERS for c in type(module).__mro__) or (
+            not isinstance(module, torch.nn.Module) and hasattr(module, "module")):
         module = module.module
     return module
 
