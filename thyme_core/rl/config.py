@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass
 
 
+from thyme_core.agent.config import AgentConfig
+from thyme_core.agent.prompt import resolved_system_prompt, system_prompt_sha
 from thyme_core.base import presets
 from thyme_core.base.errors import ThymeError
 from thyme_core.rl.grpo import GrpoLossConfig
@@ -59,9 +61,12 @@ class RlConfig:
     logprob_chunk: int = _f(1024, "positions per chunk of the training log-probs (bounds the fp32 logits)")
     gradient_checkpointing: bool = _f(False, "recompute activations in backward (nproc >= 1; long trajectories, big models)")
     freeze_vision: bool = _f(False, "keep the vision tower and merger fixed")
+    system_prompt: str = _f("", "system prompt file of the rollouts ('' = infra/prompts/system.txt, as SFT's); "
+                                "its text is in the run key")
 
     def __post_init__(self):
         object.__setattr__(self, "rewards", tuple(self.rewards))
+        object.__setattr__(self, "system_prompt", resolved_system_prompt(self.system_prompt))
         if self.prompts_per_step < 1 or self.max_steps < 0 or self.save_steps < 1 or self.limit < 0:
             raise ThymeError("prompts_per_step >= 1, max_steps >= 0, save_steps >= 1 and limit >= 0 are required")
         if not self.learning_rate > 0:
@@ -104,8 +109,14 @@ class RlConfig:
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
+    def agent_config(self) -> AgentConfig:
+        """The agent settings rollout_config leaves to the run: the system prompt."""
+        return AgentConfig(system_prompt=self.system_prompt)
+
     def config_hash(self) -> str:
+        """Every field that changes a step; the system prompt by its text, not by its file name."""
         data = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NOT_HASHED}
+        data["system_prompt"] = system_prompt_sha(self.system_prompt)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -219,7 +219,7 @@ def run_steps(home: DataHome, spec: RlRunSpec, agent_backend, learner, inputs_fo
     step_cfg = cfg.step_config()
     for step in range(start + 1, cfg.max_steps + 1):
         rcfg = cfg.rollout_config(step)
-        agent = make_agent(agent_backend, home, rcfg, run_id=store.run_id(spec.key))
+        agent = make_agent(agent_backend, home, rcfg, cfg.agent_config(), run_id=store.run_id(spec.key))
         torch.manual_seed(cfg.seed + step)
         prompts = rank_share(batch(spec.prompts, step, cfg.prompts_per_step), ranks.rank, ranks.world)
         result = grpo_step(agent, learner, inputs_for, prompts, rcfg, step_cfg, judge)
