@@ -34,7 +34,8 @@ def tiny_samples(root: Path) -> list[dict]:
     for i, response in enumerate(RESPONSES):
         rel = f"images/s{i}.png"
         (root / "images").mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (120 + 28 * i, 100), (200, 40 * i, 40)).save(root / rel)
+        if not (root / rel).exists():  # (torchrun ranks re-read what the test process wrote)
+            Image.new("RGB", (120 + 28 * i, 100), (200, 40 * i, 40)).save(root / rel)
         rows.append({"id": f"s{i}", "question": "<image>\nWhat colour is the sign?\nA. red\nB. blue",
                      "response": response, "image_paths": [rel], "has_image": True})
     return rows
