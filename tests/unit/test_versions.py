@@ -42,7 +42,7 @@ def make_home(root, split="2round", n=6, seed=0) -> DataHome:
     pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), source)
     for spec in prepare.plan(source, split, CONFIG, home):
         prepare.prepare_shard(spec, home, CONFIG)
-    catalog.connect(home).close()
+    catalog.publish(home)
     return home
 
 
@@ -207,7 +207,7 @@ def test_query_in_place_has_the_local_views(source_home, store):
     for name, sql in VIEW_QUERIES.items():
         assert query_version(store, "sft", sql)[1] == catalog.query(source_home, sql)[1], name
     for name in catalog.named_queries():
-        assert query_version(store, "sft", name)[1] == catalog.query(source_home, name)[1], name
+        assert query_version(store, "sft", name)[1] == catalog.named(source_home, name)[1], name
 
 
 def test_version_specs(source_home, store):

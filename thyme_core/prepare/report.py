@@ -70,8 +70,8 @@ class PrepareReport:
 
 def build_report(home: DataHome, split: str, results: list[ShardResult], wall_seconds: float) -> PrepareReport:
     ran = [r.summary for r in results if not r.reused]
-    _, by_split = catalog.query(home, "counts_by_split")
-    _, rl_by_split = catalog.query(home, "rl_counts")
+    _, by_split = catalog.named(home, "counts_by_split")
+    _, rl_by_split = catalog.named(home, "rl_counts")
     _, reasons = catalog.query(
         home, "SELECT split, reason, count(*) FROM rejects GROUP BY ALL ORDER BY split, count(*) DESC"
     )

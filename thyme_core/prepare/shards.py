@@ -28,6 +28,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from thyme_core.images import store as img
+from thyme_core import catalog
 from thyme_core.base import versioning
 from thyme_core.base.fsio import atomic_dir, clean_stale_staging
 from thyme_core.base.home import DataHome
@@ -94,6 +95,7 @@ def prepare_shard(spec: ShardSpec, home: DataHome, config: PrepareConfig) -> Sha
     summary = out.summary(time.perf_counter() - started)
     with atomic_dir(final, home.tmp_dir) as stage:
         out.write(stage, summary)
+    catalog.publish(home)
     return ShardResult(summary, reused=False)
 
 
