@@ -31,7 +31,8 @@ def test_thyme_core_never_imports_prefect():
 @pytest.mark.parametrize(
     "view, cls",
     [("sft_samples", schema.SftSample), ("rl_samples", schema.RlSample), ("images", schema.ImageRecord),
-     ("rejects", schema.RejectRecord), ("prepare_shards", schema.ShardSummary), ("replays", schema.ReplayRecord),
+     ("rejects", schema.RejectRecord), ("prepare_shards", schema.ShardSummary),
+     ("prepare_shard_runs", schema.ShardRun), ("replays", schema.ReplayRecord),
      ("trajectories", schema.TrajectoryRecord), ("turns", schema.TurnRecord), ("executions", schema.ExecutionRecord),
      ("eval_results", schema.EvalResult), ("rl_rollouts", schema.RlRolloutRecord)],
 )

@@ -25,7 +25,8 @@ import pyarrow.parquet as pq
 from thyme_core.base.errors import ThymeError
 from thyme_core.base.fsio import atomic_write_bytes
 from thyme_core.base.home import DataHome
-from thyme_core.catalog.schema import ImageRecord, RejectRecord, ReplayRecord, RlSample, SftSample, ShardSummary, to_table
+from thyme_core.catalog.schema import (ImageRecord, RejectRecord, ReplayRecord, RlSample, SftSample, ShardRun,
+                                       ShardSummary, to_table)
 from thyme_core.catalog.schema import EvalResult, ExecutionRecord, TrajectoryRecord, TurnRecord
 from thyme_core.catalog.schema import RlRolloutRecord
 
@@ -40,6 +41,7 @@ _SCHEMA_PARTS = {
         "images": ImageRecord,
         "rejects": RejectRecord,
         "summary": ShardSummary,
+        "summary.run": ShardRun,
     },
     "replay": {"replays": ReplayRecord},
     "agent": {"trajectories": TrajectoryRecord, "turns": TurnRecord, "executions": ExecutionRecord,

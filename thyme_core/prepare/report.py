@@ -84,7 +84,7 @@ def build_report(home: DataHome, split: str, results: list[ShardResult], wall_se
         samples_rl=sum(s.samples_rl for s in ran),
         rejects=sum(s.rejects for s in ran),
         images_seen=sum(s.images_seen for s in ran),
-        images_written=sum(s.images_written for s in ran),
+        images_written=sum(r.run.images_written for r in results if r.run is not None),
         images_repaired=sum(s.images_repaired for s in ran),
         wall_seconds=wall_seconds,
         by_split=tuple(by_split),
