@@ -101,12 +101,11 @@ def test_one_sft_step_reduces_on_the_rank_device(tmp_path, nccl_discipline):
 
 def test_one_rl_step_reduces_on_the_rank_device(home, nccl_discipline):
     from thyme_core.agent.backends.hf import TransformersBackend
-    from thyme_core.agent.config import AgentConfig
     from thyme_core.rl.judge import StaticJudge
     from thyme_core.rl.rollout import RLPrompt, RolloutConfig, make_agent
     from thyme_core.rl.step import StepConfig, frozen_copy, grpo_step
     from thyme_core.rl.update import Learner, Ranks, TorchUpdate
-    from tests.unit.test_rl_step import QUESTION, image_bytes, steer
+    from tests.fakes import RL_QUESTION as QUESTION, red_png as image_bytes, steer
 
     torch.manual_seed(0)
     backend = TransformersBackend.load(None, home)
@@ -115,9 +114,8 @@ def test_one_rl_step_reduces_on_the_rank_device(home, nccl_discipline):
     learner = Learner(policy, frozen_copy(policy),
                       TorchUpdate(policy, torch.optim.SGD(policy.parameters(), lr=1e-3), 1.0), Ranks.from_dist())
     assert learner.ranks.world == 1 and learner.ranks.device == NCCL_DEVICE
-    rcfg = RolloutConfig(group_size=2, max_length=1200, max_new_tokens=400)
-    agent = make_agent(backend, home, rcfg, AgentConfig(isolation="none"))  # our own script's code only
-    result = grpo_step(agent, learner, backend.model_inputs,
+    rcfg = RolloutConfig(group_size=2, max_length=1200, max_new_tokens=400, isolation="none")  # our script's code
+    result = grpo_step(make_agent(backend, home, rcfg), learner, backend.model_inputs,
                        [RLPrompt("p0", image_bytes(), QUESTION, "A")], rcfg, StepConfig(), judge=StaticJudge(1.0))
     assert result.metrics["updated"] == 1
     assert {name for name, _ in nccl_discipline} == {"all_reduce"}

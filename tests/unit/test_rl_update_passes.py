@@ -14,13 +14,12 @@ import torch
 
 from thyme_core.agent.backends.hf import TransformersBackend
 from thyme_core.agent.backends.scripted import ScriptedBackend
-from thyme_core.agent.config import AgentConfig
 from thyme_core.base.ranks import Ranks
 from thyme_core.rl.grpo import GrpoLossConfig, policy_loss
 from thyme_core.rl.rollout import RLPrompt, RolloutConfig, make_agent, rollout
 from thyme_core.rl.step import StepConfig, frozen_copy, grpo_update, trajectory_logprobs
 from thyme_core.rl.update import Learner, TorchUpdate
-from tests.unit.test_rl_step import QUESTION, image_bytes
+from tests.fakes import RL_QUESTION as QUESTION, red_png as image_bytes
 
 RESPONSES = {"0": "<think>Red.</think>\n<answer>A</answer>", "1": "<think>Blue, I think.</think>\n<answer>B</answer>"}
 
@@ -50,8 +49,8 @@ def setup(tmp_path_factory):
     home = DataHome(tmp_path_factory.mktemp("passes")).ensure()
     hf = TransformersBackend.load(None, home)
     scripted = ScriptedBackend(RESPONSES, hf.codec)  # the tiny model's tokens, no generation needed
-    rcfg = RolloutConfig(group_size=2, max_length=1200, max_new_tokens=200)
-    rollouts = rollout(make_agent(scripted, home, rcfg, AgentConfig(isolation="none")),
+    rcfg = RolloutConfig(group_size=2, max_length=1200, max_new_tokens=200, isolation="none")  # no code runs
+    rollouts = rollout(make_agent(scripted, home, rcfg),
                        [RLPrompt("p0", image_bytes(), QUESTION, "A")], rcfg)
     return hf, rollouts
 

@@ -1,10 +1,35 @@
-"""Settings of the agent loop, with help text; `__post_init__` rejects impossible values."""
+"""Settings of the agent loop, with help text; `__post_init__` rejects impossible values.
+
+AgentConfig is the one declaration of every loop and sampling setting. Configs that run the loop (RL rollouts:
+rl/rollout.py RolloutConfig, and RlConfig after it) extend it, so each of its fields is settable wherever
+they are (a preset, `--set`), and `pick` builds the AgentConfig back by field name: nothing is copied by hand.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from typing import TypeVar
+
+from thyme_core.base.errors import ThymeError
+
+T = TypeVar("T")
+
+
+def from_settings(settings: dict) -> "AgentConfig":
+    """An AgentConfig from settings by field name (flow parameters, JSON); a wrong name is answered with the
+    valid ones."""
+    names = {f.name for f in fields(AgentConfig)}
+    unknown = sorted(set(settings) - names)
+    if unknown:
+        raise ThymeError(f"unknown agent settings {unknown}; valid: {', '.join(sorted(names))}")
+    return AgentConfig(**settings)
+
+
+def pick(cls: type[T], source, **changes) -> T:
+    """A `cls` from the same-named fields of `source` (a dataclass that has them all), with `changes`."""
+    return cls(**{**{f.name: getattr(source, f.name) for f in fields(cls) if f.init}, **changes})
 
 
 @dataclass(frozen=True)
@@ -29,6 +54,10 @@ class AgentConfig:
     system_prompt: str = field(default="", metadata={"help": "system prompt file ('' = infra/prompts/system.txt)"})
 
     def __post_init__(self):
+        from thyme_core.agent.prompt import resolved_system_prompt
+
+        # absolute (ranks and workers run elsewhere); a missing file is an error here, not mid-run
+        object.__setattr__(self, "system_prompt", resolved_system_prompt(self.system_prompt))
         for name in ("max_rounds", "max_output_chars", "reserve_tokens", "max_images"):
             if getattr(self, name) < 0:
                 raise ValueError(f"AgentConfig.{name} must be >= 0")
@@ -47,8 +76,8 @@ class AgentConfig:
         return self.text_temperature != self.code_temperature
 
     def fingerprint(self) -> str:
-        """Hash of every setting that changes a trajectory (isolation does not; the system prompt by its text). max_images 0 (no limit, the
-        behaviour from before the field existed) is left out, so earlier runs keep their keys."""
+        """Hash of every setting that changes a trajectory (isolation does not; the system prompt by its
+        text). max_images 0 (no limit, the behaviour from before the field existed) is left out."""
         from thyme_core.agent.prompt import system_prompt_sha
 
         d = asdict(self)
