@@ -54,10 +54,6 @@ class AgentConfig:
     system_prompt: str = field(default="", metadata={"help": "system prompt file ('' = infra/prompts/system.txt)"})
 
     def __post_init__(self):
-        from thyme_core.agent.prompt import resolved_system_prompt
-
-        # absolute (ranks and workers run elsewhere); a missing file is an error here, not mid-run
-        object.__setattr__(self, "system_prompt", resolved_system_prompt(self.system_prompt))
         for name in ("max_rounds", "max_output_chars", "reserve_tokens", "max_images"):
             if getattr(self, name) < 0:
                 raise ValueError(f"AgentConfig.{name} must be >= 0")
