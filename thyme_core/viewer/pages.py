@@ -71,6 +71,7 @@ class NotFound(Exception):
 class Pages:
     def __init__(self, catalog: Catalog, links):
         self.db, self.links, self.home = catalog, links, catalog.home
+        self._filters: dict = {}
 
     def render(self, template: str, title: str, **ctx) -> str:
         return _env.get_template(template).render(title=title, links=self.links, **ctx)
@@ -94,11 +95,20 @@ class Pages:
 
     # ---- evaluation
 
+    def filter_values(self, run_id: str) -> list[dict]:
+        """Stop reasons and error types of a run, kept until the catalog's shard folders change."""
+        key = (run_id, self.db.version)
+        if key not in self._filters:
+            values = self.db.query("eval_filter_values", run_id=run_id)
+            self._filters = {(run_id, self.db.version): values}
+            return values
+        return self._filters[key]
+
     def eval_run(self, run_id: str) -> str:
         rows = self.db.query("eval_run_accuracy", run_id=run_id)
         if not rows:
             self.not_found(f"evaluation run {run_id!r}")
-        values = self.db.query("eval_filter_values", run_id=run_id)
+        values = self.filter_values(run_id)
         return self.render("eval.html", f"eval {run_id}", run_id=run_id, rows=rows,
                            stops=[v for v in values if v["kind"] == "stop_reason"],
                            errors=[v for v in values if v["kind"] == "error_type"])
@@ -108,15 +118,23 @@ class Pages:
         f = {k: str(filters.get(k) or "") for k in FILTER_KEYS}
         if f["outcome"] not in ("", *OUTCOMES):
             f["outcome"] = ""
+        only = None
+        if f["error_type"]:
+            only = [r["sample_id"] for r in self.db.query("eval_error_samples", run_id=run_id,
+                                                           error_type=f["error_type"])]
         rows = self.db.query("eval_samples", run_id=run_id, benchmark=benchmark or "", category=category or "",
-                             outcome=f["outcome"], stop_reason=f["stop_reason"], error_type=f["error_type"],
-                             search=f["q"], limit=limit + 1, offset=max(0, offset))
-        more = len(rows) > limit
-        values = self.db.query("eval_filter_values", run_id=run_id)
+                             outcome=f["outcome"], stop_reason=f["stop_reason"], search=f["q"], only_samples=only,
+                             limit=limit + 1, offset=max(0, offset))
+        more, rows = len(rows) > limit, rows[:limit]
+        statuses = {s["sample_id"]: s for s in self.db.query(
+            "sample_statuses", run_id=run_id, sample_ids=[r["sample_id"] for r in rows])} if rows else {}
+        values = self.filter_values(run_id)
         for r in rows:
             r["outcome"] = "correct" if r["correct"] else ("no_answer" if r["prediction"] == "" else "wrong")
+            found = statuses.get(r["sample_id"], {})
+            r["statuses"], r["error_types"] = found.get("statuses", ""), found.get("error_types", "")
         return self.render("samples.html", f"samples of {run_id}", run_id=run_id, benchmark=benchmark,
-                           category=category, rows=rows[:limit], filters=f, offset=offset, limit=limit, more=more,
+                           category=category, rows=rows, filters=f, offset=offset, limit=limit, more=more,
                            stops=[v["value"] for v in values if v["kind"] == "stop_reason"],
                            errors=[v["value"] for v in values if v["kind"] == "error_type"], outcomes=OUTCOMES)
 

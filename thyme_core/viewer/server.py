@@ -25,7 +25,7 @@ from thyme_core.viewer.pages import FILTER_KEYS, NotFound, Pages, pygments_css
 
 STATIC = Path(__file__).resolve().parent / "static"
 STATIC_FILES = {"viewer.css": "text/css", "viewer.js": "text/javascript"}
-HEADERS = [("Content-Security-Policy", "default-src 'none'; img-src 'self'; style-src 'self' 'unsafe-inline'; "
+HEADERS = [("Content-Security-Policy", "default-src 'none'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
             "script-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"),
            ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer")]
 
