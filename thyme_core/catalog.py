@@ -77,15 +77,16 @@ def connect(home: DataHome, read_only: bool = False) -> duckdb.DuckDBPyConnectio
     return con
 
 
-def query(home: DataHome, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
-    """Run SQL (or a named query's name) on the catalog; returns (column names, rows)."""
+def query(home: DataHome, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> tuple[list[str], list[tuple]]:
+    """Run SQL (or a named query's name) on the catalog; returns (column names, rows). Parameters: a sequence
+    for `?`, or a dict for `$name` (the viewer's named queries)."""
     text = sql_text(f"queries/{sql}") if sql in named_queries() else sql
     try:
         con = connect(home)
     except duckdb.IOException as exc:  # DuckDB allows one writing process; connections here are short
         raise ThymeError(f"{home.catalog_path} is in use by another process; retry in a moment ({exc})") from None
     try:
-        cur = con.execute(text, list(params))
+        cur = con.execute(text, params if isinstance(params, dict) else list(params))
         return [d[0] for d in cur.description], cur.fetchall()
     except duckdb.Error as exc:
         raise ThymeError(f"query failed: {exc}") from None
