@@ -32,8 +32,8 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from thyme_core.home import DataHome  # noqa: E402
-from thyme_core.schema import (EvalResult, ExecutionRecord, RlRolloutRecord, TrajectoryRecord, TurnRecord,  # noqa: E402
+from thyme_core.base.home import DataHome  # noqa: E402
+from thyme_core.catalog.schema import (EvalResult, ExecutionRecord, RlRolloutRecord, TrajectoryRecord, TurnRecord,  # noqa: E402
                                arrow_schema)
 
 EVAL_RUN, RL_KEY = "eval-benchbench0001", "benchkey00000001"
@@ -47,7 +47,7 @@ def _images(home: DataHome) -> list[tuple[str, str, str, str]]:
     """(input sha, input path, crop sha, crop path) for a few real images: textured inputs and a crop of each."""
     from PIL import Image
 
-    from thyme_core.images import ImageStore, prepare_image
+    from thyme_core.images.store import ImageStore, prepare_image
 
     store, rng, out = ImageStore(home.root, home.tmp_dir), np.random.default_rng(3), []
     for i in range(4):

@@ -16,7 +16,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from thyme_core.home import resolve_home
+    from thyme_core.base.home import resolve_home
 
     home = resolve_home(args.home)
     if args.export:

@@ -20,11 +20,12 @@ import pytest
 
 from tests.conftest import REPO
 from tests.integration.conftest import free_port
-from thyme_core import bench_tsv
-from thyme_core.agent import evaluate, records
+from thyme_core.synth import benchmark as bench_tsv
+from thyme_core.agent import records
+from thyme_core.eval import evaluate
 from thyme_core.agent.config import AgentConfig
 from thyme_core.agent.infer import BackendSpec
-from thyme_core.home import DataHome
+from thyme_core.base.home import DataHome
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (infra/setup-system.sh)")
@@ -38,8 +39,8 @@ def rl_rows(home: DataHome) -> str:
 
     import pyarrow.parquet as pq
 
-    from thyme_core.fsio import atomic_dir
-    from thyme_core.schema import RlRolloutRecord, to_table
+    from thyme_core.base.fsio import atomic_dir
+    from thyme_core.catalog.schema import RlRolloutRecord, to_table
 
     key = "viewerkey0000001"
     run = f"rl-{key}"
@@ -50,7 +51,7 @@ def rl_rows(home: DataHome) -> str:
     for group, rewards in enumerate(((2.0, 0.5), (0.5, 0.5))):
         for member, reward in enumerate(rewards):
             sid = f"s00001/p{group}:{member}"
-            from thyme_core.schema import TrajectoryRecord
+            from thyme_core.catalog.schema import TrajectoryRecord
 
             rows.append((TrajectoryRecord(**{**base, "run_id": run, "sample_id": sid, "benchmark": ""}), [], []))
             rl.append(RlRolloutRecord(run, 1, group, member, f"p{group}", sid, reward, "", reward - 1.25 if group == 0

@@ -27,11 +27,6 @@ class Outcome:
     text: str  # the text part of the feedback
     kind: str  # image / text / error
 
-    def record(self, round_no: int, fed: tuple, kind: str, tokens: int):
-        from thyme_core.agent.loop import Execution
-
-        return Execution(round_no, self.status, self.error, self.stdout, self.duration_s, fed, kind, tokens)
-
 
 def execute(code: str, sample, pool, session_id: str, config: AgentConfig, store_image) -> Outcome:
     if not code.strip():

@@ -14,7 +14,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
 
 WORKER = Path(__file__).with_name("_worker.py")
 WORKER_IN_SANDBOX = "/opt/thyme_sandbox/worker.py"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
 from thyme_core.sandbox import launch
 from thyme_core.sandbox._worker import recv_msg, send_msg
 from thyme_core.sandbox.outputs import classify, failure_message, link_or_copy, new_images, snapshot

@@ -2,8 +2,9 @@
 
 The viewer never opens catalog.duckdb (a writer may hold it, and a read path must not write): it declares the
 views of sql/schema.sql in an in-memory DuckDB whose file_search_path is the home root, so nothing on disk can
-change through it. A view whose files do not exist yet (a home with no RL run) is an empty table of its record's
-columns, so every page and query still binds. Queries are the named files of sql/queries/ with `$name`
+change through it. A view whose files do not exist yet (a home with no RL run, or no `_schema` parts) reads the
+typed empty parts that catalog.ensure_schema_parts writes into a temporary folder searched after the home, so
+every page and query still binds. Queries are the named files of sql/queries/ with `$name`
 parameters bound by DuckDB.
 
 The agent views (trajectories, turns, executions, eval_results) and rl_rollouts are then declared again, faster:
@@ -21,31 +22,23 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import shutil
+import tempfile
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from thyme_core import catalog
-from thyme_core.errors import ThymeError
-from thyme_core.home import DataHome
-from thyme_core.schema import (EvalResult, ExecutionRecord, ImageRecord, ReplayRecord, RlRolloutRecord, RlSample,
-                               SftSample, ShardSummary, TrajectoryRecord, TurnRecord, to_table)
+from thyme_core.base.errors import ThymeError
+from thyme_core.base.home import DataHome
+from thyme_core.catalog.schema import (EvalResult, ExecutionRecord, RlRolloutRecord, TrajectoryRecord, TurnRecord,
+                                       to_table)
 
-_VIEW = re.compile(r"CREATE\s+OR\s+REPLACE\s+VIEW\s+(\w+)", re.I)
-# the record behind each base view: its empty stand-in when no part exists yet
-_EMPTY = {"sft_samples_all": SftSample, "rl_samples_all": RlSample, "images": ImageRecord,
-          "prepare_shards": ShardSummary, "replays": ReplayRecord, "trajectories": TrajectoryRecord,
-          "turns": TurnRecord, "executions": ExecutionRecord, "eval_results": EvalResult,
-          "rl_rollouts": RlRolloutRecord}
 AGENT_PARTS = {"trajectories": TrajectoryRecord, "turns": TurnRecord, "executions": ExecutionRecord,
                "eval_results": EvalResult}
-
-
-def _statements(text: str) -> list[str]:
-    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
-    return [s.strip() for s in body.split(";") if s.strip()]
 
 
 def _columns(cls) -> str:
@@ -73,37 +66,26 @@ class Catalog:
         if not self.root.is_dir():
             raise ThymeError(f"{home.root}: no such data home")
         self._lock = threading.Lock()
-        self.con = duckdb.connect(":memory:", config={"file_search_path": str(self.root)})
+        # typed empty parts outside the home, searched after it: a view with no part in the home yet reads these
+        self._empty_parts = tempfile.mkdtemp(prefix="thyme-viewer-")
+        catalog.ensure_schema_parts(DataHome(Path(self._empty_parts)))
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self._empty_parts, True)  # also at exit
+        self.con = duckdb.connect(":memory:", config={"file_search_path": f"{self.root},{self._empty_parts}"})
         # parquet footers cached across queries: a page reads a few rows from each of hundreds of parts
         self.con.execute("SET parquet_metadata_cache = true")
-        self.empty_views = self._declare()
+        self.con.execute(catalog.sql_text("schema"))
         self._layout: tuple = ()
         self.shadowed = 0  # trajectory copies left out (the row-by-row case)
         self.version = 0  # counts the shard layouts seen: what the pages may cache against
-
-    def _declare(self) -> list[str]:
-        empty = []
-        for stmt in _statements(catalog.sql_text("schema")):
-            name = (_VIEW.search(stmt) or [None, ""])[1]
-            try:
-                self.con.execute(stmt)
-            except duckdb.Error:
-                empty.append(name)
-                self._empty(name)
-        return empty
 
     def _drop(self, name: str) -> None:
         views = self.con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = ? AND NOT internal",
                                  [name]).fetchone()[0]
         self.con.execute(f"DROP {'VIEW' if views else 'TABLE'} IF EXISTS {name}")
 
-    def _empty(self, name: str) -> None:
+    def _empty(self, name: str, cls) -> None:
         self._drop(name)
-        if name in _EMPTY:
-            self.con.from_arrow(to_table(_EMPTY[name], [])).create(name)
-        elif name == "rejects":
-            self.con.execute("CREATE TABLE rejects (split VARCHAR, source_file VARCHAR, source_row BIGINT, "
-                             "reason VARCHAR, detail VARCHAR, shard VARCHAR)")
+        self.con.from_arrow(to_table(cls, [])).create(name)
 
     # ---- the fast agent and RL views
 
@@ -155,7 +137,7 @@ class Catalog:
                 "WHERE NOT EXISTS (SELECT 1 FROM shadowed_copies s WHERE s.run_id = p.run_id "
                 "AND s.sample_id = p.sample_id AND s.folder = split_part(p.filename, '/', -2))")
         if not selects:
-            self._empty(name)
+            self._empty(name, cls)
             return
         self._drop(name)
         self.con.execute(f"CREATE VIEW {name} AS " + " UNION ALL ".join(selects))
@@ -178,3 +160,4 @@ class Catalog:
 
     def close(self) -> None:
         self.con.close()
+        self._cleanup()

@@ -11,8 +11,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from thyme_core.errors import ThymeError
-from thyme_core.home import DataHome
+from thyme_core.base.errors import ThymeError
+from thyme_core.base.home import DataHome
 from thyme_core.viewer import images, runs
 from thyme_core.viewer.db import Catalog
 from thyme_core.viewer.links import ExportLinks

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from thyme_core.home import DataHome
+from thyme_core.base.home import DataHome
 
 _STORED = re.compile(r"images/([0-9a-f]{2})/([0-9a-f]{64})\.(png|jpg|jpeg|webp|gif)")
 CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp",

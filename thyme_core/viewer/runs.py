@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from thyme_core.home import DataHome
+from thyme_core.base.home import DataHome
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from pathlib import Path
 from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from thyme_core.errors import ThymeError
-from thyme_core.home import DataHome
+from thyme_core.base.errors import ThymeError
+from thyme_core.base.home import DataHome
 from thyme_core.viewer import images
 from thyme_core.viewer.db import Catalog
 from thyme_core.viewer.links import LiveLinks

@@ -19,7 +19,7 @@ import urllib.request
 
 from thyme_core.agent.backends.base import Backend, FedImage, Generation, GenerationRequest, finish_of
 from thyme_core.agent.codec import Codec
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
 
 
 class OpenAIBackend(Backend):

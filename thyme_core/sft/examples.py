@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from thyme_core.train.masking import Piece, images_shown, prompt_pieces, response_pieces
+from thyme_core.sft.masking import Piece, images_shown, prompt_pieces, response_pieces
 
 IGNORE = -100
 
