@@ -250,3 +250,28 @@ def test_artifact_links_only_with_a_configured_viewer(monkeypatch):
     monkeypatch.setenv(links.VIEWER_URL_ENV, "http://127.0.0.1:8765/")
     assert links.viewer_url("eval", "eval-abc") == "http://127.0.0.1:8765/eval?run=eval-abc"
     assert "(http://127.0.0.1:8765/rl?key=k1)" in links.markdown_link("rl", "k1")
+
+
+def test_runs_page_lists_prepared_and_replayed_data_and_training_runs(tmp_path):
+    from thyme_core import prepare
+    from thyme_core.replay.verify import ReplayConfig, replay_shard
+    from thyme_core.synth import generate_records
+    from thyme_core.synth.writer import write_parquet
+
+    home = DataHome(tmp_path / "home").ensure()
+    write_parquet(tmp_path / "sft.parquet", list(generate_records("wo_thinking_thyme_single_round", 3, 0, 320, 240, 1)))
+    config = prepare.PrepareConfig(shard_rows=3)
+    (spec,) = prepare.plan(tmp_path / "sft.parquet", "sft", config)
+    prepare.prepare_shard(spec, home, config)
+    replay_shard(prepare.shard_dir(home, spec.key), home, ReplayConfig(isolation="none"))  # generated, trusted code
+    run = home.root / "runs" / "sft" / "stage2" / "k2"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"home": "/x", "dataset": "d123", "config": "c456", "code": "v789"}))
+    (run / "metrics.jsonl").write_text('{"event": "resumed", "step": 1}\n{"step": 2, "loss": 1.5}\nnot json\n')
+    html = Pages(db.Catalog(home), LiveLinks()).runs()
+    prepared = re.search(r'<table id="prepare-runs">(.*?)</table>', html, re.S).group(1)
+    assert "<td>sft</td>" in prepared and "<td>3</td>" in prepared  # 3 rows in
+    replayed = re.search(r'<table id="replay-runs">(.*?)</table>', html, re.S).group(1)
+    assert "<td>sft</td>" in replayed
+    sft = re.search(r'<table id="sft-runs">(.*?)</table>', html, re.S).group(1)
+    assert "stopped at step 2" in sft and "d123" in sft and "v789" in sft
