@@ -111,9 +111,9 @@ def test_server_serves_only_image_store_files(home, tmp_path):
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
 
-    def get(path, method="GET"):
+    def get(path, method="GET", headers=None):
         conn = http.client.HTTPConnection("127.0.0.1", httpd.server_port, timeout=30)
-        conn.request(method, path)
+        conn.request(method, path, headers=headers or {})
         r = conn.getresponse()
         return r.status, r.getheader("Content-Type"), r.getheader("Content-Security-Policy"), r.read()
 
@@ -130,6 +130,8 @@ def test_server_serves_only_image_store_files(home, tmp_path):
             assert b"secret" not in body
         assert get("/static/viewer.css")[0] == 200 and get("/static/pygments.css")[0] == 200
         assert get("/", "POST")[0] == 405
+        assert get("/", headers={"Host": "rebound.example:80"})[0] == 403  # DNS rebinding
+        assert get("/", headers={"Host": f"localhost:{httpd.server_port}"})[0] == 200
         assert get("/trajectory?run=nope&sample=x")[0] == 404
     finally:
         httpd.shutdown()

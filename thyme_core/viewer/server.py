@@ -4,7 +4,7 @@ Requests map to Pages methods by path; parameters come from the query string and
 values. Files: the package's own static assets by exact name, and images through images.resolve (the store's
 naming, inside the store's real folder); nothing else of the filesystem is reachable. Responses carry a
 Content-Security-Policy that allows only this origin's scripts and images, so even an escaping bug could not
-load or run anything from elsewhere.
+load or run anything from elsewhere; bound to loopback, it answers only requests whose Host is a loopback name.
 """
 
 from __future__ import annotations
@@ -38,9 +38,22 @@ def static_asset(name: str) -> tuple[bytes, str] | None:
     return None
 
 
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def _host_name(header: str) -> str:
+    """The name part of a Host header ("127.0.0.1:8765" -> "127.0.0.1", "[::1]:80" -> "[::1]")."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header.split("]")[0] + "]"
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
 class App:
-    def __init__(self, home: DataHome):
-        self.home = home
+    def __init__(self, home: DataHome, allowed_hosts: set[str] | None = None):
+        """`allowed_hosts`: Host header names served (None: any). Bound to loopback, only loopback names are, so a
+        web page elsewhere cannot read the viewer through a DNS name it points at 127.0.0.1 (DNS rebinding)."""
+        self.home, self.allowed_hosts = home, allowed_hosts
         self.catalog = Catalog(home)
         self.pages = Pages(self.catalog, LiveLinks())
 
@@ -80,6 +93,9 @@ class App:
         if method not in ("GET", "HEAD"):
             start_response("405 Method Not Allowed", [("Allow", "GET, HEAD"), *HEADERS])
             return [b""]
+        if self.allowed_hosts is not None and _host_name(environ.get("HTTP_HOST", "")) not in self.allowed_hosts:
+            start_response("403 Forbidden", [("Content-Type", "text/plain"), *HEADERS])
+            return [b"this viewer answers only to the names of this machine's loopback address"]
         path = environ.get("PATH_INFO", "/")
         try:
             status, body, ctype = self.route(path, parse_qs(environ.get("QUERY_STRING", "")))
@@ -114,4 +130,5 @@ class _QuietHandler(WSGIRequestHandler):
 
 def make(home: DataHome, host: str = "127.0.0.1", port: int = 8765):
     """A server ready to serve_forever() (port 0: any free port; server.server_port tells which)."""
-    return make_server(host, port, App(home), server_class=_Server, handler_class=_QuietHandler)
+    allowed = LOOPBACK if host in LOOPBACK else None
+    return make_server(host, port, App(home, allowed), server_class=_Server, handler_class=_QuietHandler)
