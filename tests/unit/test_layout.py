@@ -70,13 +70,11 @@ def test_every_subcommand_takes_home():
 
 
 def test_named_queries_run_on_an_empty_catalog(home):
-    import re
+    from tests.conftest import named_query_params
 
     catalog.publish(home)
-    typed = {"limit": 10, "offset": 0, "step": 1, "only_samples": None, "sample_ids": []}
     for name in catalog.named_queries():
-        named = set(re.findall(r"\$([A-Za-z_]\w*)", catalog.sql_text(f"queries/{name}")))  # the viewer's `$name`s
-        columns, rows = catalog.named(home, name, {k: typed.get(k, "") for k in named} if named else ())
+        columns, rows = catalog.named(home, name, named_query_params(name))
         assert columns and rows == [], name
 
 

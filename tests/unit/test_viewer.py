@@ -236,13 +236,11 @@ def test_missing_things_are_not_found(pages):
 def test_an_empty_home_still_binds_every_named_query(tmp_path):
     from thyme_core import catalog as core
 
+    from tests.conftest import named_query_params
+
     cat = db.Catalog(DataHome(tmp_path).ensure())
-    params = {"run_id": "r", "run": "r", "step": 1, "sample_id": "s", "benchmark": "", "category": "", "outcome": "",
-              "stop_reason": "", "error_type": "", "search": "", "limit": 10, "offset": 0, "only_samples": None,
-              "sample_ids": ["s"]}
     for name in core.named_queries():
-        text = core.sql_text(f"queries/{name}")
-        assert cat.query(name, **{k: v for k, v in params.items() if re.search(rf"\${k}\b", text)}) == [], name
+        assert cat.query(name, **dict(named_query_params(name))) == [], name
     Pages(cat, LiveLinks()).runs()
 
 
