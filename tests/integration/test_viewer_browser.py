@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
-from tests.integration.conftest import free_port
+from tests.integration.conftest import BIN, free_port, running
 from thyme_core.synth import benchmark as bench_tsv
 from thyme_core.agent import records
 from thyme_core.eval import evaluate
@@ -35,7 +32,6 @@ KNOWN = ("demo_bench:1", (47, 33, 107, 93))
 
 def rl_rows(home: DataHome) -> str:
     """One RL step of two groups (one zero-variance), rows written as rl/store.py does; returns the run key."""
-    import dataclasses
 
     import pyarrow.parquet as pq
 
@@ -89,24 +85,12 @@ def demo_home(tmp_path_factory):
 def viewer(demo_home, tmp_path_factory):
     home, _ = demo_home
     port = free_port()
-    log = open(tmp_path_factory.mktemp("viewer-log") / "viewer.log", "w")
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "thyme"), "view", "--home", str(home.root), "--port",
-                             str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=5).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError("thyme view did not start")
-            time.sleep(0.3)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    cmd = [str(BIN / "thyme"), "view", "--home", str(home.root), "--port", str(port)]
+    log = tmp_path_factory.mktemp("viewer-log") / "viewer.log"
+    with running(cmd, lambda: urllib.request.urlopen(url, timeout=5).status == 200, log, "thyme view",
+                 env=dict(os.environ, PYTHONPATH=str(REPO))):
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +188,7 @@ def test_filters_change_the_rows_live_and_in_an_export(viewer, browser, tmp_path
         assert p.errors == []
 
         out = tmp_path / "export"
-        subprocess.run([str(Path(sys.executable).parent / "thyme"), "view", "--home", str(home.root), "--export",
+        subprocess.run([str(BIN / "thyme"), "view", "--home", str(home.root), "--export",
                         str(out)], check=True, env=dict(os.environ, PYTHONPATH=str(REPO)), cwd=REPO)
         page = p.open((out / "index.html").as_uri(), "export-runs")
         page.locator("#agent-runs a[href^='eval-']").click()

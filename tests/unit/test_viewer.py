@@ -5,19 +5,16 @@ home, and the export's links all resolve. Browser checks are in tests/integratio
 
 from __future__ import annotations
 
-import dataclasses
 import http.client
 import io
 import json
-import os
 import re
 import shutil
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageEnhance
+from PIL import Image
 
 from thyme_core.synth import benchmark as bench_tsv
 from thyme_core.agent import records
