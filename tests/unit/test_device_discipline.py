@@ -84,6 +84,9 @@ class FakeEngine:
     def get_lr(self):
         return [1e-3]
 
+    def get_global_grad_norm(self):
+        return None
+
 
 def test_one_sft_step_reduces_on_the_rank_device(tmp_path, nccl_discipline):
     from thyme_core.sft import loop
