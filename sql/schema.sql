@@ -47,13 +47,13 @@ WHERE occurrence > 1;
 
 CREATE OR REPLACE VIEW prepare_shards AS
 SELECT shard, split, source_file, row_start, row_stop, samples_image, samples_text, samples_rl, rejects,
-       images_seen, images_written, images_repaired, seconds, code_version
+       images_seen, images_repaired, code_version
 FROM read_parquet('shards/prepare/*/summary.parquet');
 
 -- Replay verification (thyme replay): one row per code block of a prepared sample. A sample prepared twice
 -- (a duplicate) may be replayed twice: one row per (sample, block) is kept, a match first.
 CREATE OR REPLACE VIEW replays AS
-SELECT sample_id, split, block, status, similarity, reason, detail, duration_s
+SELECT sample_id, split, block, status, similarity, reason, detail
 FROM read_parquet('shards/replay/*/replays.parquet')
 QUALIFY row_number() OVER (PARTITION BY sample_id, block ORDER BY status = 'match' DESC, reason) = 1;
 

@@ -96,10 +96,10 @@ class ShardSummary:
     samples_rl: int
     rejects: int
     images_seen: int
-    images_written: int
     images_repaired: int
-    seconds: float
     code_version: str
+    # Run facts (wall time, images new to this home) are not here: a version holds only what the content
+    # determines, so two prepares of one file publish the same version hash (ShardResult carries them).
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ class ReplayRecord:
     similarity: float | None  # pixel similarity for image outputs; NULL for text
     reason: str  # "" on match; sandbox status (error, timeout...) or size_differs / pixels_differ / text_differs...
     detail: str
-    duration_s: float
+    # no run time here: versioned content holds only what the code and data determine
 
 
 

@@ -70,6 +70,7 @@ class PrepareReport:
 
 def build_report(home: DataHome, split: str, results: list[ShardResult], wall_seconds: float) -> PrepareReport:
     ran = [r.summary for r in results if not r.reused]
+    written = sum(r.images_written for r in results if not r.reused)
     _, by_split = catalog.query(home, "counts_by_split")
     _, rl_by_split = catalog.query(home, "rl_counts")
     _, reasons = catalog.query(
@@ -84,7 +85,7 @@ def build_report(home: DataHome, split: str, results: list[ShardResult], wall_se
         samples_rl=sum(s.samples_rl for s in ran),
         rejects=sum(s.rejects for s in ran),
         images_seen=sum(s.images_seen for s in ran),
-        images_written=sum(s.images_written for s in ran),
+        images_written=written,
         images_repaired=sum(s.images_repaired for s in ran),
         wall_seconds=wall_seconds,
         by_split=tuple(by_split),

@@ -79,6 +79,9 @@ def shard_dir(home: DataHome, key: str) -> Path:
 class ShardResult:
     summary: ShardSummary
     reused: bool  # True when an earlier run had already finished this shard
+    # run facts, kept out of the versioned summary: images this run added to the store, wall seconds
+    images_written: int = 0
+    seconds: float = 0.0
 
 
 def prepare_shard(spec: ShardSpec, home: DataHome, config: PrepareConfig) -> ShardResult:
@@ -91,10 +94,10 @@ def prepare_shard(spec: ShardSpec, home: DataHome, config: PrepareConfig) -> Sha
     out = _ShardOutput(spec, home, config.image_config())
     for row, record in read_shard(spec):
         out.add(row, record)
-    summary = out.summary(time.perf_counter() - started)
+    summary = out.summary()
     with atomic_dir(final, home.tmp_dir) as stage:
         out.write(stage, summary)
-    return ShardResult(summary, reused=False)
+    return ShardResult(summary, False, out.images_written, round(time.perf_counter() - started, 3))
 
 
 def read_summary(folder: Path) -> ShardSummary:
@@ -129,16 +132,16 @@ class _ShardOutput:
             self.images_written += self.store.put(p)
             self.images.setdefault(p.sha256, _image_record(p))
 
-    def summary(self, seconds: float) -> ShardSummary:
+    def summary(self) -> ShardSummary:
         n_image = sum(s.has_image for s in self.samples)
         return ShardSummary(
             shard=self.spec.key, split=self.spec.split, source_file=self.source_file,
             row_start=self.spec.row_start, row_stop=self.spec.row_stop,
             samples_image=n_image, samples_text=len(self.samples) - n_image, samples_rl=len(self.rl_samples),
             rejects=len(self.rejects),
-            images_seen=self.images_seen, images_written=self.images_written,
+            images_seen=self.images_seen,
             images_repaired=sum(1 for r in self.images.values() if r.repair),
-            seconds=round(seconds, 3), code_version=code_version(),
+            code_version=code_version(),
         )
 
     def write(self, folder: Path, summary: ShardSummary) -> None:
