@@ -94,7 +94,7 @@ def main() -> None:
     results["eval_stdout"] = out.stdout[-2000:]
     results["eval_version"] = ref(work / "store", "eval")
     out = thyme(*prep, "--home", work / "home-again")  # everything is in the store: nothing runs on the cluster
-    results["rerun_stdout"] = out.stdout[-3000:]
+    results["rerun_output"] = (out.stdout + out.stderr)[-6000:]  # the report comes through Prefect's log (stderr)
     results["after_rerun"] = ref(work / "store", "sft")
     sh(bin_ / "ray", "stop", "--force", env=env, log=log, check=False)  # only this PID namespace's processes
     (work / "results.json").write_text(json.dumps(results))

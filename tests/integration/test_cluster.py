@@ -86,4 +86,4 @@ def test_cluster_runs_publish_what_local_runs_make_despite_a_killed_worker(tmp_p
     assert cluster_eval == local["eval"] and [r[5] for r in cluster_eval] == [i % 3 != 0 for i in range(7)]
     assert "4/7 correct (0/3 shards already done)" in got["eval_stdout"]
     assert got["after_rerun"] == got["after_replay"]  # nothing new to publish
-    assert "0 processed, 6 already done" in got["rerun_stdout"]
+    assert "0 processed, 6 already done" in got["rerun_output"]
