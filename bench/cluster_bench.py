@@ -3,7 +3,7 @@
 Both sides prepare the same synthetic split (JPEGs of --size) with every core of this machine:
 - local: prepare_shard over thyme_core's warm process pool into one home (what `thyme prepare` runs);
 - cluster: a one-node Ray cluster (head with all cores) in a private network namespace, each shard a Ray task
-  (Ray Client, ray://127.0.0.1) that prepares into a scratch home, writes its parts and images into a
+  (the driver on the head node, connected to its GCS; `--client` goes through Ray Client, ray://) that prepares into a scratch home, writes its parts and images into a
   content-addressed store (a local folder here) and returns its entries; then the driver publishes the version.
 Prefect is left out of both (its per-task cost is the same either way). Prints one JSON line last.
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=400, help="samples (2round: 3 images each)")
     ap.add_argument("--shard-rows", type=int, default=25)
     ap.add_argument("--size", default="1000x800")
+    ap.add_argument("--client", action="store_true", help="connect through Ray Client (ray://) as a remote driver does")
     ap.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if not args.inside:
@@ -42,9 +44,13 @@ def main() -> None:
     source = make_source(work, args)
     cores = len(os.sched_getaffinity(0))
     local = run_local(source, work, args.shard_rows)
-    cluster = run_cluster(source, work, args.shard_rows, cores)
+    try:
+        cluster = run_cluster(source, work, args.shard_rows, cores, args.client)
+    finally:
+        subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True)  # this PID namespace's only
+        shutil.rmtree(work, ignore_errors=True)
     same = local.pop("manifest") == cluster.pop("manifest")
-    print(json.dumps({"bench": "cluster", "cores": cores, "samples": args.n, "shard_rows": args.shard_rows,
+    print(json.dumps({"bench": "cluster", "driver": "ray client" if args.client else "on the head node", "cores": cores, "samples": args.n, "shard_rows": args.shard_rows,
                       "size": args.size, "local": local, "cluster": cluster, "same_version": same,
                       "cluster_vs_local_images_per_s": round(cluster["images_per_s"] / local["images_per_s"], 3)}))
 
@@ -87,7 +93,7 @@ def run_local(source: Path, work: Path, shard_rows: int) -> dict:
     return {**_figures(wall, len(specs), sum(r.summary.images_seen for r in results)), "manifest": manifest}
 
 
-def run_cluster(source: Path, work: Path, shard_rows: int, cores: int) -> dict:
+def run_cluster(source: Path, work: Path, shard_rows: int, cores: int, client: bool) -> dict:
     from thyme_core import prepare
     from thyme_core.base.home import DataHome
     from thyme_core.cluster import stored
@@ -97,12 +103,15 @@ def run_cluster(source: Path, work: Path, shard_rows: int, cores: int) -> dict:
 
     subprocess.run([str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--num-cpus={cores}",
                     "--include-dashboard=false", "--port=6391", "--ray-client-server-port=10001",
-                    f"--temp-dir=/tmp/rb{os.getpid()}", "--object-store-memory=200000000"],
+                    f"--temp-dir={work}/ray", "--object-store-memory=200000000"],
                    check=True, capture_output=True, env=dict(os.environ, THYME_SCRATCH=str(work / "scratch")))
     config, store = prepare.PrepareConfig(shard_rows=shard_rows), LocalStore(work / "store")
     specs = prepare.plan(source, "2round", config)
-    ray = engine("ray://127.0.0.1:10001")
-    ray.run(_noop)  # a worker started before the clock, as the local pool is warmed
+    ray = engine("ray://127.0.0.1:10001" if client else "127.0.0.1:6391")
+    # every worker started and thyme_core imported before the clock, as the local pool's forkserver preloads it
+    ray.result([ray.submit(_warm, resources=Resources(cpus=1)) for _ in range(cores)][-1])
+    for ref in [ray.submit(_warm, resources=Resources(cpus=1)) for _ in range(2 * cores)]:
+        ray.result(ref)
     started = time.perf_counter()
     refs = [ray.submit(stored.prepare_step, s, store.uri, config, resources=Resources(cpus=1)) for s in specs]
     shards = [ray.result(r) for r in refs]
@@ -114,8 +123,11 @@ def run_cluster(source: Path, work: Path, shard_rows: int, cores: int) -> dict:
             "manifest": out.manifest}
 
 
-def _noop() -> int:
-    return 0
+def _warm() -> int:
+    import thyme_core.cluster.stored  # noqa: F401  (and with it prepare, catalog, versions)
+    import thyme_core.prepare.shards  # noqa: F401
+
+    return os.getpid()
 
 
 if __name__ == "__main__":

@@ -98,8 +98,17 @@ class ShardSummary:
     images_seen: int
     images_repaired: int
     code_version: str
-    # Run facts (wall time, images new to this home) are not here: a version holds only what the content
-    # determines, so two prepares of one file publish the same version hash (ShardResult carries them).
+
+
+@dataclass(frozen=True)
+class ShardRun:
+    """Facts of the run that made a prepare shard, not of its content: kept beside it (summary.run.parquet),
+    out of dataset versions, so the same content always gives the same version hash."""
+
+    shard: str
+    images_written: int  # new to this home's image store (a rerun after a kill finds some already stored)
+    seconds: float
+    host: str
 
 
 @dataclass(frozen=True)
@@ -113,7 +122,8 @@ class ReplayRecord:
     similarity: float | None  # pixel similarity for image outputs; NULL for text
     reason: str  # "" on match; sandbox status (error, timeout...) or size_differs / pixels_differ / text_differs...
     detail: str
-    # no run time here: versioned content holds only what the code and data determine
+    # No run time here (unlike ExecutionRecord): a replay's version content holds only what code and data
+    # determine, so a replay on a cluster publishes the same version hash as a local one.
 
 
 

@@ -9,7 +9,8 @@ the same entries and counts (a few KiB), never the data; the driver publishes th
 
 A shard whose marker is in the store is finished: the driver does not submit it again (an interrupted run rerun
 later redoes only the rest), and a worker that finds it (a retry racing a finished attempt) returns it as is.
-The marker is beside the version, not in it, so it can carry run facts (seconds, images new to the store).
+The marker is beside the version, not in it, so it can carry run facts (the ShardRun: seconds, worker host,
+images new to the worker's scratch store; `*.run.parquet` parts stay out of versions, as in a push).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import pyarrow.parquet as pq
 from thyme_core.base.errors import ThymeError
 from thyme_core.base.fsio import clean_stale_staging
 from thyme_core.base.home import DataHome
-from thyme_core.catalog.schema import ShardSummary
+from thyme_core.catalog.schema import ShardRun, ShardSummary
 from thyme_core.versions.keys import ObjectMissing, Store, object_key
 from thyme_core.versions.manifest import FileEntry, file_entry, sha256_file, version_paths
 from thyme_core.versions.store import open_store
@@ -53,13 +54,14 @@ class StoredShard:
 
 # Each table's result as marker JSON and back (the marker holds plain data, never pickles).
 def _prepare_doc(r) -> dict:
-    return {"summary": dataclasses.asdict(r.summary), "images_written": r.images_written, "seconds": r.seconds}
+    return {"summary": dataclasses.asdict(r.summary), "run": dataclasses.asdict(r.run) if r.run else None}
 
 
 def _prepare_result(doc: dict, reused: bool):
     from thyme_core.prepare.shards import ShardResult
 
-    return ShardResult(ShardSummary(**doc["summary"]), reused, doc["images_written"], doc["seconds"])
+    run = None if reused or doc["run"] is None else ShardRun(**doc["run"])  # how a reused shard was made: not now
+    return ShardResult(ShardSummary(**doc["summary"]), reused, run)
 
 
 def _replay_result(doc: dict, reused: bool):
