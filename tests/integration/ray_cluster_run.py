@@ -1,4 +1,4 @@
-"""Run inside a private network and PID namespace by test_cluster.py (`unshare -n -p -f --mount-proc`): start a
+"""Run inside a private network and PID namespace by test_ray_cluster.py (`unshare -n -p -f --mount-proc`): start a
 real two-node Ray cluster on 127.0.0.1, run the `thyme` CLI against it, and write what happened as JSON.
 
 In the namespace loopback is the only interface, so every Ray node is 127.0.0.1 (on the host network Ray picks
