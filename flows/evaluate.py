@@ -9,7 +9,7 @@ GPU), written straight into STORE; the flow publishes the results as the dataset
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -17,9 +17,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from tasks.cluster import eval_shard_on_cluster, publish_version, run_shards
 from tasks.evaluate import eval_report, eval_shard, plan_eval_shards
 from tasks.progress import wait_with_progress
+from thyme_core.agent.config import from_settings
 from thyme_core.cluster.engine import address as cluster_address
 from thyme_core.versions.store import default_store_uri
-from thyme_core.agent.config import AgentConfig
 from thyme_core.agent.infer import BackendSpec
 from thyme_core.base.home import resolve_home
 
@@ -44,17 +44,23 @@ def evaluate(
     code_temperature: float = 0.0,
     system_prompt: str = "",
     isolation: Literal["bwrap", "none"] = "bwrap",
+    agent_settings: dict[str, Any] | None = None,
     cluster: str = "",
     store: str = "",
     dataset: str = "eval",
     gpus_per_shard: float = 1.0,
 ) -> dict:
-    """Evaluate BENCH.tsv; returns the run id and counts (the report is an artifact). CLUSTER (ray://HOST:PORT,
-    default $THYME_RAY_ADDRESS): run the shards there, GPUS_PER_SHARD each, and publish DATASET in STORE."""
+    """Evaluate BENCH.tsv; returns the run id and counts (the report is an artifact).
+
+    `agent_settings`: any other agent loop setting by its AgentConfig name (e.g. {"top_p": 0.9, "timeout_s":
+    20}); it overrides the named parameters above. A wrong name fails the run with the valid names.
+    CLUSTER (ray://HOST:PORT, default $THYME_RAY_ADDRESS): run the shards there, GPUS_PER_SHARD each, and
+    publish DATASET in STORE.
+    """
     spec = BackendSpec(backend, model, response_file, device, served_model)
-    config = AgentConfig(max_rounds=max_rounds, max_length=max_length, max_new_tokens=max_new_tokens,
-                         text_temperature=text_temperature, code_temperature=code_temperature,
-                         system_prompt=system_prompt, isolation=isolation)
+    config = from_settings(dict(max_rounds=max_rounds, max_length=max_length, max_new_tokens=max_new_tokens,
+                                text_temperature=text_temperature, code_temperature=code_temperature,
+                                system_prompt=system_prompt, isolation=isolation) | (agent_settings or {}))
     home_root = str(resolve_home(home).ensure().root)
     shards = plan_eval_shards(tsv, spec, config, shard_rows, run_id)
     address, version, home_updated = cluster_address(cluster), {}, True

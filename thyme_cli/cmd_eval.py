@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from thyme_cli.cmd_infer import add_agent_args, agent_kwargs
+from thyme_cli.cmd_infer import add_agent_args, agent_settings, backend_kwargs
 from thyme_cli.main import add_cluster_args, add_home_arg, cluster_kwargs, warm_up
 
 
@@ -26,7 +26,8 @@ def run(args) -> int:
         from flows.evaluate import evaluate
 
         out = evaluate(tsv=args.tsv, home=args.home, shard_rows=args.shard_rows, run_id=args.run_id,
-                       gpus_per_shard=args.gpus_per_shard, **agent_kwargs(args), **cluster_kwargs(args))
+                       agent_settings=agent_settings(args), gpus_per_shard=args.gpus_per_shard,
+                       **backend_kwargs(args), **cluster_kwargs(args))
     print(f"\nrun {out['run_id']}: {out['correct']}/{out['samples']} correct "
           f"({out['shards_reused']}/{out['shards']} shards already done)")
     return 0
