@@ -35,7 +35,8 @@ def main() -> None:
     ap.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if not args.inside:
-        cmd = ["unshare", "-n", "-p", "-f", "--mount-proc", sys.executable, __file__, "--inside", *sys.argv[1:]]
+        cmd = ["unshare", "-n", "-p", "-f", "--kill-child", "--mount-proc", sys.executable, __file__, "--inside",
+               *sys.argv[1:]]
         sys.exit(subprocess.run(cmd).returncode)
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     os.environ.update(PYTHONPATH=str(REPO), RAY_USAGE_STATS_ENABLED="0")

@@ -1,10 +1,12 @@
-"""Run inside a private network and PID namespace by test_ray_cluster.py (`unshare -n -p -f --mount-proc`): start a
-real two-node Ray cluster on 127.0.0.1, run the `thyme` CLI against it, and write what happened as JSON.
+"""Run inside a private network and PID namespace by test_ray_cluster.py (`unshare -n -p -f --kill-child
+--mount-proc`): start a real two-node Ray cluster on 127.0.0.1, run the `thyme` CLI against it, write what
+happened as JSON.
 
 In the namespace loopback is the only interface, so every Ray node is 127.0.0.1 (on the host network Ray picks
-the machine's address), and every process started here dies with the namespace when this script ends. The CLI
-reports to a `prefect server` started here too (one boot for the four runs). During the first prepare a watcher SIGKILLs
-one worker process while it runs a prepare step (its title is `ray::prepare_step`): Ray must rerun that shard.
+the machine's address), and every process started here dies with the namespace when this script ends (or when
+the test's timeout kills `unshare`: --kill-child). The CLI reports to a `prefect server` started here too (one
+boot for the four runs). During the first prepare a watcher SIGKILLs one worker process while it runs a prepare
+step (its title is `ray::prepare_step`): Ray must rerun that shard.
 
 Usage: python ray_cluster_run.py PLAN.json  (keys: bin, repo, work, source, split, shard_rows, tsv, responses)
 """

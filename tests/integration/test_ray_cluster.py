@@ -71,7 +71,7 @@ def test_cluster_runs_publish_what_local_runs_make_despite_a_killed_worker(tmp_p
     plan = {"bin": str(BIN), "repo": str(REPO), "work": str(work), "source": str(source), "split": SPLIT,
             "shard_rows": SHARD_ROWS, "tsv": str(tsv), "responses": str(responses)}
     (work / "plan.json").write_text(json.dumps(plan))
-    run = subprocess.run(["unshare", "-n", "-p", "-f", "--mount-proc", sys.executable,
+    run = subprocess.run(["unshare", "-n", "-p", "-f", "--kill-child", "--mount-proc", sys.executable,
                           str(Path(__file__).with_name("ray_cluster_run.py")), str(work / "plan.json")],
                          capture_output=True, text=True, timeout=900)
     log = (work / "cluster.log").read_text()[-6000:] if (work / "cluster.log").exists() else ""
