@@ -12,7 +12,8 @@ from typing import Literal
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks.evaluate import eval_report, eval_shard, plan_eval_shards
+from tasks.evaluate import eval_report, eval_shard, eval_stage_key, plan_eval_shards, resolve_model_version
+from tasks.stages import record_stage, stage_done
 from tasks.progress import wait_with_progress
 from thyme_core.agent.config import AgentConfig
 from thyme_core.agent.infer import BackendSpec
@@ -39,8 +40,20 @@ def evaluate(
     code_temperature: float = 0.0,
     system_prompt: str = "",
     isolation: Literal["bwrap", "none"] = "bwrap",
+    store: str = "",
 ) -> dict:
-    """Evaluate BENCH.tsv; returns the run id and counts (the report is an artifact)."""
+    """Evaluate BENCH.tsv; returns the run id and counts (the report is an artifact). With `store` (what the
+    pipeline dispatches), `model` may be a model version NAME@HASH (pulled into this worker's home) and the
+    result is recorded in the store under the stage's key; a recorded stage is not run again."""
+    key = None
+    if store:
+        params = {k: v for k, v in locals().items() if k not in ("home", "store", "model", "tsv", "key")}
+        key = eval_stage_key(store, tsv, model, params)
+        done = stage_done(store, key)
+        if done:
+            print(f"evaluate: stage {key} already recorded; skipped")
+            return {**done["summary"], "skipped": True}
+        model = resolve_model_version(model, str(resolve_home(home).ensure().root), store)
     spec = BackendSpec(backend, model, response_file, device, served_model)
     config = AgentConfig(max_rounds=max_rounds, max_length=max_length, max_new_tokens=max_new_tokens,
                          text_temperature=text_temperature, code_temperature=code_temperature,
@@ -51,5 +64,8 @@ def evaluate(
     results = wait_with_progress(futures, f"evaluate {tsv}", postfix=lambda r: {"correct": r.correct})
     run = shards[0].run_id if shards else run_id
     print(eval_report(home_root, run))
-    return {"run_id": run, "shards": len(results), "shards_reused": sum(r.reused for r in results),
-            "samples": sum(r.samples for r in results), "correct": sum(r.correct for r in results)}
+    summary = {"run_id": run, "shards": len(results), "shards_reused": sum(r.reused for r in results),
+               "samples": sum(r.samples for r in results), "correct": sum(r.correct for r in results)}
+    if store:
+        record_stage(store, key, "evaluate", {}, summary=summary)
+    return summary

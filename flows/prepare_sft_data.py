@@ -16,6 +16,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.prepare import catalog_report, plan_shards, prepare_shard, publish_report, sync_source
 from tasks.progress import wait_with_progress
+from tasks.stages import prepare_stage_key, record_stage, show_asset, stage_done
+from tasks.versions import push_version
 from thyme_core.base.home import resolve_home
 from thyme_core.prepare.shards import PrepareConfig
 from thyme_core.prepare.s3_mirror import is_remote
@@ -32,11 +34,21 @@ def prepare_sft_data(
     shard_rows: int = 1000,
     max_pixels: int = 100_000_000,
     verify: Literal["structure", "decode"] = "structure",
+    dataset: str = "",
+    dataset_tag: str = "latest",
+    store: str = "",
 ) -> dict:
     """Prepare one split from SOURCE (a Parquet/JSONL file, a folder of them, or an s3://bucket/prefix of them,
-    mirrored into the home first: only new or changed objects are downloaded) into the data home."""
+    mirrored into the home first: only new or changed objects are downloaded) into the data home. With
+    `dataset`, the home's catalog is then published as the version DATASET/DATASET_TAG in `store` (its lineage
+    recorded, a Prefect asset) and the stage's result recorded under its key: a recorded stage is skipped."""
     started = time.perf_counter()
     config = PrepareConfig(shard_rows=shard_rows, max_pixels=max_pixels, verify=verify)
+    key = prepare_stage_key(source, split, config) if dataset else None
+    done = stage_done(store, key)
+    if done:
+        print(f"prepare {split}: stage {key} already published {done['outputs']['dataset']}; skipped")
+        return {**done["summary"], "dataset": done["outputs"]["dataset"], "skipped": True}
     home_root = str(resolve_home(home).ensure().root)
     if is_remote(source):
         source = sync_source(source, home_root)
@@ -49,7 +61,15 @@ def prepare_sft_data(
     )
     report = catalog_report(home_root, split, results, time.perf_counter() - started)
     print(publish_report(report))
-    return {"split": split, "shards": len(specs), "shards_reused": report.shards_reused,
-            "images_per_second": round(report.images_per_second, 1),
-            "samples": report.samples_image + report.samples_text + report.samples_rl,
-            "rl_samples": report.samples_rl, "rejects": report.rejects}
+    summary = {"split": split, "shards": len(specs), "shards_reused": report.shards_reused,
+               "samples": report.samples_image + report.samples_text + report.samples_rl,
+               "rl_samples": report.samples_rl, "rejects": report.rejects}
+    if dataset:
+        lineage = {"stage": "prepare", "stage_key": key, "inputs": {"source": source, "split": split},
+                   "config": config.fingerprint()}
+        version = push_version(home_root, dataset, dataset_tag, store, lineage)
+        spec = f"{dataset}@{version['manifest']}"
+        show_asset(spec, "dataset", [], lineage)
+        record_stage(store, key, "prepare", {"dataset": spec}, summary=summary)
+        summary["dataset"] = spec
+    return {**summary, "images_per_second": round(report.images_per_second, 1)}

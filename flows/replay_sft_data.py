@@ -13,6 +13,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.progress import wait_with_progress
 from tasks.replay import list_prepared_shards, replay_report, replay_shard
+from tasks.stages import record_stage, replay_stage_key, show_asset, stage_done
+from tasks.versions import checkout_dataset, push_version
 from thyme_core.base.home import resolve_home
 from thyme_core.replay.verify import ReplayConfig
 
@@ -25,13 +27,34 @@ def replay_sft_data(
     min_similarity: float = 0.98,
     timeout_s: float = 20.0,
     isolation: Literal["bwrap", "none"] = "bwrap",
+    dataset: str = "",
+    dataset_tag: str = "latest",
+    store: str = "",
 ) -> dict:
-    """Replay the prepared samples of SPLIT; returns counts (the markdown summary is an artifact)."""
+    """Replay the prepared samples of SPLIT; returns counts (the markdown summary is an artifact). With
+    `dataset=NAME@HASH` the replay runs on that version (checked out into this worker's home), the result is
+    published as the version NAME/DATASET_TAG with its lineage, and the stage recorded under its key."""
     config = ReplayConfig(min_similarity=min_similarity, timeout_s=timeout_s, isolation=isolation)
-    home_root = str(resolve_home(home).root)
+    home_root = str(resolve_home(home).ensure().root)
+    key = replay_stage_key(store, dataset, split, config) if dataset else None
+    done = stage_done(store, key)
+    if done:
+        print(f"replay {split}: stage {key} already published {done['outputs']['dataset']}; skipped")
+        return {**done["summary"], "dataset": done["outputs"]["dataset"], "skipped": True}
+    if dataset:
+        home_root = checkout_dataset(store, dataset, home_root)
     shards = list_prepared_shards(home_root, split)
     futures = [replay_shard.submit(shard, home_root, config) for shard in shards]
     results = wait_with_progress(futures, f"replay {split}", postfix=lambda r: {"blocks": r.blocks, "matched": r.matched})
     print(replay_report(home_root, split))
-    return {"split": split, "shards": len(results), "shards_reused": sum(r.reused for r in results),
-            "blocks": sum(r.blocks for r in results), "matched": sum(r.matched for r in results)}
+    summary = {"split": split, "shards": len(results), "shards_reused": sum(r.reused for r in results),
+               "blocks": sum(r.blocks for r in results), "matched": sum(r.matched for r in results)}
+    if dataset:
+        name = dataset.partition("@")[0]
+        lineage = {"stage": "replay", "stage_key": key, "inputs": {"dataset": dataset}, "config": config.fingerprint()}
+        version = push_version(home_root, name, dataset_tag, store, lineage)
+        spec = f"{name}@{version['manifest']}"
+        show_asset(spec, "dataset", [(dataset, "dataset")], lineage)
+        record_stage(store, key, "replay", {"dataset": spec}, summary=summary)
+        summary["dataset"] = spec
+    return summary
