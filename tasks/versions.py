@@ -23,7 +23,9 @@ def push_version(home_root: str, name: str, tag: str = "latest", store: str | No
     if lineage is not None:
         from prefect.runtime import flow_run
 
-        lineage = {**lineage, "flow_run": flow_run.id}
+        from thyme_core.pipeline.training import code_of
+
+        lineage = {"code": code_of(lineage["stage"]), **lineage, "flow_run": flow_run.id}
     return asdict(push(DataHome(home_root), open_store(store or None), name, tag, lineage))
 
 

@@ -40,7 +40,7 @@ def prepare_sft(home: DataHome, store: Store, cfg, dataset: str):
     data, _ = checkout(store, dataset, home)
     field = "model" if cfg.stage == 1 else "init_from"
     path, _ = resolve_model(getattr(cfg, field), home, store)
-    return launch.prepare_run(home, cfg.replace(**{field: path}, dataset=dataset), data)
+    return launch.prepare_run(home, cfg.replace(**{field: path}, dataset=dataset), data, store.uri)
 
 
 def rl_key(store: Store, cfg, dataset: str) -> str:
@@ -96,3 +96,14 @@ def publish_model(store: Store, folder: Path, name: str, record: dict) -> str:
     """Push a final weights folder as a model version NAME (tag latest); returns NAME@SHA."""
     result = push_folder(Path(folder), store, name, kind="model", lineage=record)
     return f"{name}@{result.manifest}"
+
+
+def code_of(stage: str) -> str:
+    """The code version a data stage's outputs depend on (prepare, replay), for its lineage."""
+    if stage == "prepare":
+        from thyme_core.prepare import shards
+
+        return shards.code_version()
+    from thyme_core.replay import verify
+
+    return verify.code_version()

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     learner = Learner(engine, reference, DeepSpeedUpdate(engine), ranks)
 
     from thyme_core.rl.sync import sync_weights
-    from thyme_core.runs import checkpoint
+    from thyme_core.runs import checkpoint, remote
 
     start = checkpoint.resume_deepspeed(engine, spec.run_dir)
     if start:
@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint.save_final(engine, engine.module, processor, spec.run_dir, 3 if zero3 else 0, ranks.is_main)
     ranks.barrier()
     if ranks.is_main:
+        remote.drain()
         rl_run.finish(home, spec)
     backend.close()
     torch.distributed.destroy_process_group()
@@ -108,8 +109,9 @@ def _save(engine, run_dir: Path, step: int, ranks) -> None:
     from thyme_core.runs import checkpoint, remote
 
     checkpoint.save_deepspeed(engine, run_dir, step, {}, 1, ranks.is_main, ranks.barrier,
-                              remote.uploader_for(run_dir))
+                              lambda folder: remote.upload(run_dir, folder))
     if step == int(os.environ.get(KILL_AFTER_STEP_ENV, "0") or 0):
+        remote.drain()
         import signal
 
         os.kill(os.getpid(), signal.SIGKILL)

@@ -25,7 +25,7 @@ from thyme_core.base import versioning
 from thyme_core.base.errors import ThymeError
 from thyme_core.base.home import DataHome
 from thyme_core.model import resolve_model_path
-from thyme_core.runs import checkpoint, folder, launch as runs_launch
+from thyme_core.runs import checkpoint, folder, remote, launch as runs_launch
 from thyme_core.runs.metrics import read_metrics as _read_metrics
 from thyme_core.sft.config import SftConfig
 
@@ -74,9 +74,11 @@ def resolve_start_model(home: DataHome, cfg: SftConfig) -> Path:
     return checkpoint.final_dir(stage_dir(home, 1) / latest)
 
 
-def prepare_run(home: DataHome, cfg: SftConfig, data: DataHome | None = None) -> RunSpec:
+def prepare_run(home: DataHome, cfg: SftConfig, data: DataHome | None = None, store: str | None = None
+                ) -> RunSpec:
     """Select the samples (from `data`, default the run's home), compute the run key, write config.json /
-    run.json / samples.parquet once."""
+    run.json / samples.parquet once. With `store`, checkpoints are pushed there as they are saved and a
+    run folder without them starts from the store's newest (runs/remote.py)."""
     data = data or home
     samples = select_samples(data, cfg)
     if not samples:
@@ -92,8 +94,10 @@ def prepare_run(home: DataHome, cfg: SftConfig, data: DataHome | None = None) ->
     folder.write_once(run_dir, {
         "config.json": resolved.to_json().encode(),
         "run.json": json.dumps({"home": str(data.root), "key": key, "dataset": parts[0], "config": parts[1],
-                                "code": parts[2]}).encode(),
+                                "code": parts[2], "store": store}).encode(),
         "samples.parquet": buf.getvalue().to_pybytes()})
+    if store and not folder.is_done(run_dir):
+        remote.restore(run_dir)
     return RunSpec(run_dir, key, resolved, len(samples), folder.is_done(run_dir))
 
 

@@ -120,7 +120,7 @@ def train_step(engine, ctx: Context, step: int) -> dict:
 
 def save(engine, ctx: Context, step: int, metrics: dict) -> None:
     checkpoint.save_deepspeed(engine, ctx.run_dir, step, {"loss": metrics.get("loss")}, ctx.cfg.keep_checkpoints,
-                              ctx.is_main, dist.barrier, remote.uploader_for(ctx.run_dir))
+                              ctx.is_main, dist.barrier, lambda folder: remote.upload(ctx.run_dir, folder))
 
 
 def log(ctx: Context, record: dict) -> None:
@@ -145,5 +145,6 @@ def run(engine, ctx: Context, total_steps: int) -> None:
             log(ctx, metrics)
         if done % ctx.cfg.save_steps == 0 or done == total_steps:
             save(engine, ctx, done, metrics)
-        if done == kill_at:
+        if done == kill_at:  # the test hook: preempted, after the uploads of earlier checkpoints finished
+            remote.drain()
             os.kill(os.getpid(), signal.SIGKILL)
