@@ -17,6 +17,7 @@ Outputs: the versions above in the store, each stage's own outputs in its worker
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from prefect import flow
@@ -78,6 +79,6 @@ def thyme_pipeline(
                                 preset="rl_tiny" if tiny else "rl", overrides=rl_overrides or {},
                                 publish_as=f"{dataset}-rl")["model"]
         if eval_tsv:
-            run.stage("evaluate", evaluate, eval_tsv, tsv=eval_tsv, backend=eval_backend, model=weights or "",
+            run.stage("evaluate", evaluate, Path(eval_tsv).stem, tsv=eval_tsv, backend=eval_backend, model=weights or "",
                       response_file=eval_response_file, isolation=isolation)
         return run.summary()

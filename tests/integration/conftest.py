@@ -1,4 +1,5 @@
-"""Real servers for the integration tier: a `prefect server` on 127.0.0.1 with its own PREFECT_HOME."""
+"""Real servers for the integration tier, one of each per session: a `prefect server` on 127.0.0.1 with its own
+PREFECT_HOME, and a `moto_server` S3 endpoint with one bucket (tests take a fresh prefix each)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import pytest
 from tests.conftest import REPO
 
 BIN = Path(sys.executable).parent
+BUCKET = "thyme-versions"
+CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 def free_port() -> int:
@@ -65,3 +68,30 @@ def thyme(*args, env, check=True, **kw) -> subprocess.CompletedProcess:
     if check and out.returncode != 0:
         raise AssertionError(f"thyme {' '.join(map(str, args))} failed ({out.returncode}):\n{out.stderr[-4000:]}")
     return out
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory):
+    """URL of a moto_server holding the bucket BUCKET."""
+    import boto3
+
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")
+    proc = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    client = boto3.client("s3", endpoint_url=url, aws_access_key_id="testing", aws_secret_access_key="testing",
+                          region_name="us-east-1")
+    deadline = time.time() + 20
+    while True:
+        try:
+            client.create_bucket(Bucket=BUCKET)
+            break
+        except Exception:
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("moto_server did not start")
+            time.sleep(0.05)
+    yield url
+    os.killpg(proc.pid, 15)
+    proc.wait(timeout=10)
+    log.close()

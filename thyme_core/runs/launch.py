@@ -50,7 +50,10 @@ def torchrun_command(module: str, run_dir: Path, nproc: int, nodes: Nodes = Node
     else:
         cmd += [f"--nnodes={nodes.nnodes}", f"--node_rank={nodes.node_rank}", "--rdzv_backend=c10d",
                 f"--rdzv_endpoint={nodes.endpoint}", f"--rdzv_id={nodes.run_id}",
-                f"--rdzv_conf=join_timeout={nodes.rdzv_timeout}", "--max_restarts=0"]
+                # node 0 hosts the rendezvous store: said outright, since on one machine (tests) every node's
+                # address matches the endpoint and each would try to host it
+                f"--rdzv_conf=join_timeout={nodes.rdzv_timeout},is_host={str(nodes.node_rank == 0).lower()}",
+                "--max_restarts=0"]
     return cmd + ["-m", module, str(run_dir)]
 
 
