@@ -62,4 +62,4 @@ def show_asset(spec: str, kind: str, upstream: list[tuple[str, str]], lineage: d
         return spec
 
     MaterializingTask(publish, assets=[asset], asset_deps=[asset_key(s, k) for s, k in upstream if s and asset_key(s, k) != key],
-                      cache_policy=NO_CACHE, name=f"publish-{kind}")(spec)
+                      cache_policy=NO_CACHE, name=f"asset-{kind}")(spec)

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     learner = Learner(engine, reference, DeepSpeedUpdate(engine), ranks)
 
     from thyme_core.rl.sync import sync_weights
-    from thyme_core.runs import checkpoint, remote
+    from thyme_core.runs import checkpoint
 
     start = checkpoint.resume_deepspeed(engine, spec.run_dir)
     if start:
@@ -74,7 +74,6 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint.save_final(engine, engine.module, processor, spec.run_dir, 3 if zero3 else 0, ranks.is_main)
     ranks.barrier()
     if ranks.is_main:
-        remote.drain()
         rl_run.finish(home, spec)
     backend.close()
     torch.distributed.destroy_process_group()
@@ -106,12 +105,10 @@ def _policy_and_reference(cfg, world: int, device, cuda: bool):
 
 def _save(engine, run_dir: Path, step: int, ranks) -> None:
     """Every rank writes its shard; the checkpoint counts once rank 0 marks it COMPLETE after all did."""
-    from thyme_core.runs import checkpoint, remote
+    from thyme_core.runs import checkpoint
 
-    checkpoint.save_deepspeed(engine, run_dir, step, {}, 1, ranks.is_main, ranks.barrier,
-                              lambda folder: remote.upload(run_dir, folder))
+    checkpoint.save_deepspeed(engine, run_dir, step, {}, 1, ranks.is_main, ranks.barrier)
     if step == int(os.environ.get(KILL_AFTER_STEP_ENV, "0") or 0):
-        remote.drain()
         import signal
 
         os.kill(os.getpid(), signal.SIGKILL)

@@ -63,15 +63,16 @@ def prune(run_dir: Path, keep: int) -> None:
 
 
 def save_deepspeed(engine, run_dir: Path, step: int, info: dict, keep: int, is_main: bool,
-                   barrier: Callable[[], None], on_complete: Callable[[Path], None] | None = None) -> None:
-    """Every rank writes its shard; rank 0 marks the checkpoint COMPLETE after all did, prunes old ones, and
-    hands the complete folder to `on_complete` (e.g. a background upload to the store)."""
+                   barrier: Callable[[], None]) -> None:
+    """Every rank writes its shard; rank 0 marks the checkpoint COMPLETE after all did, announces it to the
+    launcher (a METRICS event, which may push it to the store: runs/remote.py) and prunes old ones."""
+    from thyme_core.runs.metrics import say
+
     engine.save_checkpoint(str(checkpoints_dir(run_dir)), tag=tag(step))
     barrier()
     if is_main:
         mark_complete(run_dir, step, info)
-        if on_complete:
-            on_complete(checkpoints_dir(run_dir) / tag(step))
+        say({"event": "checkpoint", "step": step, "path": str(checkpoints_dir(run_dir) / tag(step))})
         prune(run_dir, keep)
     barrier()
 

@@ -1,7 +1,8 @@
 """Checkpoints in the store, so a run killed on one worker resumes on another with an empty home.
 
-When a run's run.json names a store, rank 0 hands every checkpoint, once COMPLETE, to a background uploader
-(training does not wait): the folder's files are hard-linked into a private staging folder first (so pruning
+When a run's run.json names a store, the launcher process (not the ranks: storage code stays out of the
+ranks' code version) pushes every checkpoint rank 0 announces as COMPLETE, in a background thread, so
+training does not wait: the folder's files are hard-linked into a private staging folder first (so pruning
 the local copy cannot pull files from under the upload), uploaded as content-addressed objects, and only then
 is its manifest written under checkpoints/<run key>/<tag>.json. That manifest is the checkpoint's COMPLETE
 marker in the store: a half-uploaded checkpoint has none and is never taken as the newest complete one.
@@ -50,11 +51,20 @@ class Uploader:
     def __call__(self, folder: Path) -> None:
         staged = self.run_dir / ".upload" / folder.name
         shutil.rmtree(staged, ignore_errors=True)
-        for src in sorted(p for p in folder.rglob("*") if p.is_file()):
-            dest = staged / src.relative_to(folder)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.link(src, dest)
-        self.todo.put(staged)
+        try:
+            files = sorted(p for p in folder.rglob("*") if p.is_file())
+            for src in files:
+                dest = staged / src.relative_to(folder)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.link(src, dest)
+            whole = (folder / checkpoint.COMPLETE).is_file() and files == sorted(
+                p for p in folder.rglob("*") if p.is_file())
+        except FileNotFoundError:  # pruned while being staged: a newer checkpoint is on its way
+            whole = False
+        if whole:
+            self.todo.put(staged)
+        else:
+            shutil.rmtree(staged, ignore_errors=True)
 
     def _work(self) -> None:
         from thyme_core.versions.folders import folder_manifest
@@ -160,7 +170,17 @@ def _pull(store, manifest_key: str, cache: Path) -> Path:
 
 
 def upload(run_dir: Path, folder: Path) -> None:
-    """checkpoint.save_deepspeed's on_complete: queue a COMPLETE checkpoint for upload when the run has a store."""
+    """Queue a COMPLETE checkpoint for upload when the run has a store."""
     up = uploader_for(run_dir)
     if up is not None:
         up(folder)
+
+
+def pushing(run_dir: Path, on_metrics):
+    """on_metrics for a launcher: checkpoint events of the ranks are queued for upload, then passed on."""
+    def handle(record: dict) -> None:
+        if record.get("event") == "checkpoint":
+            upload(run_dir, Path(record["path"]))
+        on_metrics(record)
+
+    return handle

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from thyme_core.model import load_model, load_processor
-    from thyme_core.runs import checkpoint, folder, remote
+    from thyme_core.runs import checkpoint, folder
     from thyme_core.sft import loop
     from thyme_core.sft.batching import padding_ratio, plan_batches
     from thyme_core.sft.config import SftConfig
@@ -69,7 +69,6 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint.save_final(engine, model, processor, run_dir, zero_stage, ctx.is_main)
     torch.distributed.barrier()
     if ctx.is_main:
-        remote.drain()  # the last checkpoint in the store too, before the run counts as done
         folder.mark_done(run_dir, total)
     torch.distributed.destroy_process_group()
     return 0

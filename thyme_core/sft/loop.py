@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from thyme_core.runs import checkpoint, remote
+from thyme_core.runs import checkpoint
 from thyme_core.runs.engine import fill_deepspeed_config, freeze_vision  # noqa: F401 (the SFT engine's pieces)
 from thyme_core.sft.batching import BatchPlan, micro_batches
 from thyme_core.sft.collate import batch_stats, collate
@@ -120,7 +120,7 @@ def train_step(engine, ctx: Context, step: int) -> dict:
 
 def save(engine, ctx: Context, step: int, metrics: dict) -> None:
     checkpoint.save_deepspeed(engine, ctx.run_dir, step, {"loss": metrics.get("loss")}, ctx.cfg.keep_checkpoints,
-                              ctx.is_main, dist.barrier, lambda folder: remote.upload(ctx.run_dir, folder))
+                              ctx.is_main, dist.barrier)
 
 
 def log(ctx: Context, record: dict) -> None:
@@ -145,6 +145,5 @@ def run(engine, ctx: Context, total_steps: int) -> None:
             log(ctx, metrics)
         if done % ctx.cfg.save_steps == 0 or done == total_steps:
             save(engine, ctx, done, metrics)
-        if done == kill_at:  # the test hook: preempted, after the uploads of earlier checkpoints finished
-            remote.drain()
+        if done == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
