@@ -54,6 +54,8 @@ def sft_stage_key(preset: str, overrides: dict, dataset: str, store: str = "") -
 
 @task(name="meet-nodes", cache_policy=NO_CACHE)
 def meet_nodes(store: str, run_id: str, nnodes: int, node_rank: int, timeout: float) -> Nodes:
+    if nnodes == 1:
+        return Nodes()
     return rendezvous.meet(open_store(store or None), run_id, nnodes, node_rank, timeout)
 
 
