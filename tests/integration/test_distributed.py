@@ -131,7 +131,7 @@ def test_stages_run_on_their_pools_and_match_a_single_home_run(cluster, inputs, 
     children = _children(prefect_server, run_id)
     pools = {c.name.rsplit("-", 2)[0]: c.work_pool_name for c in children}  # <stage>-<label>-<key>-a<attempt>
     assert pools == {"prepare-2round": "cpu", "replay-2round": "cpu", "sft-stage1": "gpu", "sft-stage2": "gpu",
-                     "evaluate-bench": "gpu"}, pools
+                     "evaluate-demo_bench": "gpu"}, pools
     assert all(c.state.is_completed() for c in children)
     # nothing shared but the store: the data stages wrote into the cpu home, training into the gpu home only
     assert (homes["cpu"] / "shards" / "prepare").is_dir() and not (homes["cpu"] / "runs").exists()
