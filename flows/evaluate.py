@@ -7,7 +7,7 @@ accuracy report (printed and published as an artifact). Finished shards are skip
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -15,7 +15,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from tasks.evaluate import eval_report, eval_shard, eval_stage_key, plan_eval_shards, resolve_model_version
 from tasks.stages import record_stage, stage_done
 from tasks.progress import wait_with_progress
-from thyme_core.agent.config import AgentConfig
+from thyme_core.agent.config import from_settings
 from thyme_core.agent.infer import BackendSpec
 from thyme_core.base.home import resolve_home
 
@@ -40,11 +40,17 @@ def evaluate(
     code_temperature: float = 0.0,
     system_prompt: str = "",
     isolation: Literal["bwrap", "none"] = "bwrap",
+    agent_settings: dict[str, Any] | None = None,
     store: str = "",
 ) -> dict:
-    """Evaluate BENCH.tsv; returns the run id and counts (the report is an artifact). With `store` (what the
-    pipeline dispatches), `model` may be a model version NAME@HASH (pulled into this worker's home) and the
-    result is recorded in the store under the stage's key; a recorded stage is not run again."""
+    """Evaluate BENCH.tsv; returns the run id and counts (the report is an artifact).
+
+    `agent_settings`: any other agent loop setting by its AgentConfig name (e.g. {"top_p": 0.9, "timeout_s":
+    20}); it overrides the named parameters above. A wrong name fails the run with the valid names.
+    With `store` (what the pipeline dispatches), `model` may be a model version NAME@HASH (pulled into this
+    worker's home) and the result is recorded in the store under the stage's key; a recorded stage is not
+    run again.
+    """
     key = None
     if store:
         params = {k: v for k, v in locals().items() if k not in ("home", "store", "model", "tsv", "key")}
@@ -55,9 +61,9 @@ def evaluate(
             return {**done["summary"], "skipped": True}
         model = resolve_model_version(model, str(resolve_home(home).ensure().root), store)
     spec = BackendSpec(backend, model, response_file, device, served_model)
-    config = AgentConfig(max_rounds=max_rounds, max_length=max_length, max_new_tokens=max_new_tokens,
-                         text_temperature=text_temperature, code_temperature=code_temperature,
-                         system_prompt=system_prompt, isolation=isolation)
+    config = from_settings(dict(max_rounds=max_rounds, max_length=max_length, max_new_tokens=max_new_tokens,
+                                text_temperature=text_temperature, code_temperature=code_temperature,
+                                system_prompt=system_prompt, isolation=isolation) | (agent_settings or {}))
     home_root = str(resolve_home(home).ensure().root)
     shards = plan_eval_shards(tsv, spec, config, shard_rows, run_id)
     futures = [eval_shard.submit(s, home_root, spec, config) for s in shards]
