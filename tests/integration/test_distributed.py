@@ -120,15 +120,21 @@ def _outputs(summary):
     return {f"{r['stage']} {r['label']}": r["outputs"] for r in summary["stages"]}
 
 
-def test_stages_run_on_their_pools_and_match_a_single_home_run(cluster, inputs, prefect_server):
-    from thyme_core.versions.store import open_store
-    from thyme_core.pipeline.stages import published  # noqa: F401  (the record the children leave)
-
-    root, env, store, homes = cluster
-    run_id = _trigger(prefect_server, "thyme_pipeline/thyme-pipeline", {**inputs, "store": store})
+@pytest.fixture(scope="module")
+def dispatched(cluster, inputs, prefect_server):
+    """The thyme-pipeline deployment run once, as the UI's Run button starts it: its flow run id."""
+    root = cluster[0]
+    run_id = _trigger(prefect_server, "thyme_pipeline/thyme-pipeline", {**inputs, "store": cluster[2]})
     state = _wait(prefect_server, run_id)
     assert state.is_completed(), f"{state.type}: {state.message}\n" + (root / "cpu-worker.log").read_text()[-3000:]
-    children = _children(prefect_server, run_id)
+    return run_id
+
+
+def test_stages_run_on_their_pools_and_match_a_single_home_run(cluster, inputs, prefect_server, dispatched):
+    from thyme_core.versions.store import open_store
+
+    root, env, store, homes = cluster
+    children = _children(prefect_server, dispatched)
     pools = {c.name.rsplit("-", 2)[0]: c.work_pool_name for c in children}  # <stage>-<label>-<key>-a<attempt>
     assert pools == {"prepare-2round": "cpu", "replay-2round": "cpu", "sft-stage1": "gpu", "sft-stage2": "gpu",
                      "evaluate-demo_bench": "gpu"}, pools
@@ -160,3 +166,20 @@ def test_stages_run_on_their_pools_and_match_a_single_home_run(cluster, inputs, 
     again = _trigger(prefect_server, "thyme_pipeline/thyme-pipeline", {**inputs, "store": store})
     assert _wait(prefect_server, again).is_completed()
     assert _children(prefect_server, again) == []
+
+
+def test_versions_show_in_the_prefect_asset_graph_with_their_upstreams(prefect_server, dispatched):
+    """Each published version is a materialization of its asset (thyme://<kind>/<name>), the versions it was
+    made from its upstream assets: Prefect's own asset tracking, read back from the server's events."""
+    import httpx
+
+    body = {"filter": {"event": {"prefix": ["prefect.asset.materialization.succeeded"]},
+                       "occurred": {"since": "2000-01-01T00:00:00Z"}}, "limit": 200}
+    events = httpx.post(f"{prefect_server}/events/filter", json=body, timeout=30).json()["events"]
+    upstream = {}
+    for e in events:
+        related = {r["prefect.resource.id"] for r in e.get("related", []) if r.get("prefect.resource.role") == "asset"}
+        upstream.setdefault(e["resource"]["prefect.resource.id"], set()).update(related)
+    assert upstream["thyme://model/synthetic-sft2"] >= {"thyme://model/synthetic-sft1", "thyme://dataset/synthetic"}
+    assert "thyme://dataset/synthetic" in upstream["thyme://model/synthetic-sft1"]
+    assert "thyme://dataset/synthetic" in upstream

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tests.integration.test_s3_versions import BUCKET, s3, s3_endpoint  # noqa: F401 (fixtures)
+from tests.integration.conftest import BUCKET
+from tests.integration.test_s3_versions import s3  # noqa: F401 (fixture; s3_endpoint is in conftest)
 from thyme_core import catalog
 from thyme_core.base.home import DataHome
 from thyme_core.prepare.s3_mirror import sync_source
