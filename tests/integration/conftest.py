@@ -38,7 +38,7 @@ def prefect_server(tmp_path_factory):
     proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/api"
-    deadline = time.time() + 90
+    deadline = time.time() + 180  # a loaded 2-core machine can take minutes
     while True:
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
