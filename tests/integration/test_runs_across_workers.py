@@ -25,7 +25,6 @@ from thyme_core.runs import checkpoint, remote, rendezvous
 from thyme_core.runs.launch import Nodes
 from thyme_core.sft import launch
 from thyme_core.sft.config import load_preset
-from thyme_core.sft.loop import KILL_AT_STEP_ENV
 from thyme_core.synth import write_dataset
 from thyme_core.versions.pull import checkout
 from thyme_core.versions.push import push
@@ -80,11 +79,11 @@ def test_a_rerun_on_an_empty_home_resumes_from_the_stores_checkpoint(tmp_path, s
     cfg = load_preset("sft_tiny_stage1", **CFG)
     first = training.prepare_sft(DataHome(tmp_path / "worker-a"), store, cfg, dataset)
     assert first.key == reference[0]  # keys see content, not homes
-    os.environ[KILL_AT_STEP_ENV] = "3"
+    os.environ["THYME_HOOKS"] = "tests.integration.test_train_sft:KillAfterStep3"
     try:
         rc, _ = _train(first)
     finally:
-        del os.environ[KILL_AT_STEP_ENV]
+        del os.environ["THYME_HOOKS"]
     assert rc != 0 and remote.remote_steps(store, first.key) == [2]  # step 3 never saved, step 2 uploaded
 
     second = training.prepare_sft(DataHome(tmp_path / "worker-b"), store, cfg, dataset)  # an empty home
