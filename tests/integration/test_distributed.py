@@ -131,10 +131,13 @@ def dispatched(cluster, inputs, prefect_server):
     return run_id
 
 
-def test_stages_run_on_their_pools_and_match_a_single_home_run(cluster, inputs, prefect_server, dispatched):
+def test_stages_run_on_their_pools_and_match_a_single_home_run(cluster, inputs, prefect_server, dispatched,
+                                                               monkeypatch):
     from thyme_core.versions.store import open_store
 
     root, env, store, homes = cluster
+    for k in (*CREDS, "AWS_ENDPOINT_URL"):  # this process reads the S3 store too
+        monkeypatch.setenv(k, env[k])
     children = _children(prefect_server, dispatched)
     pools = {c.name.rsplit("-", 2)[0]: c.work_pool_name for c in children}  # <stage>-<label>-<key>-a<attempt>
     assert pools == {"prepare-2round": "cpu", "replay-2round": "cpu", "sft-stage1": "gpu", "sft-stage2": "gpu",
