@@ -15,7 +15,8 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.cluster import eval_shard_on_cluster, publish_version, run_shards
-from tasks.evaluate import eval_report, eval_shard, plan_eval_shards
+from tasks.evaluate import eval_report, eval_shard, eval_stage_key, plan_eval_shards, resolve_model_version
+from tasks.stages import record_stage, stage_done
 from tasks.progress import wait_with_progress
 from thyme_core.agent.config import from_settings
 from thyme_core.cluster.engine import address as cluster_address
@@ -45,8 +46,8 @@ def evaluate(
     system_prompt: str = "",
     isolation: Literal["bwrap", "none"] = "bwrap",
     agent_settings: dict[str, Any] | None = None,
-    cluster: str = "",
     store: str = "",
+    cluster: str = "",
     dataset: str = "eval",
     gpus_per_shard: float = 1.0,
 ) -> dict:
@@ -54,9 +55,20 @@ def evaluate(
 
     `agent_settings`: any other agent loop setting by its AgentConfig name (e.g. {"top_p": 0.9, "timeout_s":
     20}); it overrides the named parameters above. A wrong name fails the run with the valid names.
-    CLUSTER (ray://HOST:PORT, default $THYME_RAY_ADDRESS): run the shards there, GPUS_PER_SHARD each, and
-    publish DATASET in STORE.
+    With `store` (what the pipeline dispatches), `model` may be a model version NAME@HASH (pulled into this
+    worker's home) and the result is recorded in the store under the stage's key; a recorded stage is not
+    run again. CLUSTER (ray://HOST:PORT, default $THYME_RAY_ADDRESS): run the shards there, GPUS_PER_SHARD
+    each, and publish their trajectories as the dataset version DATASET in STORE.
     """
+    key = None
+    if store:
+        params = {k: v for k, v in locals().items() if k not in ("home", "store", "model", "tsv", "key", "cluster")}
+        key = eval_stage_key(store, tsv, model, params)
+        done = stage_done(store, key)
+        if done:
+            print(f"evaluate: stage {key} already recorded; skipped")
+            return {**done["summary"], "skipped": True}
+        model = resolve_model_version(model, str(resolve_home(home).ensure().root), store)
     spec = BackendSpec(backend, model, response_file, device, served_model)
     config = from_settings(dict(max_rounds=max_rounds, max_length=max_length, max_new_tokens=max_new_tokens,
                                 text_temperature=text_temperature, code_temperature=code_temperature,
@@ -79,5 +91,8 @@ def evaluate(
     run = shards[0].run_id if shards else run_id
     if home_updated:
         print(eval_report(home_root, run))
-    return {"run_id": run, "shards": len(results), "shards_reused": sum(r.reused for r in results),
-            "samples": sum(r.samples for r in results), "correct": sum(r.correct for r in results), **version}
+    summary = {"run_id": run, "shards": len(results), "shards_reused": sum(r.reused for r in results),
+               "samples": sum(r.samples for r in results), "correct": sum(r.correct for r in results)}
+    if store and not address:
+        record_stage(store, key, "evaluate", {}, summary=summary)
+    return {**summary, **version}
