@@ -28,6 +28,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from thyme_core.images import store as img
+from thyme_core.images.values import as_list, prepare_values
 from thyme_core.base import versioning
 from thyme_core.base.fsio import atomic_dir, clean_stale_staging
 from thyme_core.base.home import DataHome
@@ -35,7 +36,7 @@ from thyme_core.prepare.paths import rewrite_paths
 from thyme_core.prepare.rl import build_rl_sample
 from thyme_core.base.reasons import Reject, Rejected, require_strings
 from thyme_core.catalog.schema import ImageRecord, RejectRecord, RlSample, SftSample, ShardSummary, to_table
-from thyme_core.prepare.source import ShardSpec, plan_shards, read_shard
+from thyme_core.prepare.source import ShardSpec, image_fetcher, plan_shards, read_shard
 from thyme_core.thyme_format import code_blocks
 
 TABLE = "prepare"
@@ -109,7 +110,9 @@ class _ShardOutput:
         self.spec = spec
         self.store = img.ImageStore(home.root, home.tmp_dir)
         self.image_config = image_config
-        self.source_file = Path(spec.path).name
+        self.source_file = spec.display_name or Path(spec.path).name
+        self.base = Path(spec.path).parent  # relative image paths are taken from the data file's folder
+        self.fetch = image_fetcher(spec)
         self.samples: list[SftSample] = []
         self.rl_samples: list[RlSample] = []
         self.rejects: list[RejectRecord] = []
@@ -119,7 +122,7 @@ class _ShardOutput:
     def add(self, row: int, record: dict | str) -> None:
         build, into = (build_rl_sample, self.rl_samples) if self.spec.schema == "rl" else (build_sample, self.samples)
         try:
-            sample, prepared = build(record, self.spec.split, self.image_config)
+            sample, prepared = build(record, self.spec.split, self.image_config, self.base, self.fetch)
         except Rejected as exc:
             self.rejects.append(RejectRecord(self.spec.split, self.source_file, row, exc.reason, exc.detail, self.spec.key))
             return
@@ -159,13 +162,15 @@ def _image_record(p: img.PreparedImage) -> ImageRecord:
     return ImageRecord(p.sha256, p.relpath, p.format, p.width, p.height, len(p.data), str(p.repair), p.source_format)
 
 
-def build_sample(record: dict | str, split: str, image_config: img.ImageConfig) -> tuple[SftSample, list[img.PreparedImage]]:
-    """One source record -> (sample, images to store), or Rejected with the reason.
+def build_sample(record: dict | str, split: str, image_config: img.ImageConfig, base: Path | None = None,
+                 fetch=None) -> tuple[SftSample, list[img.PreparedImage]]:
+    """One source record -> (sample, images to store), or Rejected with the reason. Image values may be
+    base64, data URIs, paths (relative to `base`), file:// URIs or HF Image structs (images/values.py).
 
     Nothing is written here: a sample rejected for its third image leaves no orphan in the store.
     """
     question, response, raw_images = _fields(record)
-    prepared = img.prepare_images(raw_images, image_config)
+    prepared = prepare_values(raw_images, image_config, base, fetch)
     stored = [p.relpath for p in prepared]
     rewrite = rewrite_paths(question, response, stored)
     if rewrite.problem is not None:
@@ -184,7 +189,7 @@ def build_sample(record: dict | str, split: str, image_config: img.ImageConfig) 
 
 def _fields(record: dict | str) -> tuple[str, str, list]:
     record = require_strings(record, ("question", "response"))
-    images = record.get("image")
+    images = as_list(record.get("image"))
     if images is None:
         images = []  # text-only samples may carry a null image list
     if not isinstance(images, list):
