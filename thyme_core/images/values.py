@@ -113,7 +113,8 @@ def as_list(value) -> list | None:
 def _local_path(text: str, base: Path | None) -> Path:
     if text.startswith("file://"):
         parsed = urlparse(text)
-        text = unquote(parsed.path if not parsed.netloc or parsed.netloc == "localhost" else f"//{parsed.netloc}{parsed.path}")
+        local = not parsed.netloc or parsed.netloc == "localhost"
+        text = unquote(parsed.path if local else f"//{parsed.netloc}{parsed.path}")
     path = Path(text).expanduser()
     if not path.is_absolute() and base is not None:
         path = Path(base) / path
