@@ -3,6 +3,8 @@
 Outputs, in the data home: shards/agent/eval-<key>/ per shard (trajectories, turns, executions,
 eval_results), the catalog views `trajectories`, `turns`, `executions`, `eval_results`, and a markdown
 accuracy report (printed and published as an artifact). Finished shards are skipped on a re-run.
+`protocol` picks the scoring: `thyme` (ours) or `vlmevalkit` (its rules, its judge prompt through the judge at
+`judge_url`, and `retries` of trajectories that end without an answer), recorded with every result.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.evaluate import eval_report, eval_shard, plan_eval_shards
+from thyme_core.eval.evaluate import EvalScoring
 from tasks.progress import wait_with_progress
 from thyme_core.agent.config import AgentConfig
 from thyme_core.agent.infer import BackendSpec
@@ -39,17 +42,22 @@ def evaluate(
     code_temperature: float = 0.0,
     system_prompt: str = "",
     isolation: Literal["bwrap", "none"] = "bwrap",
+    protocol: Literal["thyme", "vlmevalkit"] = "thyme",
+    retries: int = 0,
+    judge_url: str = "",
+    judge_model: str = "",
 ) -> dict:
     """Evaluate BENCH.tsv; returns the run id and counts (the report is an artifact)."""
     spec = BackendSpec(backend, model, response_file, device, served_model)
     config = AgentConfig(max_rounds=max_rounds, max_length=max_length, max_new_tokens=max_new_tokens,
                          text_temperature=text_temperature, code_temperature=code_temperature,
                          system_prompt=system_prompt, isolation=isolation)
+    scoring = EvalScoring(protocol=protocol, retries=retries, judge_url=judge_url, judge_model=judge_model)
     home_root = str(resolve_home(home).ensure().root)
-    shards = plan_eval_shards(tsv, spec, config, shard_rows, run_id)
-    futures = [eval_shard.submit(s, home_root, spec, config) for s in shards]
+    shards = plan_eval_shards(tsv, spec, config, shard_rows, run_id, scoring)
+    futures = [eval_shard.submit(s, home_root, spec, config, scoring) for s in shards]
     results = wait_with_progress(futures, f"evaluate {tsv}", postfix=lambda r: {"correct": r.correct})
     run = shards[0].run_id if shards else run_id
     print(eval_report(home_root, run))
-    return {"run_id": run, "shards": len(results), "shards_reused": sum(r.reused for r in results),
+    return {"run_id": run, "protocol": protocol, "shards": len(results), "shards_reused": sum(r.reused for r in results),
             "samples": sum(r.samples for r in results), "correct": sum(r.correct for r in results)}

@@ -47,6 +47,8 @@ def thyme_pipeline(
     eval_tsv: str = "",
     eval_backend: Literal["transformers", "vllm", "openai", "scripted"] = "transformers",
     eval_response_file: str = "",
+    eval_protocol: Literal["thyme", "vlmevalkit"] = "thyme",
+    eval_retries: int = 0,
 ) -> dict:
     """Prepare SOURCE as SPLIT, verify it, and optionally publish, train and evaluate."""
     stages: dict = {"prepare": prepare_sft_data(source=source, split=split, home=home, shard_rows=shard_rows,
@@ -69,5 +71,6 @@ def thyme_pipeline(
         weights = stages["rl"]["final"]
     if eval_tsv:
         stages["evaluate"] = evaluate(tsv=eval_tsv, home=home, backend=eval_backend, model=weights or "",
-                                      response_file=eval_response_file, isolation=isolation)
+                                      response_file=eval_response_file, isolation=isolation,
+                                      protocol=eval_protocol, retries=eval_retries)
     return stages
