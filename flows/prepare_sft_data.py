@@ -1,6 +1,7 @@
 """Flow `prepare_sft_data`: Thyme SFT (and RL-form) source files -> a clean, deduplicated, path-correct catalog.
 
-Outputs, in the data home: sources/s3/... (the mirror of an s3:// source), images/ (content-addressed store), shards/prepare/<key>/*.parquet (samples
+Outputs, in the data home: sources/s3/... (the mirror of an s3:// source; an hf:// source goes to the HF cache, one
+file at a time), images/ (content-addressed store), shards/prepare/<key>/*.parquet (samples
 with image, text-only samples, images, rejects, shard summary), catalog.duckdb (views `sft_samples`,
 `images`, `rejects`, `prepare_shards`, and `rl_samples` for files in the released RL form: messages, images,
 solution, question; the schema is detected per file), and a markdown summary artifact.
@@ -14,7 +15,9 @@ from typing import Literal
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks.prepare import catalog_report, plan_shards, prepare_shard, publish_report, sync_source
+from tasks.prepare import (catalog_report, plan_hub_file, plan_shards, prepare_shard, publish_report,
+                           resolve_hub_source, sync_source)
+from thyme_core.prepare import hub
 from tasks.progress import wait_with_progress
 from thyme_core.base.home import resolve_home
 from thyme_core.prepare.shards import PrepareConfig
@@ -33,15 +36,25 @@ def prepare_sft_data(
     max_pixels: int = 100_000_000,
     verify: Literal["structure", "decode"] = "structure",
 ) -> dict:
-    """Prepare one split from SOURCE (a Parquet/JSONL file, a folder of them, or an s3://bucket/prefix of them,
-    mirrored into the home first: only new or changed objects are downloaded) into the data home."""
+    """Prepare one split from SOURCE (a Parquet/JSONL file, a folder of them, an s3://bucket/prefix of them,
+    mirrored into the home first: only new or changed objects are downloaded, or a Hub dataset
+    hf://datasets/OWNER/NAME[@REVISION][/PATH], fetched file by file while earlier files' shards run) into the
+    data home."""
     started = time.perf_counter()
     config = PrepareConfig(shard_rows=shard_rows, max_pixels=max_pixels, verify=verify)
     home_root = str(resolve_home(home).ensure().root)
-    if is_remote(source):
-        source = sync_source(source, home_root)
-    specs = plan_shards(source, split, home_root, config)
-    futures = [prepare_shard.submit(spec, home_root, config) for spec in specs]
+    if hub.is_hub(source):
+        snapshot = resolve_hub_source(source, home_root)
+        specs, futures = [], []
+        for name in snapshot.files:  # each file's shards start before the next file is fetched
+            file_specs = plan_hub_file(snapshot, name, split, config)
+            specs += file_specs
+            futures += [prepare_shard.submit(spec, home_root, config) for spec in file_specs]
+    else:
+        if is_remote(source):
+            source = sync_source(source, home_root)
+        specs = plan_shards(source, split, home_root, config)
+        futures = [prepare_shard.submit(spec, home_root, config) for spec in specs]
     results = wait_with_progress(
         futures, f"prepare {split}",
         postfix=lambda r: {"samples": r.summary.samples_image + r.summary.samples_text + r.summary.samples_rl,

@@ -1,14 +1,15 @@
 """Flow `thyme_pipeline`: the whole pipeline as one scheduled, re-runnable run.
 
 Stages, each a subflow or task whose work is keyed by content, so a rerun skips what has not changed:
-1. prepare: shards keyed by (input file hash, prepare config, code version);
+1. prepare: shards keyed by (input file hash, prepare config, code version; for hf:// sources also the commit
+   sha the revision resolved to);
 2. replay verification: keyed by (prepare shard key, replay config, sandbox code version);
 3. push a dataset version (when `dataset` is set): content-addressed, unchanged content uploads nothing;
 4. SFT stage 1 then stage 2 (when `sft_steps` > 0): runs keyed by (sample ids, config hash, code version);
 5. RL (when `rl_steps` > 0): GRPO-ATS from the stage-2 weights (else `model`), keyed by (prompts, config
    hash, code version);
-6. evaluate (when `eval_tsv` is set): shards keyed by (benchmark rows, backend, model, agent config), with the
-   newest weights trained here, else `model`.
+6. evaluate (when `eval_tsv` is set): shards keyed by (benchmark rows, backend, model, agent config, scoring
+   protocol), with the newest weights trained here, else `model`; `eval_protocol` thyme or vlmevalkit.
 Outputs: everything the stages write in the data home (and the store); returns each stage's counts
 (shards run and reused, the version's manifest hash, the run keys).
 """

@@ -31,7 +31,9 @@ from thyme_core.images import store as img
 from thyme_core.images.values import as_list, prepare_values
 from thyme_core.base import versioning
 from thyme_core.base.fsio import atomic_dir, clean_stale_staging
+from thyme_core.base.errors import ThymeError
 from thyme_core.base.home import DataHome
+from thyme_core.prepare import hub
 from thyme_core.prepare.paths import rewrite_paths
 from thyme_core.prepare.rl import build_rl_sample
 from thyme_core.base.reasons import Reject, Rejected, require_strings
@@ -65,11 +67,40 @@ def code_version() -> str:
 
 
 def plan(source: str | Path, split: str, config: PrepareConfig, home: DataHome | None = None) -> list[ShardSpec]:
-    """The shards of a run. With a home, also clear staging debris a crashed earlier run left in its tmp/."""
+    """The shards of a run. With a home, also clear staging debris a crashed earlier run left in its tmp/.
+    An hf:// source is resolved to one commit and every file fetched here (the flow streams them instead:
+    resolve once, then plan_hub_file per file while earlier files' shards run)."""
     if home is not None:
         home.ensure()
         clean_stale_staging(home.tmp_dir)
-    return plan_shards(source, split, config.shard_rows, f"{config.fingerprint()}:{code_version()}")
+    if hub.is_hub(source):
+        snapshot = hub.resolve(str(source))
+        return [spec for name in snapshot.files for spec in plan_hub_file(snapshot, name, split, config)]
+    return plan_shards(source, split, config.shard_rows, _salt(config))
+
+
+def resolve_hub(uri: str, home: DataHome | None = None) -> hub.HubSnapshot:
+    """The commit and data files of an hf:// source (the flow's first step); with a home, staging debris is
+    cleared as by `plan`."""
+    if home is not None:
+        home.ensure()
+        clean_stale_staging(home.tmp_dir)
+    return hub.resolve(uri)
+
+
+def plan_hub_file(snapshot: hub.HubSnapshot, filename: str, split: str, config: PrepareConfig) -> list[ShardSpec]:
+    """Fetch one data file of a hub snapshot and plan its shards; their keys hold the commit sha."""
+    try:
+        local = hub.fetch(snapshot.repo_id, snapshot.sha, filename)
+    except FileNotFoundError as exc:
+        raise ThymeError(str(exc)) from None
+    salt = f"{_salt(config)}:hf:{snapshot.repo_id}@{snapshot.sha}:{filename}"
+    return [dataclasses.replace(s, display_name=filename, hub_base=snapshot.base(filename))
+            for s in plan_shards(local, split, config.shard_rows, salt)]
+
+
+def _salt(config: PrepareConfig) -> str:
+    return f"{config.fingerprint()}:{code_version()}"
 
 
 def shard_dir(home: DataHome, key: str) -> Path:
