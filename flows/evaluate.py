@@ -9,17 +9,17 @@ accuracy report (printed and published as an artifact). Finished shards are skip
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.evaluate import eval_report, eval_shard, plan_eval_shards
-from thyme_core.eval.evaluate import EvalScoring
 from tasks.progress import wait_with_progress
-from thyme_core.agent.config import AgentConfig
+from thyme_core.agent.config import from_settings
 from thyme_core.agent.infer import BackendSpec
 from thyme_core.base.home import resolve_home
+from thyme_core.eval.evaluate import EvalScoring
 
 
 # Shards run one at a time in this process: the model is loaded once and is the bottleneck; parallel
@@ -46,12 +46,17 @@ def evaluate(
     retries: int = 0,
     judge_url: str = "",
     judge_model: str = "",
+    agent_settings: dict[str, Any] | None = None,
 ) -> dict:
-    """Evaluate BENCH.tsv; returns the run id and counts (the report is an artifact)."""
+    """Evaluate BENCH.tsv; returns the run id and counts (the report is an artifact).
+
+    `agent_settings`: any other agent loop setting by its AgentConfig name (e.g. {"top_p": 0.9, "timeout_s":
+    20}); it overrides the named parameters above. A wrong name fails the run with the valid names.
+    """
     spec = BackendSpec(backend, model, response_file, device, served_model)
-    config = AgentConfig(max_rounds=max_rounds, max_length=max_length, max_new_tokens=max_new_tokens,
-                         text_temperature=text_temperature, code_temperature=code_temperature,
-                         system_prompt=system_prompt, isolation=isolation)
+    config = from_settings(dict(max_rounds=max_rounds, max_length=max_length, max_new_tokens=max_new_tokens,
+                                text_temperature=text_temperature, code_temperature=code_temperature,
+                                system_prompt=system_prompt, isolation=isolation) | (agent_settings or {}))
     scoring = EvalScoring(protocol=protocol, retries=retries, judge_url=judge_url, judge_model=judge_model)
     home_root = str(resolve_home(home).ensure().root)
     shards = plan_eval_shards(tsv, spec, config, shard_rows, run_id, scoring)

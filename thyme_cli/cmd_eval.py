@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from thyme_cli.cmd_infer import add_agent_args, agent_kwargs
+from thyme_cli.cmd_infer import add_agent_args, agent_settings, backend_kwargs
 from thyme_cli.main import add_home_arg
 
 
@@ -32,7 +32,7 @@ def run(args) -> int:
 
         out = evaluate(tsv=args.tsv, home=args.home, shard_rows=args.shard_rows, run_id=args.run_id,
                        protocol=args.protocol, retries=args.retries, judge_url=args.judge_url,
-                       judge_model=args.judge_model, **agent_kwargs(args))
+                       judge_model=args.judge_model, agent_settings=agent_settings(args), **backend_kwargs(args))
     print(f"\nrun {out['run_id']} ({out['protocol']} protocol): {out['correct']}/{out['samples']} correct "
           f"({out['shards_reused']}/{out['shards']} shards already done)")
     return 0

@@ -30,7 +30,7 @@ def test_prepare_from_an_s3_prefix_downloads_only_what_is_new(s3, tmp_path, pref
     home = tmp_path / "home"
     env = dict(env, PREFECT_API_URL=prefect_server, PREFECT_HOME=str(tmp_path / "ph"))
     thyme("prepare", f"{uri}/incoming", "--split", "computation", "--home", home, "--shard-rows", 4, env=env)
-    con = catalog.connect(DataHome(home))
+    con = catalog.read(DataHome(home))
     assert con.execute("SELECT count(*) FROM sft_samples").fetchone()[0] == 5
     con.close()
 

@@ -95,7 +95,7 @@ def test_hrbench_cycle_averages_and_protocol_in_run(tmp_path, home):
             responses[f"HRBench4K:{i}"] = f"<think>look</think><answer>{'B' if hit else 'A'}</answer>"
     benchmarks.write_tsv(tmp_path / "HRBench4K.tsv", rows)
     run = _run(home, tmp_path / "HRBench4K.tsv", responses)
-    cols, got = catalog.query(home, "eval_accuracy")
+    cols, got = catalog.named(home, "eval_accuracy")
     table = {r[cols.index("category")]: r[cols.index("accuracy_pct")] for r in got if r[0] == run}
 
     def pct(xs):
@@ -131,7 +131,7 @@ def test_mme_realworld_pooled_rows_regex_scoring_and_retry(tmp_path, home):
     assert [r[1] for r in got] == expected_choice and {r[2] for r in got} == {"regex"}
     assert got[5][4:] == (2, "MME-RealWorld-Lite:5~retry1") and all(r[4] == 1 for r in got[:5])
     hits = [c == "C" for c in expected_choice]
-    cols, acc = catalog.query(home, "eval_accuracy")
+    cols, acc = catalog.named(home, "eval_accuracy")
     table = {r[cols.index("category")]: (r[cols.index("samples")], r[cols.index("correct")]) for r in acc}
     assert table["Perception (pooled)"] == (3, sum(hits[:3]))
     assert table["Reasoning (pooled)"] == (3, sum(hits[3:]))

@@ -90,7 +90,7 @@ def test_offline_cache_is_read_and_the_sha_keys_every_shard(home, tmp_path, offl
     write_cache(offline_cache, SHA1, repo_files(tmp_path, 5))
     specs = _prepare(home, f"hf://datasets/{REPO}")
     assert len(specs) == 3 and {s.display_name for s in specs} == {"data/train.parquet"}
-    con = catalog.connect(home)
+    con = catalog.read(home)
     assert con.execute("SELECT count(*), min(source_file) FROM sft_samples").fetchone() == (5, "data/train.parquet")
     assert con.execute("SELECT count(*) FROM rejects").fetchone()[0] == 0
     stored = {r[0] for r in con.execute("SELECT image_sha256[1] FROM sft_samples").fetchall()}

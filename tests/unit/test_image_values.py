@@ -91,7 +91,7 @@ def test_sft_jsonl_with_paths_missing_files_are_rejects_not_crashes(home, tmp_pa
     (data / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     for spec in prepare.plan(data / "train.jsonl", "s", CONFIG):
         prepare.prepare_shard(spec, home, CONFIG)
-    con = catalog.connect(home)
+    con = catalog.read(home)
     assert con.execute("SELECT source_row, reason FROM rejects").fetchall() == [(2, "missing_image_file")]
     paths = [r[0] for r in con.execute("SELECT image_paths[1] FROM sft_samples ORDER BY source_row").fetchall()]
     assert len(paths) == 3 and all(p.startswith("images/") and (home.root / p).is_file() for p in paths)
@@ -112,7 +112,7 @@ def test_datasets_parquet_with_image_features(home, tmp_path):
     for source in (tmp_path / "hf.parquet", tmp_path / "one" / "single.parquet"):
         for spec in prepare.plan(source, "hf", CONFIG):
             prepare.prepare_shard(spec, home, CONFIG)
-    con = catalog.connect(home)
+    con = catalog.read(home)
     assert con.execute("SELECT count(*) FROM rejects").fetchone()[0] == 1  # single.parquet repeats row 0
     shas = {r[0] for r in con.execute("SELECT image_sha256[1] FROM sft_samples_all").fetchall()}
     import hashlib
