@@ -3,6 +3,8 @@
 Outputs, in the data home: shards/agent/eval-<key>/ per shard (trajectories, turns, executions,
 eval_results), the catalog views `trajectories`, `turns`, `executions`, `eval_results`, and a markdown
 accuracy report (printed and published as an artifact). Finished shards are skipped on a re-run.
+`protocol` picks the scoring: `thyme` (ours) or `vlmevalkit` (its rules, its judge prompt through the judge at
+`judge_url`, and `retries` of trajectories that end without an answer), recorded with every result.
 With `cluster` (or $THYME_RAY_ADDRESS) each shard is a Ray task holding `gpus_per_shard` GPUs (one backend per
 GPU), written straight into STORE; the flow publishes the results as the dataset version DATASET.
 """
@@ -23,6 +25,7 @@ from thyme_core.cluster.engine import address as cluster_address
 from thyme_core.versions.store import default_store_uri
 from thyme_core.agent.infer import BackendSpec
 from thyme_core.base.home import resolve_home
+from thyme_core.eval.evaluate import EvalScoring
 
 
 # Shards run one at a time in this process: the model is loaded once and is the bottleneck; parallel
@@ -45,6 +48,10 @@ def evaluate(
     code_temperature: float = 0.0,
     system_prompt: str = "",
     isolation: Literal["bwrap", "none"] = "bwrap",
+    protocol: Literal["thyme", "vlmevalkit"] = "thyme",
+    retries: int = 0,
+    judge_url: str = "",
+    judge_model: str = "",
     agent_settings: dict[str, Any] | None = None,
     store: str = "",
     cluster: str = "",
@@ -73,10 +80,11 @@ def evaluate(
     config = from_settings(dict(max_rounds=max_rounds, max_length=max_length, max_new_tokens=max_new_tokens,
                                 text_temperature=text_temperature, code_temperature=code_temperature,
                                 system_prompt=system_prompt, isolation=isolation) | (agent_settings or {}))
+    scoring = EvalScoring(protocol=protocol, retries=retries, judge_url=judge_url, judge_model=judge_model)
     home_root = str(resolve_home(home).ensure().root)
-    shards = plan_eval_shards(tsv, spec, config, shard_rows, run_id)
+    shards = plan_eval_shards(tsv, spec, config, shard_rows, run_id, scoring)
     address, version, home_updated = cluster_address(cluster), {}, True
-    if address:
+    if address:  # (the cluster path scores with our protocol; vlmevalkit scoring runs locally)
         store_uri = store or default_store_uri()
         stored = run_shards(eval_shard_on_cluster,
                             [dict(shard=s, spec=spec, config=config, address=address, store_uri=store_uri,
@@ -86,12 +94,13 @@ def evaluate(
         results, version = [s.result for s in stored], {"version": published.manifest, "dataset": dataset}
         home_updated = published.home_updated
     else:
-        futures = [eval_shard.submit(s, home_root, spec, config) for s in shards]
+        futures = [eval_shard.submit(s, home_root, spec, config, scoring) for s in shards]
         results = wait_with_progress(futures, f"evaluate {tsv}", postfix=lambda r: {"correct": r.correct})
     run = shards[0].run_id if shards else run_id
     if home_updated:
         print(eval_report(home_root, run))
-    summary = {"run_id": run, "shards": len(results), "shards_reused": sum(r.reused for r in results),
+    summary = {"run_id": run, "protocol": protocol, "shards": len(results),
+               "shards_reused": sum(r.reused for r in results),
                "samples": sum(r.samples for r in results), "correct": sum(r.correct for r in results)}
     if store and not address:
         record_stage(store, key, "evaluate", {}, summary=summary)

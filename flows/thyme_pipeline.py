@@ -1,12 +1,14 @@
 """Flow `thyme_pipeline`: the whole pipeline as one run, each stage on the workers it belongs to.
 
 Stages and what passes between them (versions in the store, the only shared state):
-1. prepare (pool cpu): SOURCE/SPLIT -> dataset version DATASET (tag `prepared` when replay follows);
+1. prepare (pool cpu): SOURCE/SPLIT (a file, folder, s3:// prefix or hf://datasets/... repo) -> dataset
+   version DATASET (tag `prepared` when replay follows);
 2. replay verification (cpu): that version -> DATASET/DATASET_TAG, the replays added;
 3. SFT stage 1, then stage 2 (gpu, when `sft_steps` > 0): dataset version + start model -> model versions
    DATASET-sft1, DATASET-sft2 (`nnodes` > 1: one node run per node, node 0 publishes);
 4. RL (gpu, when `rl_steps` > 0): from the newest model -> DATASET-rl;
-5. evaluate (gpu, when `eval_tsv` is set): the newest model on the benchmark.
+5. evaluate (gpu, when `eval_tsv` is set): the newest model on the benchmark, scored by `eval_protocol`
+   (thyme or vlmevalkit) with `eval_retries` of answerless trajectories.
 Each stage is keyed by its input versions, config and code (thyme_core/pipeline): a stage whose result is
 already recorded in the store is not run. With a server holding the stages' deployments, each stage runs as
 a linked child run on its pool (tasks/dispatch.py); without (`dispatch=in-process`, or `auto` with no server
@@ -54,6 +56,8 @@ def thyme_pipeline(
     eval_tsv: str = "",
     eval_backend: Literal["transformers", "vllm", "openai", "scripted"] = "transformers",
     eval_response_file: str = "",
+    eval_protocol: Literal["thyme", "vlmevalkit"] = "thyme",
+    eval_retries: int = 0,
     dispatch: Literal["auto", "deployments", "in-process"] = "auto",
 ) -> dict:
     """Prepare SOURCE as SPLIT, verify it, publish it as a dataset version, and optionally train and evaluate.
@@ -80,5 +84,6 @@ def thyme_pipeline(
                                 publish_as=f"{dataset}-rl")["model"]
         if eval_tsv:
             run.stage("evaluate", evaluate, Path(eval_tsv).stem, tsv=eval_tsv, backend=eval_backend, model=weights or "",
-                      response_file=eval_response_file, isolation=isolation)
+                      response_file=eval_response_file, isolation=isolation, protocol=eval_protocol,
+                      retries=eval_retries)
         return run.summary()

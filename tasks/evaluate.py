@@ -17,16 +17,16 @@ from thyme_core.versions.store import open_store
 
 
 @task(name="plan-eval-shards", cache_policy=NO_CACHE)
-def plan_eval_shards(tsv: str, spec: BackendSpec, config: AgentConfig, shard_rows: int, run_id: str
-                     ) -> list[evaluate.EvalShard]:
-    return evaluate.plan(tsv, spec, config, shard_rows, run_id)
+def plan_eval_shards(tsv: str, spec: BackendSpec, config: AgentConfig, shard_rows: int, run_id: str,
+                     scoring: evaluate.EvalScoring = evaluate.EvalScoring()) -> list[evaluate.EvalShard]:
+    return evaluate.plan(tsv, spec, config, shard_rows, run_id, scoring)
 
 
 # No retries: a shard that fails fails the same way again; the rest of the run is kept and a re-run resumes.
 @task(name="eval-shard", cache_policy=NO_CACHE)
-def eval_shard(shard: evaluate.EvalShard, home_root: str, spec: BackendSpec, config: AgentConfig
-               ) -> evaluate.ShardOutcome:
-    return evaluate.eval_shard(shard, DataHome(home_root), spec, config)
+def eval_shard(shard: evaluate.EvalShard, home_root: str, spec: BackendSpec, config: AgentConfig,
+               scoring: evaluate.EvalScoring = evaluate.EvalScoring()) -> evaluate.ShardOutcome:
+    return evaluate.eval_shard(shard, DataHome(home_root), spec, config, scoring)
 
 
 @task(name="eval-report", cache_policy=NO_CACHE)
