@@ -114,8 +114,8 @@ class BatchTiming:
         return self.engine_wait_s / self.wall_s if self.wall_s > 0 else 0.0
 
 
-# Stores a sandbox output file in the data home: (sha256, stored host path, home-relative path).
-StoreImage = Callable[[Path], tuple[str, Path, str]]
+# Stores a sandbox output image's bytes in the data home: (sha256, stored host path, home-relative path).
+StoreImage = Callable[[bytes], tuple[str, Path, str]]
 
 
 class _Run:
