@@ -167,7 +167,7 @@ def result_from(reply: dict, images: list[OutputImage], problem: str, limits: Li
 
 def valid_reply(reply: object) -> bool:
     """The protocol's reply shape, exactly: code that forges its own reply gets no further than this."""
-    return (isinstance(reply, dict) and set(reply) == {"status", "error", "stdout", "stderr", "truncated"}
+    return (isinstance(reply, dict) and set(reply) == {"status", "error", "stdout", "stderr", "truncated", "seq"}
             and reply["status"] in REPLY_STATUSES and isinstance(reply["truncated"], bool)
             and all(isinstance(reply[k], str) for k in ("error", "stdout", "stderr")))
 

@@ -56,6 +56,7 @@ class _Session:
     inputs: dict[str, str] = field(default_factory=dict)  # host path -> name in the input folder
     history: list[tuple[str, str | None]] = field(default_factory=list)  # blocks run in this interpreter
     runs: int = 0
+    seq: int = 0  # numbers each request; the interpreter's reply carries it back
 
 
 class _DeadBeforeRun(Exception):
@@ -184,14 +185,17 @@ class SandboxPool:
         before = collect.snapshot(session.out_fd)  # taken while still frozen
         if session.frozen and not self._freeze(session, False):
             raise _DeadBeforeRun("it could not be thawed")
+        session.seq += 1
         request = {"code": prepared, "image_path": image_path, "cpu_s": limits.cpu_s,
-                   "max_output_chars": limits.max_output_chars}
+                   "max_output_chars": limits.max_output_chars, "seq": session.seq}
         try:
             channel.send(session.sock, request, deadline)
         except OSError as exc:
             raise _DeadBeforeRun(f"its socket refused the code ({exc.strerror or type(exc).__name__})") from None
         try:
-            reply = channel.receive(session.sock, deadline, max_bytes=64 * limits.max_output_chars + (1 << 20))
+            reply = None
+            while not (isinstance(reply, dict) and reply.get("seq") == session.seq):  # skip earlier runs' replies
+                reply = channel.receive(session.sock, deadline, max_bytes=64 * limits.max_output_chars + (1 << 20))
         except channel.Late:
             return self._fail(session, Status.TIMEOUT, limits)
         except channel.Broken:
