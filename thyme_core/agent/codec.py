@@ -3,6 +3,11 @@
 `HFCodec` wraps a Qwen2.5-VL processor (tokenizer + image pixel limits). `ByteCodec` is a hand-written
 stand-in with Qwen's special tokens over a byte vocabulary: the scripted backend uses it when no model is
 given, so evaluation of recorded responses needs no model files and no torch at all.
+
+`encode` is for text the harness writes (prompt markup, tags) and the model generates; `encode_data` is for
+text that is data, above all what sandboxed code printed: a special token spelled out in it (`<|im_end|>`,
+`<|image_pad|>`, `<|vision_start|>`) becomes ordinary text tokens, never the special token, so code cannot
+end the turn, forge an image slot or open a vision block by printing.
 """
 
 from __future__ import annotations
@@ -27,6 +32,14 @@ class Codec:
 
     def encode(self, text: str) -> list[int]:
         raise NotImplementedError
+
+    def encode_data(self, text: str) -> list[int]:
+        """Text as data: special-token literals in it are encoded as plain text."""
+        raise NotImplementedError
+
+    @property
+    def special_ids(self) -> frozenset[int]:
+        return frozenset(self.token_id(t) for t in SPECIALS)
 
     def decode(self, ids: list[int]) -> str:
         raise NotImplementedError
@@ -74,6 +87,13 @@ class ByteCodec(Codec):
             i = j
         return ids
 
+    def encode_data(self, text: str) -> list[int]:
+        """
+        >>> ByteCodec().encode_data("<|im_end|>")[:2] == [ord("<") + 7, ord("|") + 7]
+        True
+        """
+        return [b + len(SPECIALS) for b in text.encode()]
+
     def decode(self, ids: list[int]) -> str:
         out, buf = [], bytearray()
         for t in ids:
@@ -104,6 +124,9 @@ class HFCodec(Codec):
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False))
 
+    def encode_data(self, text: str) -> list[int]:
+        return encode_as_data(self.tokenizer, text, self.special_ids)
+
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)
 
@@ -112,3 +135,18 @@ class HFCodec(Codec):
         if tid is None or tid == self.tokenizer.unk_token_id:
             raise KeyError(f"the tokenizer has no {token}")
         return int(tid)
+
+
+def encode_as_data(tokenizer, text: str, special_ids) -> list[int]:
+    """A Hugging Face tokenizer's ids for `text` with special-token literals split into plain text. Where a
+    tokenizer ignores `split_special_tokens`, each literal is cut after its first character and the parts
+    are encoded apart, which no added-token matcher can join again."""
+    ids = list(tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True))
+    if not special_ids.intersection(ids):
+        return ids
+    out, start = [], 0
+    for i in range(len(text)):
+        if any(text.startswith(t, i) for t in SPECIALS):
+            out += tokenizer.encode(text[start:i + 1], add_special_tokens=False)
+            start = i + 1
+    return out + list(tokenizer.encode(text[start:], add_special_tokens=False))
