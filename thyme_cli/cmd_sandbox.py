@@ -36,6 +36,21 @@ def register(subparsers) -> None:
     )
     add_home_arg(run)
     run.set_defaults(handler=_run)
+    check = sub.add_parser("check", help="print what this machine's sandbox enforces per session, as JSON")
+    check.add_argument("--unsafe-no-isolation", action="store_true", help="check the unisolated mode")
+    check.set_defaults(handler=_check)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from thyme_core.sandbox import SandboxPool
+
+    isolation = "none" if args.unsafe_no_isolation else "bwrap"
+    with SandboxPool(isolation=isolation, workers=1, spares=0) as pool:
+        works = pool.run("print('ok')", session_id="check").stdout == "ok\n"
+        report = {"isolation": isolation, "mode": pool.mode, "works": works, "per_session": pool.cgroups,
+                  "uids": pool.uid_range}
+    print(json.dumps(report))
+    return 0 if works else 1
 
 
 def _run(args: argparse.Namespace) -> int:

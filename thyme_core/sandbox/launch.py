@@ -19,6 +19,7 @@ from thyme_core.errors import ThymeError
 
 WORKER = Path(__file__).with_name("_worker.py")
 WORKER_IN_SANDBOX = "/opt/thyme_sandbox/worker.py"
+INTERP, INTERP_IN_SANDBOX = WORKER.with_name("_interp.py"), "/opt/thyme_sandbox/_interp.py"
 SANDBOX_ENV = {
     "PATH": "/usr/bin:/bin",
     "HOME": "/nonexistent",
@@ -95,6 +96,7 @@ def _filesystem_args(sessions_root: Path) -> list[str]:
     for root in runtime_roots():
         args += _parents(root, made) + ["--ro-bind", root, root]
     args += _parents(WORKER_IN_SANDBOX, made) + ["--ro-bind", str(WORKER), WORKER_IN_SANDBOX]
+    args += ["--ro-bind", str(INTERP), INTERP_IN_SANDBOX]
     args += ["--dev", "/dev", "--proc", "/proc"]
     args += ["--dir", "/mnt/data/temp_processed_images", "--dir", "/mnt/data/input"]
     args += ["--bind", str(sessions_root), "/sbx/sessions", "--chdir", "/"]

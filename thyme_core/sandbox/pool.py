@@ -34,7 +34,7 @@ from thyme_core.sandbox import cgroups, channel, collect, launch
 from thyme_core.sandbox.rewrite import prepare_code
 from thyme_core.sandbox.template import CONTROL_TIMEOUT_S, Template
 from thyme_core.sandbox.types import FATAL, MAX_RETRY_REASON_CHARS, ExecResult, Limits, Status
-from thyme_core.sandbox.uids import UidBlock
+from thyme_core.sandbox.uids import BLOCK, UidBlock
 from thyme_core.thyme_format import OUTPUT_DIR
 
 SANDBOX_INPUT_DIR = "/mnt/data/input"
@@ -110,6 +110,11 @@ class SandboxPool:
         self._refiller.start()
 
     # ---- public API
+
+    @property
+    def uid_range(self) -> tuple[int, int] | None:
+        """The uids this pool's sessions run as (root mode; None otherwise): no other pool holds them."""
+        return (self._uids.first, self._uids.first + BLOCK - 1) if self._uids is not None else None
 
     def run(self, code: str, images: list[str | os.PathLike] = (), session_id: str = "default",
             limits: Limits | None = None) -> ExecResult:
