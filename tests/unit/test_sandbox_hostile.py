@@ -75,25 +75,36 @@ print("saved")
     still_works(pool, "fifo")
 
 
-def test_background_threads_are_frozen_while_outputs_are_read_and_between_runs(pool):
-    code = """
-import threading, time
+SPINNER = """
+import os, threading, time
 count = [0]
 def spin():
     while True:
         count[0] += 1
 threading.Thread(target=spin, daemon=True).start()
+if os.fork() == 0:  # a child process spinning too, writing its count where the session can read it
+    n = 0
+    while True:
+        n += 1
+        if n % 100000 == 0:
+            open("/mnt/data/temp_processed_images/child.txt", "w").write(str(n))
 time.sleep(0.3)
-print(count[0])
+print(count[0], open("/mnt/data/temp_processed_images/child.txt").read())
 """
-    first = pool.run(code, session_id="spinner")
-    at_reply = int(first.stdout)
+
+
+@pytest.mark.parametrize("use_cgroups", [True, False], ids=["cgroup-freeze", "sigstop-fallback"])
+def test_background_threads_and_children_are_frozen_between_runs(use_cgroups):
     import time
 
-    time.sleep(0.6)  # the spinner would count ~2x its first 0.3 s here if it kept running
-    later = int(pool.run("print(count[0])", session_id="spinner").stdout)
-    assert later - at_reply < at_reply / 3, (at_reply, later)
-    still_works(pool, "spinner")
+    with SandboxPool(workers=1, spares=0, use_cgroups=use_cgroups) as p:
+        at_reply, child_at_reply = map(int, p.run(SPINNER, session_id="spinner").stdout.split())
+        time.sleep(0.6)  # the spinners would count ~2x their first 0.3 s here if they kept running
+        later = p.run("print(count[0])\nprint(open('/mnt/data/temp_processed_images/child.txt').read())",
+                      session_id="spinner").stdout.split()
+        assert int(later[0]) - at_reply < at_reply / 3, (at_reply, later)
+        assert int(later[1]) - child_at_reply <= child_at_reply / 3 + 100_000, (child_at_reply, later)
+        assert p.run("print('next')", session_id="spinner").stdout == "next\n"
 
 
 def test_one_deadline_per_run_even_for_a_slow_drip_reply(pool):
