@@ -106,7 +106,7 @@ def load_backend(tiny: bool, home, max_pixels: int):
 
 def open_pool(wanted: str):
     """(pool, isolation): bubblewrap when it is installed and starts, else no isolation, with a warning."""
-    from thyme_core.errors import ThymeError
+    from thyme_core.base.errors import ThymeError
     from thyme_core.sandbox import SandboxPool
 
     if wanted != "auto":
@@ -161,7 +161,7 @@ def main() -> None:
     import torch
 
     from thyme_core.agent.backends.scripted import steer_through_scripts
-    from thyme_core.home import DataHome
+    from thyme_core.base.home import DataHome
     from thyme_core.rl.rollout import RLPrompt, RolloutConfig, make_agent, rollout_timed
 
     if not args.tiny and not torch.cuda.is_available():

@@ -1,5 +1,5 @@
 """SFT step throughput on one node: a randomly initialised Qwen2.5-VL (weights cannot be downloaded on the
-GPU workers), the training engine of thyme_core.train.loop (ZeRO-2, frozen vision tower, gradient
+GPU workers), the training engine of thyme_core.sft.loop (ZeRO-2, frozen vision tower, gradient
 checkpointing, bf16, flash-attn 2 when installed else sdpa), sequences of Thyme's max length with one image of
 Thyme's max_pixels. Prints tokens/s, peak memory and MFU, then one final JSON line.
 
@@ -91,8 +91,8 @@ def main() -> None:
 
     import deepspeed
 
-    from thyme_core.train import loop
-    from thyme_core.train.config import SftConfig
+    from thyme_core.sft import loop
+    from thyme_core.sft.config import SftConfig
 
     cuda = torch.cuda.is_available()
     deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo")

@@ -68,7 +68,7 @@ CORE = r'''
 import json, os, sys, time
 from concurrent.futures import ProcessPoolExecutor
 from thyme_core import prepare
-from thyme_core.home import DataHome
+from thyme_core.base.home import DataHome
 src, home = sys.argv[1], DataHome(sys.argv[2]).ensure()
 config = prepare.PrepareConfig(shard_rows=int(sys.argv[3]))
 specs = prepare.plan(src, "''' + SPLIT + r'''", config)

@@ -16,7 +16,7 @@ from tasks.evaluate import eval_report, eval_shard, plan_eval_shards
 from tasks.progress import wait_with_progress
 from thyme_core.agent.config import AgentConfig
 from thyme_core.agent.infer import BackendSpec
-from thyme_core.home import resolve_home
+from thyme_core.base.home import resolve_home
 
 
 # Shards run one at a time in this process: the model is loaded once and is the bottleneck; parallel

@@ -16,10 +16,10 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.prepare import catalog_report, plan_shards, prepare_shard, publish_report, sync_source
 from tasks.progress import wait_with_progress
-from thyme_core.home import resolve_home
-from thyme_core.prepare import PrepareConfig
-from thyme_core.source_sync import is_remote
-from thyme_core.workers import default_workers
+from thyme_core.base.home import resolve_home
+from thyme_core.prepare.shards import PrepareConfig
+from thyme_core.prepare.s3_mirror import is_remote
+from thyme_core.base.workers import default_workers
 
 
 # Tasks are threads that hand their shard to thyme_core's warm process pool (workers.py): the decoding

@@ -13,8 +13,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.progress import wait_with_progress
 from tasks.replay import list_prepared_shards, replay_report, replay_shard
-from thyme_core.home import resolve_home
-from thyme_core.replay import ReplayConfig
+from thyme_core.base.home import resolve_home
+from thyme_core.replay.verify import ReplayConfig
 
 
 # Shard tasks are threads: the work happens in sandbox interpreters, which are processes of their own.

@@ -55,7 +55,7 @@ def thyme_pipeline(
         stages["replay"] = replay_sft_data(split=split, home=home, min_similarity=min_similarity,
                                            isolation=isolation)
     if dataset:
-        from thyme_core.home import resolve_home
+        from thyme_core.base.home import resolve_home
 
         stages["version"] = push_version(str(resolve_home(home).root), dataset, dataset_tag, store or None)
     weights = model or None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from prefect import flow
 
 from tasks.train_rl import prepare_rl_run, run_rl
-from thyme_core.home import resolve_home
+from thyme_core.base.home import resolve_home
 
 
 @flow(name="train_rl", log_prints=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from prefect import flow
 
 from tasks.train import prepare_sft_run, publish_sft_report, run_sft
-from thyme_core.home import resolve_home
+from thyme_core.base.home import resolve_home
 
 
 @flow(name="train_sft", log_prints=True)

@@ -1,4 +1,4 @@
-"""Prefect tasks of evaluation: thin wrappers over thyme_core.agent.evaluate."""
+"""Prefect tasks of evaluation: thin wrappers over thyme_core.eval.evaluate."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from thyme_core.agent import evaluate
+from thyme_core.eval import evaluate
 from thyme_core.agent.config import AgentConfig
 from thyme_core.agent.infer import BackendSpec
-from thyme_core.home import DataHome
+from thyme_core.base.home import DataHome
 
 
 @task(name="plan-eval-shards", cache_policy=NO_CACHE)

@@ -1,4 +1,4 @@
-"""Prefect tasks of SFT data preparation: thin wrappers over thyme_core.prepare / catalog."""
+"""Prefect tasks of SFT data preparation: thin wrappers over thyme_core.prepare.shards / catalog."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from thyme_core import catalog, prepare, source_sync, workers
-from thyme_core.home import DataHome
-from thyme_core.prepare_report import PrepareReport, build_report
-from thyme_core.source import ShardSpec
+from thyme_core import catalog, prepare
+from thyme_core.prepare import s3_mirror as source_sync
+from thyme_core.base import workers
+from thyme_core.base.home import DataHome
+from thyme_core.prepare.report import PrepareReport, build_report
+from thyme_core.prepare.source import ShardSpec
 
 from tasks.retry import retry_unless_user_error
 
@@ -42,7 +44,7 @@ def prepare_shard(spec: ShardSpec, home_root: str, config: prepare.PrepareConfig
 @task(name="catalog-report", cache_policy=NO_CACHE)
 def catalog_report(home_root: str, split: str, results: list[prepare.ShardResult], wall_seconds: float) -> PrepareReport:
     home = DataHome(home_root)
-    catalog.connect(home).close()  # (re)declare the views
+    catalog.publish(home)
     return build_report(home, split, results, wall_seconds)
 
 

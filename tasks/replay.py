@@ -1,4 +1,4 @@
-"""Prefect tasks of replay verification: thin wrappers over thyme_core.replay / catalog."""
+"""Prefect tasks of replay verification: thin wrappers over thyme_core.replay.verify / catalog."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from thyme_core import replay
-from thyme_core.home import DataHome
+from thyme_core.base.home import DataHome
 
 
 @task(name="list-prepared-shards", cache_policy=NO_CACHE)

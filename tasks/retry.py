@@ -3,7 +3,7 @@ which would fail the same way again and only delay the clear message."""
 
 from __future__ import annotations
 
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
 
 
 def retry_unless_user_error(task, task_run, state) -> bool:

@@ -1,4 +1,4 @@
-"""Prefect tasks of SFT training: thin wrappers over thyme_core.train.launch.
+"""Prefect tasks of SFT training: thin wrappers over thyme_core.sft.launch.
 
 The training itself runs in a torchrun subprocess; these tasks prepare its run folder, stream its output to
 the Prefect run logger, and retry a failed launch: the relaunch resumes from the run's last checkpoint.
@@ -11,9 +11,9 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks.retry import retry_unless_user_error
-from thyme_core.home import DataHome
-from thyme_core.train import launch
-from thyme_core.train.config import load_preset
+from thyme_core.base.home import DataHome
+from thyme_core.sft import launch
+from thyme_core.sft.config import load_preset
 
 # A finished run is skipped by thyme_core itself (its folder has DONE, keyed by dataset, config and code),
 # which holds wherever the home goes; no Prefect result cache is used.

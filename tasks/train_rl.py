@@ -13,7 +13,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks.retry import retry_unless_user_error
-from thyme_core.home import DataHome
+from thyme_core.base.home import DataHome
 from thyme_core.rl import run as rl_run
 from thyme_core.rl.config import load_preset
 

@@ -8,7 +8,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.retry import retry_unless_user_error
-from thyme_core.home import DataHome
+from thyme_core.base.home import DataHome
 from thyme_core.versions.push import push
 from thyme_core.versions.store import open_store
 

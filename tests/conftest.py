@@ -15,7 +15,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 @pytest.fixture
 def home(tmp_path):
-    from thyme_core.home import DataHome
+    from thyme_core.base.home import DataHome
 
     return DataHome(tmp_path / "home").ensure()
 

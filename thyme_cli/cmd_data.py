@@ -55,7 +55,7 @@ def _store_errors():
     """An S3 failure left after botocore's retries (access denied, endpoint down) as a one-line error."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from thyme_core.errors import ThymeError
+    from thyme_core.base.errors import ThymeError
 
     try:
         yield
@@ -64,7 +64,7 @@ def _store_errors():
 
 
 def _home(args):
-    from thyme_core.home import resolve_home
+    from thyme_core.base.home import resolve_home
 
     return resolve_home(args.home or args.group_home)
 

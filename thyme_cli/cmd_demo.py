@@ -31,7 +31,7 @@ def run(args) -> int:
     from flows.prepare_sft_data import prepare_sft_data
     from tasks.runtime import shared_prefect_api
     from thyme_core import catalog
-    from thyme_core.home import resolve_home
+    from thyme_core.base.home import resolve_home
     from thyme_core.synth import write_dataset
 
     home = resolve_home(args.home).ensure()
@@ -46,7 +46,7 @@ def run(args) -> int:
     messy = sources / "messy" / "single_round_messy.jsonl"
     if not messy.exists():
         _write_messy(messy, files["wo_thinking_thyme_single_round"])
-    from thyme_core import workers
+    from thyme_core.base import workers
 
     with shared_prefect_api(meanwhile=workers.warm):
         for split, path in files.items():
@@ -75,7 +75,7 @@ def run(args) -> int:
         # Evaluation (issue 4): `thyme eval` of a tiny generated benchmark through the agent loop and the
         # sandbox, answered by recorded responses (scripted backend); a rerun skips the finished shards
         from flows.evaluate import evaluate
-        from thyme_core.bench_tsv import write_demo_benchmark
+        from thyme_core.synth.benchmark import write_demo_benchmark
 
         bench, responses = write_demo_benchmark(sources / "bench", n=8)
         evaluate(tsv=str(bench), home=str(home.root), backend="scripted", response_file=str(responses), shard_rows=4)
@@ -90,7 +90,7 @@ def run(args) -> int:
     print(f"\ndataset version demo@latest = {version.manifest[:16]} in {store_uri} "
           f"({version.objects} objects, {version.uploaded} uploaded{', unchanged' if version.unchanged else ''})")
     for name in DEMO_QUERIES:
-        columns, rows = catalog.query(home, name)
+        columns, rows = catalog.named(home, name)
         print(f"\n-- sql/queries/{name}.sql\n{catalog.format_table(columns, rows)}")
     print(f"\nData home: {home.root}\nTry: thyme sql \"SELECT split, count(*) FROM sft_samples GROUP BY split\" --home {home.root}")
     return 0
@@ -102,7 +102,7 @@ def _write_messy(path: Path, clean_parquet: Path) -> None:
 
     import pyarrow.parquet as pq
 
-    from thyme_core.fsio import atomic_write_bytes
+    from thyme_core.base.fsio import atomic_write_bytes
     from thyme_core.synth import bad
 
     rows = pq.read_table(clean_parquet).slice(0, 8).to_pylist()

@@ -32,8 +32,8 @@ def register(sub) -> None:
 
 
 def _api_env(args) -> dict:
-    from thyme_core.errors import ThymeError
-    from thyme_core.home import resolve_home
+    from thyme_core.base.errors import ThymeError
+    from thyme_core.base.home import resolve_home
 
     if not os.environ.get("PREFECT_API_URL"):
         raise ThymeError("PREFECT_API_URL is not set: start `prefect server start --host 127.0.0.1` and export "

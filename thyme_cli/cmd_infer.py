@@ -45,7 +45,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from thyme_core.agent.config import AgentConfig
     from thyme_core.agent.infer import BackendSpec, describe, infer
-    from thyme_core.home import resolve_home
+    from thyme_core.base.home import resolve_home
 
     kw = agent_kwargs(args)
     spec = BackendSpec(kw.pop("backend"), kw.pop("model"), kw.pop("response_file"), kw.pop("device"),

@@ -20,7 +20,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from tasks.runtime import shared_prefect_api
-    from thyme_core import workers
+    from thyme_core.base import workers
 
     with shared_prefect_api(meanwhile=workers.warm):
         from flows.prepare_sft_data import prepare_sft_data

@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 
 from thyme_cli.main import add_home_arg
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
 
 
 def register(subparsers) -> None:
@@ -54,7 +54,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from thyme_core.home import resolve_home
+    from thyme_core.base.home import resolve_home
     from thyme_core.sandbox import Limits, SandboxPool
 
     code = sys.stdin.read() if args.code == "-" else _read(Path(args.code))

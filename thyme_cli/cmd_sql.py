@@ -17,14 +17,15 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from thyme_core import catalog
-    from thyme_core.errors import ThymeError
-    from thyme_core.home import resolve_home
+    from thyme_core.base.errors import ThymeError
+    from thyme_core.base.home import resolve_home
 
     if args.list:
         print("\n".join(catalog.named_queries()))
         return 0
     if not args.query:
         raise ThymeError("give a query (SQL text or a name from `thyme sql --list`)")
-    columns, rows = catalog.query(resolve_home(args.home), args.query, args.param)
+    run_query = catalog.named if catalog.is_named(args.query) else catalog.query
+    columns, rows = run_query(resolve_home(args.home), args.query, args.param)
     print(catalog.format_table(columns, rows, args.max_width))
     return 0

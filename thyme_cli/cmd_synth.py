@@ -10,7 +10,7 @@ import argparse
 import time
 
 from thyme_cli.main import add_home_arg
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
 
 
 def register(subparsers) -> None:

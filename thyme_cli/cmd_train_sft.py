@@ -26,7 +26,7 @@ def register(sub) -> None:
 def parse_sets(items: list[str]) -> dict:
     import yaml
 
-    from thyme_core.errors import ThymeError
+    from thyme_core.base.errors import ThymeError
 
     out = {}
     for item in items:
@@ -39,7 +39,7 @@ def parse_sets(items: list[str]) -> dict:
 
 def run(args) -> int:
     if args.help_config:
-        from thyme_core.train.config import help_text
+        from thyme_core.sft.config import help_text
 
         print(help_text())
         return 0

@@ -13,7 +13,7 @@ import pkgutil
 import sys
 
 import thyme_cli
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
 
 
 def add_home_arg(parser: argparse.ArgumentParser) -> None:

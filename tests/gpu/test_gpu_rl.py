@@ -13,7 +13,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA d
 
 
 def test_one_grpo_step_on_cuda(tmp_path):
-    from thyme_core.home import DataHome
+    from thyme_core.base.home import DataHome
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from thyme_core.home import DataHome
+from thyme_core.base.home import DataHome
 from thyme_core.model import load_model_and_processor
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

@@ -10,13 +10,15 @@ import shutil
 import pytest
 
 from tests.integration.conftest import thyme
-from thyme_core import bench_tsv, catalog
-from thyme_core.home import DataHome
+from thyme_core import catalog
+from thyme_core.eval import benchmarks
+from thyme_core.synth.benchmark import write_demo_benchmark
+from thyme_core.base.home import DataHome
 
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
-    return bench_tsv.write_demo_benchmark(tmp_path_factory.mktemp("bench"), n=9)
+    return write_demo_benchmark(tmp_path_factory.mktemp("bench"), n=9)
 
 
 def eval_rows(home_root):
@@ -35,9 +37,9 @@ def test_eval_scores_exactly_and_a_rerun_skips_finished_shards(bench, tmp_path, 
     rows = eval_rows(home)
     assert [r[4] for r in rows] == [i % 3 != 0 for i in range(9)]
     assert [r[1] for r in rows] == ["color" if i % 2 == 0 else "color-hard" for i in range(9)]
-    _, by_category = catalog.query(DataHome(home), "eval_accuracy")
+    _, by_category = catalog.named(DataHome(home), "eval_accuracy")
     assert sorted(r[2:5] for r in by_category) == [("(all)", 9, 6), ("color", 5, 3), ("color-hard", 4, 3)]
-    _, execs = catalog.query(DataHome(home), "exec_success_by_round")
+    _, execs = catalog.named(DataHome(home), "exec_success_by_round")
     assert [(r[0], r[1], r[2]) for r in execs] == [(0, 9, 6), (1, 3, 3)]  # 0, 4, 8 fail once, then succeed
 
     again = thyme(*args, env=thyme_env)
@@ -63,7 +65,7 @@ def test_eval_scores_exactly_and_a_rerun_skips_finished_shards(bench, tmp_path, 
 def test_infer_prints_and_records_a_trajectory(bench, tmp_path, thyme_env):
     import base64
 
-    row = bench_tsv.read_rows(bench[0], 1, 2)[0]
+    row = benchmarks.read_rows(bench[0], 1, 2)[0]
     image = tmp_path / "q.png"
     image.write_bytes(base64.b64decode(row.image_b64))
     response = tmp_path / "r.txt"

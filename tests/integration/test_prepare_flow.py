@@ -15,7 +15,7 @@ import pytest
 
 from tests.integration.conftest import BIN, REPO, thyme
 from thyme_core import catalog
-from thyme_core.home import DataHome
+from thyme_core.base.home import DataHome
 from thyme_core.synth import bad, generate_records
 from thyme_core.synth.writer import SCHEMA
 
@@ -34,7 +34,7 @@ def source(tmp_path_factory):
 
 def catalog_state(home_root) -> dict:
     """Everything a user can see in the catalog, order-free."""
-    con = catalog.connect(DataHome(home_root))
+    con = catalog.read(DataHome(home_root))
     q = lambda sql: sorted(con.execute(sql).fetchall())
     state = {
         "samples": q("SELECT id, source_row, question, response, image_paths FROM sft_samples"),

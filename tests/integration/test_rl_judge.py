@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
 from thyme_core.rl.judge import Judge, JudgeConfig, JudgeFailure, accuracy_messages
 from thyme_core.rl.rewards import accuracy_reward, combined_reward
 

@@ -32,9 +32,9 @@ def results(tmp_path_factory):
     from PIL import Image
 
     from tests.integration.conftest import free_port
-    from thyme_core.home import DataHome
+    from thyme_core.base.home import DataHome
     from thyme_core.model.tiny import ensure_tiny_model
-    from thyme_core.train.launch import environment
+    from thyme_core.sft.launch import environment
 
     root = tmp_path_factory.mktemp("rl-sync-zero3")
     model_dir = ensure_tiny_model(DataHome(root / "home").ensure())

@@ -23,15 +23,16 @@ from tests.conftest import REPO
 from tests.integration.conftest import free_port
 from tests.unit.test_versions import VIEW_QUERIES, FailingStore, catalog_rows, make_home
 from thyme_core import catalog
-from thyme_core.errors import ThymeError
-from thyme_core.home import DataHome
+from thyme_core.base.errors import ThymeError
+from thyme_core.base.home import DataHome
 from thyme_core.versions.manifest import build_manifest
 from thyme_core.versions.pull import load_manifest, pull
 from thyme_core.versions.push import plan_push, publish, push, upload_objects
 from thyme_core.versions.query import query_version
 from thyme_core.versions.refs import versions
 from thyme_core.versions.s3 import S3Store
-from thyme_core.versions.store import RefConflict, object_key, open_store
+from thyme_core.versions.keys import RefConflict, object_key
+from thyme_core.versions.store import open_store
 
 BIN = Path(sys.executable).parent
 BUCKET = "thyme-versions"

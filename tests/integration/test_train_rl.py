@@ -21,7 +21,7 @@ import torch
 
 from tests.unit.test_rl_step import QUESTION, image_bytes, steer
 from thyme_core import catalog
-from thyme_core.home import DataHome
+from thyme_core.base.home import DataHome
 from thyme_core.rl import run as rl_run
 from thyme_core.rl.config import load_preset
 from thyme_core.rl.entry import KILL_AFTER_STEP_ENV

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from thyme_core import prepare
-from thyme_core.home import DataHome
+from thyme_core.base.home import DataHome
 from thyme_core.synth import write_dataset
-from thyme_core.train import checkpoint, launch
-from thyme_core.train.config import load_preset
-from thyme_core.train.loop import KILL_AT_STEP_ENV
+from thyme_core.sft import checkpoint, launch
+from thyme_core.sft.config import load_preset
+from thyme_core.sft.loop import KILL_AT_STEP_ENV
 
 # Stage 1 on the 4 samples of the 2round split: global batch 4 = 2 ranks x micro 1 x accumulation 2,
 # so every epoch is the same batch; 6 epochs = 6 steps on it.

@@ -8,13 +8,15 @@ import json
 
 import pytest
 
-from thyme_core import bench_tsv, catalog
-from thyme_core.agent import evaluate
+from thyme_core import catalog
+from thyme_core.eval import benchmarks
+from thyme_core.synth.benchmark import write_demo_benchmark
+from thyme_core.eval import evaluate
 from thyme_core.agent.backends.scripted import ScriptedBackend, load_responses, script_of
 from thyme_core.agent.backends.base import GenerationRequest
 from thyme_core.agent.config import AgentConfig
 from thyme_core.agent.infer import BackendSpec
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
 
 
 def test_tsv_reader_resolves_image_references_and_quoted_cells(tmp_path):
@@ -25,18 +27,18 @@ def test_tsv_reader_resolves_image_references_and_quoted_cells(tmp_path):
         f'10\t{img}\t"Say ""hi""\nplease"\tyes\tno\t\tA\tchat\n'  # quoted cell with a tab-free newline
         "11\t10\tSame image?\tyes\tno\tnan\tB\tchat\n"  # image refers to row 10; "nan" option dropped
     )
-    rows = bench_tsv.read_rows(path, 0, 2)
+    rows = benchmarks.read_rows(path, 0, 2)
     assert [r.index for r in rows] == ["10", "11"]
     assert rows[0].question == 'Say "hi"\nplease' and rows[0].options == {"A": "yes", "B": "no"}
     assert rows[1].image_b64 == img and rows[1].options == {"A": "yes", "B": "no"}
-    assert bench_tsv.read_rows(path, 1, 2)[0].image_b64 == img  # the referenced row is outside the range
-    assert bench_tsv.count_rows(path) == 2
+    assert benchmarks.read_rows(path, 1, 2)[0].image_b64 == img  # the referenced row is outside the range
+    assert benchmarks.count_rows(path) == 2
 
 
 def test_tsv_without_required_columns_is_a_clear_error(tmp_path):
     (tmp_path / "x.tsv").write_text("id\tquestion\n1\tq\n")
     with pytest.raises(ThymeError, match="missing columns: index, image, answer"):
-        bench_tsv.read_rows(tmp_path / "x.tsv", 0, 1)
+        benchmarks.read_rows(tmp_path / "x.tsv", 0, 1)
 
 
 def test_scripted_backend_continues_its_script_and_ends_with_eos():
@@ -61,7 +63,7 @@ def test_response_files(tmp_path):
 
 
 def test_eval_shards_score_exactly_and_rerun_skips_finished_ones(tmp_path, home):
-    tsv, responses = bench_tsv.write_demo_benchmark(tmp_path / "bench", n=6)
+    tsv, responses = write_demo_benchmark(tmp_path / "bench", n=6)
     spec = BackendSpec("scripted", response_file=str(responses))
     config = AgentConfig(isolation="none")  # trusted, generated code; the flow test uses bwrap
     shards = evaluate.plan(tsv, spec, config, shard_rows=4)
@@ -76,7 +78,7 @@ def test_eval_shards_score_exactly_and_rerun_skips_finished_ones(tmp_path, home)
                     ("4", "A", "A", True), ("5", "B", "B", True)]
     _, rounds = catalog.query(home, "SELECT sample_id, rounds FROM trajectories ORDER BY sample_id")
     assert rounds == [(f"demo_bench:{i}", 2 if i % 4 == 0 else 1) for i in range(6)]  # 0 and 4 fail once, retry
-    _, errors = catalog.query(home, "exec_errors")
+    _, errors = catalog.named(home, "exec_errors")
     assert [(r[0], r[1], r[2]) for r in errors] == [("error", "NameError", 2)]
     report = evaluate.report_markdown(home, shards[0].run_id)
     assert "| demo_bench | (all) | 6 | 4 | 66.67 |" in report
@@ -89,4 +91,4 @@ def test_doctests(module):
 
 
 def test_bench_tsv_doctests():
-    assert doctest.testmod(bench_tsv).failed == 0
+    assert doctest.testmod(benchmarks).failed == 0

@@ -36,7 +36,7 @@ It is red.</think>
 
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory):
-    from thyme_core.home import DataHome
+    from thyme_core.base.home import DataHome
 
     home = DataHome(tmp_path_factory.mktemp("tiny-home"))
     b = TransformersBackend.load(None, home, trace=True)

@@ -14,7 +14,7 @@ from thyme_core.agent import Agent, AgentConfig
 from thyme_core.agent.backends.openai_http import OpenAIBackend
 from thyme_core.agent.backends.scripted import script_of
 from thyme_core.agent.codec import ByteCodec
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
 
 RESPONSE = '''<think>Crop.
 <code>

@@ -103,7 +103,7 @@ def test_lockstep_on_the_tiny_model_sampling_at_temperature_one(tmp_path_factory
     # samples freely from the random model at temperature 1 with top-k/top-p: each request's own seed must make
     # it the same whichever other requests surround it.
     from thyme_core.agent.backends.hf import TransformersBackend
-    from thyme_core.home import DataHome
+    from thyme_core.base.home import DataHome
 
     home = DataHome(tmp_path_factory.mktemp("tiny-lockstep")).ensure()
     backend = TransformersBackend.load(None, home)

@@ -89,7 +89,7 @@ def test_a_lockstep_step_is_one_vllm_call_with_a_seed_per_request(fake_vllm, hom
 
 
 def test_vllm_missing_is_a_clear_error(monkeypatch, home):
-    from thyme_core.errors import ThymeError
+    from thyme_core.base.errors import ThymeError
 
     monkeypatch.setitem(sys.modules, "vllm", None)  # import fails as on a CPU machine
     with pytest.raises(ThymeError, match="gpu"):

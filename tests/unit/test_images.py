@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from thyme_core.images import ImageConfig, ImageStore, decode_base64, prepare_image
-from thyme_core.reasons import Reject, Rejected, Repair
+from thyme_core.images.store import ImageConfig, ImageStore, decode_base64, prepare_image
+from thyme_core.base.reasons import Reject, Rejected, Repair
 from thyme_core.synth import bad
 
 PAYLOADS = bad.bad_images(include_controls=True)

@@ -9,7 +9,8 @@ import typing
 
 import pytest
 
-from thyme_core import catalog, schema
+from thyme_core import catalog
+from thyme_core.catalog import schema
 from tests.conftest import REPO
 
 _SQL_TYPES = {str: "VARCHAR", int: "BIGINT", float: "DOUBLE", float | None: "DOUBLE", bool: "BOOLEAN",
@@ -30,12 +31,14 @@ def test_thyme_core_never_imports_prefect():
 @pytest.mark.parametrize(
     "view, cls",
     [("sft_samples", schema.SftSample), ("rl_samples", schema.RlSample), ("images", schema.ImageRecord),
-     ("rejects", schema.RejectRecord), ("prepare_shards", schema.ShardSummary), ("replays", schema.ReplayRecord),
+     ("rejects", schema.RejectRecord), ("prepare_shards", schema.ShardSummary),
+     ("prepare_shard_runs", schema.ShardRun), ("replays", schema.ReplayRecord),
      ("trajectories", schema.TrajectoryRecord), ("turns", schema.TurnRecord), ("executions", schema.ExecutionRecord),
      ("eval_results", schema.EvalResult), ("rl_rollouts", schema.RlRolloutRecord)],
 )
 def test_sql_views_match_record_dataclasses(home, view, cls):
-    con = catalog.connect(home)
+    catalog.publish(home)
+    con = catalog.read(home)
     described = [(r[0], r[1]) for r in con.execute(f"DESCRIBE {view}").fetchall()]
     hints = typing.get_type_hints(cls)
     assert described == [(f.name, _SQL_TYPES[hints[f.name]]) for f in dataclasses.fields(cls)]
@@ -67,6 +70,66 @@ def test_every_subcommand_takes_home():
 
 
 def test_named_queries_run_on_an_empty_catalog(home):
+    catalog.publish(home)
     for name in catalog.named_queries():
-        columns, rows = catalog.query(home, name)
+        columns, rows = catalog.named(home, name)
         assert columns and rows == [], name
+
+
+def test_nothing_loose_at_the_thyme_core_root_but_the_shared_markup():
+    loose = sorted(p.name for p in (REPO / "thyme_core").glob("*.py"))
+    assert loose == ["__init__.py", "thyme_format.py"], "put new modules in the package named after what they hold"
+
+
+def _import_graph(root):
+    from thyme_core.base import versioning as v
+
+    graph = {}
+    for path in root.rglob("*.py"):
+        module = v._module_of(path, root)
+        ancestors = {module.rsplit(".", i)[0] for i in range(1, module.count(".") + 1)}
+        deps = {v._module_of(f, root) for name in v._imported(path, root) if (f := v._file_of(name, root))}
+        graph[module] = deps - ancestors - {module}  # a package's own __init__ is not a cycle
+    return graph
+
+
+def _cycles(graph):
+    order, low, stack, on, found, counter = {}, {}, [], set(), [], [0]
+
+    def visit(node):  # Tarjan's strongly connected components
+        order[node] = low[node] = counter[0]
+        counter[0] += 1
+        stack.append(node)
+        on.add(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in order:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on:
+                low[node] = min(low[node], order[nxt])
+        if low[node] == order[node]:
+            comp = set()
+            while not comp or node not in comp:
+                comp.add(stack.pop())
+            on.difference_update(comp)
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for node in sorted(graph):
+        if node not in order:
+            visit(node)
+    return found
+
+
+def test_the_import_graph_of_thyme_core_has_no_cycles():
+    assert _cycles(_import_graph(REPO / "thyme_core")) == []
+
+
+def test_the_cycle_check_finds_a_cycle(tmp_path):
+    pkg = tmp_path / "thyme_core"
+    (pkg / "a").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a" / "__init__.py").write_text("")
+    (pkg / "a" / "x.py").write_text("def f():\n    from thyme_core.a.y import g\n")  # lazy imports count
+    (pkg / "a" / "y.py").write_text("from thyme_core.a import x\n")
+    assert _cycles(_import_graph(pkg)) == [["thyme_core.a.x", "thyme_core.a.y"]]

@@ -1,4 +1,4 @@
-"""Path rewriting (thyme_core.paths): tables of literal samples, each with why it passes or fails."""
+"""Path rewriting (thyme_core.prepare.paths): tables of literal samples, each with why it passes or fails."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from thyme_core.paths import PathMapping, rewrite_paths
-from thyme_core.reasons import Reject
+from thyme_core.prepare.paths import PathMapping, rewrite_paths
+from thyme_core.base.reasons import Reject
 
 A, B, C = "images/aa/aa11.jpg", "images/bb/bb22.jpg", "images/cc/cc33.png"
 OUT = "/mnt/data/temp_processed_images/"

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from thyme_core import catalog, prepare
-from thyme_core.reasons import Reject
+from thyme_core.base.reasons import Reject
 from thyme_core.synth import bad, generate_records
 from thyme_core.synth.writer import SCHEMA
 
@@ -47,7 +47,7 @@ def _mixed_rows(good_rows):
 def test_good_and_bad_rows_land_in_the_right_tables(home, tmp_path, good_rows):
     rows, expected = _mixed_rows(good_rows)
     results = _run(home, _write(tmp_path / "mixed.parquet", rows))
-    con = catalog.connect(home)
+    con = catalog.read(home)
     rejects = dict(con.execute("SELECT source_row, reason FROM rejects").fetchall())
     dropped = {row: reason for row, reason in rejects.items() if reason != "duplicate_sample"}
     assert dropped == {row: str(reason) for row, reason in expected.items() if isinstance(reason, Reject)}
@@ -65,7 +65,7 @@ def test_good_and_bad_rows_land_in_the_right_tables(home, tmp_path, good_rows):
 
 def test_paths_in_the_catalog_point_at_stored_images(home, tmp_path, good_rows):
     _run(home, _write(tmp_path / "good.parquet", good_rows))
-    con = catalog.connect(home)
+    con = catalog.read(home)
     for question, response, paths, path_map in con.execute(
         "SELECT question, response, image_paths, path_map FROM sft_samples WHERE has_image"
     ).fetchall():
@@ -89,7 +89,7 @@ def test_rerun_adds_nothing_and_duplicates_are_reported(home, tmp_path, good_row
     assert all(r.reused for r in again) and [r.summary for r in again] == [r.summary for r in first]
     _write(src / "copy.parquet", good_rows[:3])  # the same samples in a second file
     _run(home, src)
-    con = catalog.connect(home)
+    con = catalog.read(home)
     assert con.execute("SELECT count(*) FROM sft_samples").fetchone()[0] == len(good_rows)
     dups = con.execute("SELECT source_file, reason FROM rejects").fetchall()
     assert dups == [("copy.parquet", "duplicate_sample")] * 3
@@ -122,18 +122,20 @@ def test_jsonl_source_with_unparseable_lines(home, tmp_path, good_rows):
     lines = [json.dumps(r) for r in good_rows[:2]] + ["{broken", json.dumps(bad.image_not_list(base).record)]
     (tmp_path / "a.jsonl").write_text("\n".join(lines) + "\n")
     _run(home, tmp_path / "a.jsonl")
-    con = catalog.connect(home)
+    con = catalog.read(home)
     assert con.execute("SELECT source_row, reason FROM rejects ORDER BY 1").fetchall() == [
         (2, "bad_field"), (3, "bad_field")]
     assert con.execute("SELECT count(*) FROM sft_samples").fetchone()[0] == 2
 
 
-def test_config_and_code_version_are_in_the_shard_keys(tmp_path, good_rows):
+def test_config_and_code_version_are_in_the_shard_keys(tmp_path, good_rows, monkeypatch):
     source = _write(tmp_path / "a.parquet", good_rows)
     keys = lambda cfg: [s.key for s in prepare.plan(source, "s", cfg)]
     assert keys(CONFIG) == keys(prepare.PrepareConfig(shard_rows=5))
     assert set(keys(CONFIG)).isdisjoint(keys(prepare.PrepareConfig(shard_rows=5, max_pixels=10**6)))
-    assert len(prepare.code_version()) == 16
+    before = keys(CONFIG)
+    monkeypatch.setattr("thyme_core.prepare.shards.code_version", lambda: "another-code-version")
+    assert set(before).isdisjoint(keys(CONFIG))  # new code: new keys, so no shard of the old code is reused
 
 
 def test_staging_debris_of_dead_writers_is_cleared_at_the_next_plan(home, tmp_path, good_rows):

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
 from thyme_core.rl import grpo
 from thyme_core.rl.grpo import GrpoLossConfig, group_advantages, policy_loss, token_logprobs
 

@@ -10,14 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
 from thyme_core.rl.logprobs import sequence_logprobs
 
 
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory):
     from thyme_core.agent.backends.hf import TransformersBackend
-    from thyme_core.home import DataHome
+    from thyme_core.base.home import DataHome
 
     return TransformersBackend.load(None, DataHome(tmp_path_factory.mktemp("logprobs-home")).ensure())
 

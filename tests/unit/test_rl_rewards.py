@@ -5,7 +5,7 @@ import doctest
 
 import pytest
 
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
 from thyme_core.rl import judge as judge_module
 from thyme_core.rl import rewards
 from thyme_core.rl.judge import StaticJudge, Verdict, parse_verdict

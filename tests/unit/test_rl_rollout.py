@@ -10,7 +10,7 @@ from PIL import Image
 
 from thyme_core.agent.backends.scripted import ScriptedBackend
 from tests.unit.test_agent_lockstep import BatchedScripted
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
 from thyme_core.rl.rollout import RLPrompt, RolloutConfig, group_samples, loss_keep, make_agent, rollout, rollout_timed
 
 CROP = '''<code>

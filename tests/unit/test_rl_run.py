@@ -64,13 +64,13 @@ def test_run_lands_in_the_catalog_resumes_and_skips(home):
                                   "t.sample_id = r.sample_id JOIN executions e ON e.run_id = r.run AND "
                                   "e.sample_id = r.sample_id")
     assert rows == [(6, 6, "ok", "ok")]
-    _, rows = catalog.query(home, "rl_reward_by_step")
+    _, rows = catalog.named(home, "rl_reward_by_step")
     assert [(r[1], r[2], r[3]) for r in rows] == [(1, 2, 1.25), (2, 2, 1.25), (3, 2, 1.25)]
-    cols, rows = catalog.query(home, "rl_code_use_by_step")
+    cols, rows = catalog.named(home, "rl_code_use_by_step")
     assert [dict(zip(cols, r))["code_rate"] for r in rows] == [1.0] * 3
     assert [dict(zip(cols, r))["code_success_rate"] for r in rows] == [1.0] * 3
-    assert catalog.query(home, "rl_errors_by_step")[1] == []
-    cols, rows = catalog.query(home, "rl_zero_variance_by_step")
+    assert catalog.named(home, "rl_errors_by_step")[1] == []
+    cols, rows = catalog.named(home, "rl_zero_variance_by_step")
     assert [dict(zip(cols, r))["zero_variance_groups"] for r in rows] == [0] * 3
 
     # nothing changed: skipped; more steps: the same run goes on from its last checkpoint
@@ -117,7 +117,7 @@ def test_presets_load_and_bad_values_fail():
     ref = load_preset("rl")
     assert (ref.learning_rate, ref.group_size, ref.beta, ref.max_new_tokens, ref.max_pixels) == \
         (5e-7, 4, 0.01, 3196, 2408448)
-    from thyme_core.errors import ThymeError
+    from thyme_core.base.errors import ThymeError
 
     with pytest.raises(ThymeError):
         load_preset("rl_tiny", no_such_field=1)
@@ -131,7 +131,7 @@ def test_presets_load_and_bad_values_fail():
 
 
 def test_each_rank_rolls_out_a_contiguous_share_of_whole_prompts():
-    from thyme_core.errors import ThymeError
+    from thyme_core.base.errors import ThymeError
 
     prompts = [RLPrompt(f"p{i}", b"", "q", "A") for i in range(5)]
     shares = [rl_run.rank_share(prompts, r, 2) for r in range(2)]

@@ -53,7 +53,7 @@ def image_bytes():
 
 @pytest.fixture(scope="module")
 def tiny_home(tmp_path_factory):
-    from thyme_core.home import DataHome
+    from thyme_core.base.home import DataHome
 
     return DataHome(tmp_path_factory.mktemp("rl-home")).ensure()
 
@@ -148,7 +148,7 @@ def test_limits_are_flagged_and_masked_out_not_punished(home):
 
 
 def test_configs_reject_impossible_values():
-    from thyme_core.errors import ThymeError
+    from thyme_core.base.errors import ThymeError
 
     with pytest.raises(ThymeError):
         RolloutConfig(group_size=0)

@@ -12,13 +12,13 @@ import copy
 import pytest
 import torch
 
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
 from thyme_core.rl.sync import HFSink, VLLMSink, gathered_weights, sync_weights
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from thyme_core.home import DataHome
+    from thyme_core.base.home import DataHome
     from thyme_core.model import load_model_and_processor
 
     model, _ = load_model_and_processor(None, DataHome(tmp_path_factory.mktemp("sync-home")).ensure())

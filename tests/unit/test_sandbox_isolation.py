@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
 from thyme_core.sandbox import Limits, SandboxPool, Status
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed (make setup)")

@@ -6,8 +6,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from thyme_core.errors import ThymeError
-from thyme_core.source import plan_shards, read_shard
+from thyme_core.base.errors import ThymeError
+from thyme_core.prepare.source import plan_shards, read_shard
 
 
 def _rows(n):

@@ -10,7 +10,7 @@ import struct
 import pytest
 from PIL import Image, UnidentifiedImageError
 
-from thyme_core.reasons import Reject, Repair
+from thyme_core.base.reasons import Reject, Repair
 from thyme_core.synth import bad, generate_sample
 from thyme_core.thyme_format import OUTPUT_DIR, code_blocks, sandbox_outputs
 

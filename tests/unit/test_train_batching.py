@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from thyme_core.train.batching import micro_batches, padding_ratio, plan_batches
+from thyme_core.sft.batching import micro_batches, padding_ratio, plan_batches
 
 
 def _data(n=200, seed=0):

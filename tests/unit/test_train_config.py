@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from thyme_core.errors import ThymeError
-from thyme_core.train.config import DEEPSPEED_DIR, PRESETS_DIR, SftConfig, help_text, load_preset
-from thyme_core.train.loop import deepspeed_config, lr_lambda
+from thyme_core.base.errors import ThymeError
+from thyme_core.sft.config import DEEPSPEED_DIR, PRESETS_DIR, SftConfig, help_text, load_preset
+from thyme_core.sft.loop import deepspeed_config, lr_lambda
 
 
 @pytest.mark.parametrize("path", sorted(PRESETS_DIR.glob("sft_*.yaml")), ids=lambda p: p.name)

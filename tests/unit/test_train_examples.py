@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from thyme_core import catalog, prepare
-from thyme_core.home import DataHome
+from thyme_core.base.home import DataHome
 from thyme_core.model import ensure_tiny_model, load_model, load_processor
 from thyme_core.synth import write_dataset
-from thyme_core.train.collate import collate
-from thyme_core.train.examples import IGNORE, Drop, ExampleOptions, TokenSpec, build_example, build_examples
-from thyme_core.train.masking import VISION_BLOCK
+from thyme_core.sft.collate import collate
+from thyme_core.sft.examples import IGNORE, Drop, ExampleOptions, TokenSpec, build_example, build_examples
+from thyme_core.sft.masking import VISION_BLOCK
 
 MAX_PIXELS = 16 * 28 * 28
 OPTS = ExampleOptions(max_length=4096, max_pixels=MAX_PIXELS)

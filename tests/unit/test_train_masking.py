@@ -2,7 +2,7 @@
 
 import pytest
 
-from thyme_core.train.masking import (
+from thyme_core.sft.masking import (
     Piece, harness_spans, images_shown, last_round_start, prompt_pieces, response_pieces,
 )
 

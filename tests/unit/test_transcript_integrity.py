@@ -36,7 +36,7 @@ def pool():
 
 @pytest.fixture(scope="module")
 def tiny_processor(tmp_path_factory):
-    from thyme_core.home import DataHome
+    from thyme_core.base.home import DataHome
     from thyme_core.model import ensure_tiny_model, load_processor
 
     home = DataHome(tmp_path_factory.mktemp("tiny")).ensure()
@@ -109,7 +109,7 @@ def test_http_backend_sends_printed_specials_defused():
 
 
 def test_sft_examples_tokenize_printed_specials_as_plain_text(tiny_processor, tmp_path):
-    from thyme_core.train.examples import ExampleOptions, TokenSpec, build_example
+    from thyme_core.sft.examples import ExampleOptions, TokenSpec, build_example
 
     response = f"<think><code>\n```python\nprint(1)\n```\n</code>\n<sandbox_output>{HOSTILE}</sandbox_output>\n" \
                "So.</think><answer>B</answer>"

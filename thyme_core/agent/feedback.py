@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from thyme_core.agent.config import AgentConfig
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
 
 NO_CODE = "no_code"
 
@@ -29,11 +29,6 @@ class Outcome:
     images: list[tuple[str, Path, str]]  # (sha256, stored host path, home-relative path)
     text: str  # the text part of the feedback
     kind: str  # image / text / error
-
-    def record(self, round_no: int, fed: tuple, kind: str, tokens: int):
-        from thyme_core.agent.loop import Execution
-
-        return Execution(round_no, self.status, self.error, self.stdout, self.duration_s, fed, kind, tokens)
 
 
 def execute(code: str, sample, pool, session_id: str, config: AgentConfig, store_image) -> Outcome:

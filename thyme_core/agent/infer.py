@@ -13,7 +13,7 @@ from thyme_core.agent.config import AgentConfig
 from thyme_core.agent.loop import Trajectory
 from thyme_core.agent.records import publish, to_records
 from thyme_core.agent.runner import Agent
-from thyme_core.home import DataHome
+from thyme_core.base.home import DataHome
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from typing import Callable
 from thyme_core.agent.backends.base import Backend, FedImage, Generation, GenerationRequest, Part
 from thyme_core.agent.codec import VISION_END, VISION_START
 from thyme_core.agent.config import AgentConfig
+from thyme_core.agent.feedback import Outcome, execute
 from thyme_core.agent.answers import extract_answer
 from thyme_core.agent.ledger import TokenLedger, fit_image, image_tokens
 from thyme_core.agent.prompt import Prompt
@@ -76,6 +77,10 @@ class Execution:
     images: tuple[FedImage, ...]  # images fed back (stored, fitted)
     fed_back: str  # image / text / error / none
     feedback_tokens: int
+
+
+def _execution(outcome: Outcome, round_no: int, fed: tuple, kind: str, tokens: int) -> Execution:
+    return Execution(round_no, outcome.status, outcome.error, outcome.stdout, outcome.duration_s, fed, kind, tokens)
 
 
 @dataclass
@@ -216,13 +221,13 @@ class _Run:
         round_no, self.code = self.round_no, None
         limit = self.config.max_images
         if limit and len(self.traj.ledger.images) + len(outcome.images) > limit:
-            self.traj.executions.append(outcome.record(round_no, (), "none", 0))
+            self.traj.executions.append(_execution(outcome, round_no, (), "none", 0))
             return self._stop("image_limit")
         fed = self.feed_back(outcome.images, outcome.text)
         if fed is None:
-            self.traj.executions.append(outcome.record(round_no, (), "none", 0))
+            self.traj.executions.append(_execution(outcome, round_no, (), "none", 0))
             return self._stop("budget")
-        self.traj.executions.append(outcome.record(round_no, tuple(fed[0]), outcome.kind, fed[1]))
+        self.traj.executions.append(_execution(outcome, round_no, tuple(fed[0]), outcome.kind, fed[1]))
         self.round_no, self.round_text, self.round_tokens = round_no + 1, "", 0
 
     def feed_back(self, images: list[tuple[str, Path, str]], text: str) -> tuple[list[FedImage], int] | None:
@@ -294,8 +299,6 @@ def run_trajectories(samples: list[AgentSample], backend: Backend, pool, config:
 def _step(active: list[_Run], backend: Backend, threads, pool, config, store_image, timing: BatchTiming) -> None:
     """One lockstep step: each active trajectory's next segment, then the sandbox runs of the rounds that
     ended with code (started as soon as their round ended), fed back in order."""
-    from thyme_core.agent.feedback import execute
-
     def timed_execute(run: _Run, code: str):
         t0 = time.perf_counter()
         outcome = execute(code, run.sample, pool, run.session_id, config, store_image)

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from thyme_core import catalog
 from thyme_core.agent.loop import Trajectory
-from thyme_core.fsio import atomic_dir
-from thyme_core.home import DataHome
-from thyme_core.schema import EvalResult, ExecutionRecord, TrajectoryRecord, TurnRecord, to_table
+from thyme_core.base.fsio import atomic_dir
+from thyme_core.base.home import DataHome
+from thyme_core.catalog.schema import EvalResult, ExecutionRecord, TrajectoryRecord, TurnRecord, to_table
 
 TABLE = "agent"
 _ERROR_TYPE = re.compile(r"^([A-Za-z_][\w.]*)(?::|$)")
@@ -81,4 +82,5 @@ def publish(home: DataHome, key: str, rows: list[tuple[TrajectoryRecord, list, l
             parts["eval_results"] = (EvalResult, eval_results)
         for name, (cls, records) in parts.items():
             pq.write_table(to_table(cls, records), stage / f"{name}.parquet", compression="zstd")
+    catalog.publish(home)
     return final

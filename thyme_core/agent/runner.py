@@ -19,10 +19,10 @@ from thyme_core.agent.backends.base import Backend
 from thyme_core.agent.config import AgentConfig
 from thyme_core.agent.loop import AgentSample, BatchTiming, Trajectory, run_trajectories
 from thyme_core.agent.prompt import Prompt, load_system_prompt, user_text
-from thyme_core.errors import ThymeError
-from thyme_core.home import DataHome
-from thyme_core.images import ImageStore, prepare_image
-from thyme_core.reasons import Rejected
+from thyme_core.base.errors import ThymeError
+from thyme_core.base.home import DataHome
+from thyme_core.images.store import ImageStore, prepare_image
+from thyme_core.base.reasons import Rejected
 
 
 def sandbox_limits(config: AgentConfig):

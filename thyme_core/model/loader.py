@@ -15,8 +15,8 @@ import importlib.util
 import os
 from pathlib import Path
 
-from thyme_core.errors import ThymeError
-from thyme_core.home import DataHome
+from thyme_core.base.errors import ThymeError
+from thyme_core.base.home import DataHome
 from thyme_core.model.tiny import MARKER, ensure_tiny_model
 
 # transformers imports deepspeed when installed; without this it prints an accelerator warning on stdout.

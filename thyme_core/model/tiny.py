@@ -14,7 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
-from thyme_core.home import DataHome
+from thyme_core.base.home import DataHome
 
 TINY_VERSION = "tiny-qwen2_5-vl-v2"
 MARKER = "thyme_tiny.json"  # written last: a folder without it is an unfinished build

@@ -13,13 +13,13 @@ import json
 from dataclasses import dataclass
 
 
-from thyme_core import presets
-from thyme_core.errors import ThymeError
+from thyme_core.base import presets
+from thyme_core.base.errors import ThymeError
 from thyme_core.rl.grpo import GrpoLossConfig
 from thyme_core.rl.rewards import RewardConfig
 from thyme_core.rl.rollout import RolloutConfig
 from thyme_core.rl.step import StepConfig
-from thyme_core.presets import setting as _f
+from thyme_core.base.presets import setting as _f
 
 _NOT_HASHED = {"max_steps", "save_steps", "device", "vllm_gpu_memory"}
 
@@ -93,7 +93,7 @@ class RlConfig:
                           loss=GrpoLossConfig(clip_eps=self.clip_eps, beta=self.beta), reward=RewardConfig())
 
     def deepspeed_path(self):
-        from thyme_core.train.config import deepspeed_config_path
+        from thyme_core.sft.config import deepspeed_config_path
 
         return deepspeed_config_path(self.deepspeed)
 

@@ -17,8 +17,8 @@ import re
 
 from thyme_core import catalog
 from thyme_core.agent.answers import extract_answer
-from thyme_core.errors import ThymeError
-from thyme_core.home import DataHome
+from thyme_core.base.errors import ThymeError
+from thyme_core.base.home import DataHome
 from thyme_core.rl.rollout import RLPrompt
 
 _IMAGE_LINE = re.compile(r"^\W*User Image (Path|Size)\b", re.IGNORECASE)

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     learner = Learner(engine, reference, DeepSpeedUpdate(engine), ranks)
 
     from thyme_core.rl.sync import sync_weights
-    from thyme_core.train import checkpoint
+    from thyme_core.sft import checkpoint
 
     start = checkpoint.latest_step(spec.run_dir) or 0
     if start:
@@ -90,7 +90,7 @@ def _policy_and_reference(cfg, world: int, device, cuda: bool):
     zero3 = ds_config["zero_optimization"]["stage"] == 3
     policy, processor = _load(cfg, device, bf16=cuda)
     if cfg.freeze_vision:
-        from thyme_core.train.loop import freeze_vision
+        from thyme_core.sft.loop import freeze_vision
 
         freeze_vision(policy)
     if cfg.gradient_checkpointing:
@@ -106,7 +106,7 @@ def _policy_and_reference(cfg, world: int, device, cuda: bool):
 
 def _save(engine, run_dir: Path, step: int, ranks) -> None:
     """Every rank writes its shard; the checkpoint counts once rank 0 marks it COMPLETE after all did."""
-    from thyme_core.train import checkpoint
+    from thyme_core.sft import checkpoint
 
     engine.save_checkpoint(str(checkpoint.checkpoints_dir(run_dir)), tag=checkpoint.tag(step))
     ranks.barrier()
@@ -126,7 +126,7 @@ def _say(ranks, record: dict) -> None:
 
 
 def _deepspeed_config(cfg, world: int, bf16: bool) -> dict:
-    from thyme_core.train.loop import fill_deepspeed_config
+    from thyme_core.sft.loop import fill_deepspeed_config
 
     # one sequence per micro-step, accumulation driven by hand (update.DeepSpeedUpdate)
     return fill_deepspeed_config(cfg.deepspeed_path(), world, 1, 1, cfg.max_grad_norm, bf16)

@@ -28,8 +28,8 @@ from typing import Sequence
 
 import torch
 
-from thyme_core.errors import ThymeError
-from thyme_core.presets import setting as _f
+from thyme_core.base.errors import ThymeError
+from thyme_core.base.presets import setting as _f
 
 MISSING_REWARD = "missing_reward"  # reason of a dropped group when the caller gave no reason codes
 

@@ -28,8 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 
-from thyme_core.errors import ThymeError
-from thyme_core.presets import setting as _f
+from thyme_core.base.errors import ThymeError
+from thyme_core.base.presets import setting as _f
 
 
 class JudgeFailure(StrEnum):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
 from thyme_core.rl.grpo import token_logprobs
 from thyme_core.rl.sync import unwrap
 

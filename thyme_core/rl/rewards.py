@@ -25,9 +25,9 @@ import re
 from dataclasses import dataclass
 
 from thyme_core.agent.answers import clean_answer, extract_answer, match_choice, score_choice
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
 from thyme_core.rl.judge import Verdict, accuracy_messages, consistency_messages
-from thyme_core.presets import setting as _f
+from thyme_core.base.presets import setting as _f
 
 
 class Scores(list):

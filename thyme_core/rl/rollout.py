@@ -28,8 +28,8 @@ from thyme_core.agent.backends.base import Backend, FedImage
 from thyme_core.agent.config import AgentConfig
 from thyme_core.agent.loop import AgentSample, BatchTiming, Trajectory
 from thyme_core.agent.runner import Agent
-from thyme_core.errors import ThymeError
-from thyme_core.presets import setting as _f
+from thyme_core.base.errors import ThymeError
+from thyme_core.base.presets import setting as _f
 
 # stop reasons that mean a limit cut the trajectory short (they are also Rollout.limit)
 LIMIT_STOPS = ("round_limit", "budget", "length", "image_limit")

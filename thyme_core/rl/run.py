@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from thyme_core.errors import ThymeError
-from thyme_core.fsio import atomic_dir, atomic_write_bytes
-from thyme_core.home import DataHome
+from thyme_core.base import versioning
+from thyme_core.base.errors import ThymeError
+from thyme_core.base.fsio import atomic_dir, atomic_write_bytes
+from thyme_core.base.home import DataHome
 from thyme_core.model import resolve_model_path
 from thyme_core.rl import store
 from thyme_core.rl.config import RlConfig
@@ -41,7 +42,6 @@ from thyme_core.rl.data import load_prompts
 from thyme_core.rl.rollout import RLPrompt
 
 REPO = Path(__file__).resolve().parents[2]
-_CODE_DIRS = ("thyme_core/rl", "thyme_core/agent", "thyme_core/agent/backends", "thyme_core/model")
 _WEIGHTS = (".safetensors", ".bin", ".pt", ".safetensors.index.json", ".bin.index.json")
 
 
@@ -59,11 +59,8 @@ def rl_dir(home: DataHome) -> Path:
 
 
 def code_version() -> str:
-    h = hashlib.sha256()
-    for folder in _CODE_DIRS:
-        for path in sorted((REPO / folder).glob("*.py")):
-            h.update(path.name.encode() + path.read_bytes())
-    return h.hexdigest()[:16]
+    """Both modes' code: the in-process steps (this module) and the ranks (entry.py), import closures."""
+    return versioning.code_version(__name__, "thyme_core.rl.entry")
 
 
 def steps_done(run_dir: Path) -> int:
@@ -83,8 +80,8 @@ def _stored(home: DataHome, image) -> str:
     by the torchrun ranks and by a resumed run)."""
     if not isinstance(image, bytes):
         return str(image)
-    from thyme_core.images import ImageStore, prepare_image
-    from thyme_core.reasons import Rejected
+    from thyme_core.images.store import ImageStore, prepare_image
+    from thyme_core.base.reasons import Rejected
 
     try:
         prepared = prepare_image(image)
@@ -260,8 +257,8 @@ def train(home: DataHome, spec: RlRunSpec, judge=None, steer: Callable | None = 
     else:
         if judge is not None or steer is not None:
             raise ThymeError("with nproc >= 1 the ranks take steer/judge from THYME_RL_HOOKS, not from arguments")
-        from thyme_core.train.checkpoint import latest_step
-        from thyme_core.train.launch import run_torchrun
+        from thyme_core.sft.checkpoint import latest_step
+        from thyme_core.sft.launch import run_torchrun
 
         resumed = latest_step(run_dir)
         code = run_torchrun("thyme_core.rl.entry", run_dir, cfg.nproc, on_line, on_metrics or (lambda m: None))
@@ -292,7 +289,7 @@ def _train_in_process(home: DataHome, spec: RlRunSpec, judge, steer, on_metrics)
         steer(backend)
     policy = backend.hf_model
     if cfg.freeze_vision:
-        from thyme_core.train.loop import freeze_vision
+        from thyme_core.sft.loop import freeze_vision
 
         freeze_vision(policy)
     reference = frozen_copy(policy) if cfg.beta > 0 else None

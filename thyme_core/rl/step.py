@@ -33,13 +33,13 @@ from typing import Callable
 
 import torch
 
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
 from thyme_core.rl.grpo import GroupAdvantages, GrpoLossConfig, group_advantages, policy_loss
 from thyme_core.rl.logprobs import sequence_logprobs
 from thyme_core.rl.rewards import RewardConfig, Scores, get_reward
 from thyme_core.rl.rollout import RLPrompt, Rollout, RolloutConfig, loss_keep, rollout_timed
 from thyme_core.rl.update import Learner
-from thyme_core.presets import setting as _f
+from thyme_core.base.presets import setting as _f
 
 # (compact ids, images in pad order) -> model inputs (input_ids expanded, pixel values, grids, mm_token_type_ids)
 InputsFor = Callable[[list, list], dict]

@@ -29,7 +29,7 @@ from typing import Iterable, Iterator, Protocol
 
 import torch
 
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
 
 _WRAPPERS = ("DeepSpeedEngine", "DistributedDataParallel")
 VLLM_MODEL_PATH = "llm_engine.model_executor.driver_worker.worker.model_runner.model"

@@ -15,7 +15,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
+from thyme_core.sandbox import _interp, _worker  # noqa: F401  (run inside the sandbox; imported here so they
+#                                                  are in the import closure that names a stage's code version)
 
 WORKER = Path(__file__).with_name("_worker.py")
 WORKER_IN_SANDBOX = "/opt/thyme_sandbox/worker.py"

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
 from thyme_core.sandbox import cgroups, channel, collect, launch
 from thyme_core.sandbox.rewrite import prepare_code
 from thyme_core.sandbox.template import CONTROL_TIMEOUT_S, Template

@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 import threading
 
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
 from thyme_core.sandbox import launch
 
 STARTUP_TIMEOUT_S = 60.0

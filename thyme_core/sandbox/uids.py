@@ -13,7 +13,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
 
 UID_BASE, BLOCK, BLOCKS = 2_000_000, 4096, 256
 LOCK_DIRS = (Path("/run/thyme-sandbox"), Path("/tmp/thyme-sandbox-uids"))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from thyme_core.reasons import Reject, Repair
+from thyme_core.base.reasons import Reject, Repair
 from thyme_core.thyme_format import CODE_BLOCK_RE, OUTPUT_DIR, sandbox_outputs
 
 W, H = 64, 48

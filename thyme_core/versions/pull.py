@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from thyme_core import catalog
-from thyme_core.errors import ThymeError
-from thyme_core.fsio import clean_stale_staging
-from thyme_core.home import DataHome
+from thyme_core.base.errors import ThymeError
+from thyme_core.base.fsio import clean_stale_staging
+from thyme_core.base.home import DataHome
 from thyme_core.versions import refs
 from thyme_core.versions.manifest import FileEntry, Manifest, build_manifest, sha256_file, version_paths
-from thyme_core.versions.store import ObjectMissing, Store, manifest_key, object_key, parallel_map
+from thyme_core.versions.keys import ObjectMissing, Store, manifest_key, object_key
+from thyme_core.versions.store import parallel_map
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def pull(store: Store, spec: str, home: DataHome, replace: bool = False, threads
         _publish(home, stage, manifest if replace else None)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-    catalog.connect(home).close()  # re-declare the views over the new shards
+    catalog.publish(home)  # the views (the shards changed under them; the declarations may be newer)
     return PullResult(name, sha, False, len(manifest.files), len(got), sum(got))
 
 

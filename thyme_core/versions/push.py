@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from thyme_core import catalog
-from thyme_core.home import DataHome
+from thyme_core.base.home import DataHome
 from thyme_core.versions import refs
 from thyme_core.versions.manifest import Manifest, build_manifest
-from thyme_core.versions.store import RefConflict, Store, manifest_key, object_key, parallel_map, ref_key
+from thyme_core.versions.keys import RefConflict, Store, manifest_key, object_key, ref_key
+from thyme_core.versions.store import parallel_map
 
 LIST_ABOVE = 1000  # objects in a version from which the store's object listing replaces per-object checks
 

@@ -14,10 +14,10 @@ from typing import Any, Sequence
 import duckdb
 
 from thyme_core import catalog
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
 from thyme_core.versions.manifest import Manifest
 from thyme_core.versions.pull import load_manifest
-from thyme_core.versions.store import Store, object_key
+from thyme_core.versions.keys import Store, object_key
 
 _READ = re.compile(r"read_parquet\((\[[^\]]*\]|'[^']*')\)")
 _LITERAL = re.compile(r"'([^']*)'")
@@ -79,7 +79,7 @@ def connect_version(store: Store, spec: str) -> tuple[duckdb.DuckDBPyConnection,
 
 def query_version(store: Store, spec: str, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
     """Run SQL (or a named query's name) on the version in place; returns (column names, rows)."""
-    text = catalog.sql_text(f"queries/{sql}") if sql in catalog.named_queries() else sql
+    text = catalog.sql_text(f"queries/{sql}") if catalog.is_named(sql) else sql
     con, sha, missing = connect_version(store, spec)
     try:
         cur = con.execute(text, list(params))

@@ -17,8 +17,8 @@ import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from thyme_core.errors import ThymeError
-from thyme_core.versions.store import Store, manifest_key, ref_key
+from thyme_core.base.errors import ThymeError
+from thyme_core.versions.keys import Store, manifest_key, ref_key
 
 REF_FORMAT = "thyme-ref/1"
 DEFAULT_TAG = "latest"

@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
-from thyme_core.errors import ThymeError
-from thyme_core.versions.store import ObjectMissing, RefConflict, _conflict_message
+from thyme_core.base.errors import ThymeError
+from thyme_core.versions.keys import ObjectMissing, RefConflict, conflict_message
 
 ENDPOINT_ENV = "THYME_S3_ENDPOINT"
 MULTIPART_THRESHOLD = 64 << 20
@@ -140,7 +140,7 @@ class S3Store:
             return self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **cond)["ETag"]
         except ClientError as exc:
             if _status(exc) in (409, 412) or _code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
-                raise RefConflict(_conflict_message(key, etag)) from None
+                raise RefConflict(conflict_message(key, etag)) from None
             raise
 
     def url(self, key: str) -> str:

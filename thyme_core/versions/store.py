@@ -23,47 +23,12 @@ import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
 
-from thyme_core.errors import ThymeError
-from thyme_core.fsio import clean_stale_staging
+from thyme_core.base.errors import ThymeError
+from thyme_core.versions.keys import ObjectMissing, RefConflict, Store, conflict_message
+from thyme_core.base.fsio import clean_stale_staging
 
 STORE_ENV = "THYME_STORE"
-
-
-class RefConflict(ThymeError):
-    """The ref changed (or appeared) since it was read: someone else published first."""
-
-
-class ObjectMissing(ThymeError):
-    """A key the manifest or ref names is not in the store."""
-
-
-def object_key(sha256: str) -> str:
-    return f"objects/{sha256[:2]}/{sha256}"
-
-
-def manifest_key(sha256: str) -> str:
-    return f"manifests/{sha256}.json"
-
-
-def ref_key(name: str, tag: str) -> str:
-    return f"refs/{name}/{tag}.json"
-
-
-class Store(Protocol):
-    uri: str
-
-    def exists(self, key: str) -> bool: ...
-    def put_file(self, key: str, path: Path, sha256: str) -> None: ...
-    def put_bytes(self, key: str, data: bytes) -> None: ...
-    def get_bytes(self, key: str) -> bytes: ...
-    def download(self, key: str, dest: Path) -> None: ...
-    def list_keys(self, prefix: str) -> list[str]: ...
-    def read_ref(self, key: str) -> tuple[bytes, str] | None: ...
-    def write_ref(self, key: str, data: bytes, etag: str | None) -> str: ...
-    def url(self, key: str) -> str: ...
-    def setup_duckdb(self, con) -> None: ...
 
 
 def default_store_uri() -> str:
@@ -158,7 +123,7 @@ class LocalStore:
             fcntl.flock(lock, fcntl.LOCK_EX)
             current = self.read_ref(key)
             if (current and current[1]) != etag:
-                raise RefConflict(_conflict_message(key, etag))
+                raise RefConflict(conflict_message(key, etag))
             self.put_bytes(key, data)
         return hashlib.sha256(data).hexdigest()
 
@@ -167,11 +132,6 @@ class LocalStore:
 
     def setup_duckdb(self, con) -> None:
         pass
-
-
-def _conflict_message(key: str, etag: str | None) -> str:
-    what = "was created" if etag is None else "was moved"
-    return f"{key} {what} by another publisher while this push ran; nothing was overwritten"
 
 
 def parallel_map(fn, items, threads: int) -> list:

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
 
 BACKENDS = ("transformers", "vllm", "openai", "scripted")
 

@@ -25,9 +25,9 @@ import urllib.request
 
 from thyme_core.agent.backends.base import Backend, FedImage, Generation, GenerationRequest, finish_of
 from thyme_core.agent.codec import SPECIALS, Codec
+from thyme_core.base.errors import ThymeError
 
 JOINER = "\u2060"
-from thyme_core.errors import ThymeError
 
 
 class OpenAIBackend(Backend):

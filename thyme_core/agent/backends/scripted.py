@@ -20,7 +20,7 @@ from typing import Mapping
 
 from thyme_core.agent.backends.base import Backend, Generation, GenerationRequest
 from thyme_core.agent.codec import IM_END, ByteCodec, Codec
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
 
 _FED_BACK = re.compile(r"\n?<sandbox_output>.*?</sandbox_output>", re.S)
 

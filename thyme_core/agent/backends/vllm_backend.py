@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from thyme_core.agent.backends.base import Backend, Generation, GenerationRequest, finish_of
 from thyme_core.agent.codec import HFCodec
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
 
 
 class VLLMBackend(Backend):

@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from thyme_core.train import checkpoint
-from thyme_core.train.batching import BatchPlan, micro_batches
-from thyme_core.train.collate import batch_stats, collate
-from thyme_core.train.config import SftConfig
-from thyme_core.train.examples import Example
+from thyme_core.sft import checkpoint
+from thyme_core.sft.batching import BatchPlan, micro_batches
+from thyme_core.sft.collate import batch_stats, collate
+from thyme_core.sft.config import SftConfig
+from thyme_core.sft.examples import Example
 
 # Test hook: SIGKILL this process right after the given step (the kill-and-resume test uses it).
 KILL_AT_STEP_ENV = "THYME_TRAIN_KILL_AT_STEP"

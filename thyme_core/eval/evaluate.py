@@ -13,16 +13,16 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from thyme_core import bench_tsv
+from thyme_core.eval import benchmarks
 from thyme_core.agent.answers import match_choice, score_choice
 from thyme_core.agent.config import AgentConfig
 from thyme_core.agent.infer import BackendSpec, cached_backend
 from thyme_core.agent.prompt import load_system_prompt
 from thyme_core.agent.records import publish, shard_dir, to_records
 from thyme_core.agent.runner import Agent
-from thyme_core.errors import ThymeError
-from thyme_core.home import DataHome
-from thyme_core.schema import EvalResult
+from thyme_core.base.errors import ThymeError
+from thyme_core.base.home import DataHome
+from thyme_core.catalog.schema import EvalResult
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class ShardOutcome:
 
 def run_id_for(tsv: str | Path, spec: BackendSpec, config: AgentConfig) -> str:
     system = hashlib.sha256(load_system_prompt(config.system_prompt or None).encode()).hexdigest()
-    text = f"{bench_tsv.file_sha256(tsv)}:{spec.fingerprint()}:{config.fingerprint()}:{system}"
+    text = f"{benchmarks.file_sha256(tsv)}:{spec.fingerprint()}:{config.fingerprint()}:{system}"
     return "eval-" + hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -58,9 +58,9 @@ def plan(tsv: str | Path, spec: BackendSpec, config: AgentConfig, shard_rows: in
         raise ThymeError("shard_rows must be positive")
     if not Path(tsv).is_file():
         raise ThymeError(f"{tsv}: no such benchmark file")
-    n = bench_tsv.count_rows(tsv)
+    n = benchmarks.count_rows(tsv)
     run_id = run_id or run_id_for(tsv, spec, config)
-    name = bench_tsv.benchmark_name(tsv)
+    name = benchmarks.benchmark_name(tsv)
     return [EvalShard(run_id, name, str(Path(tsv).resolve()), s, min(s + shard_rows, n)) for s in range(0, n, shard_rows)]
 
 
@@ -74,7 +74,7 @@ def eval_shard(shard: EvalShard, home: DataHome, spec: BackendSpec, config: Agen
         return ShardOutcome(shard.key, True, len(correct), sum(correct))
     backend = cached_backend(spec, home)
     agent = Agent(backend, home, config, run_id=shard.run_id)
-    bench_rows = list(bench_tsv.read_rows(shard.tsv, shard.start, shard.stop))
+    bench_rows = list(benchmarks.read_rows(shard.tsv, shard.start, shard.stop))
     samples = [agent.sample(f"{shard.benchmark}:{row.index}", base64.b64decode(row.image_b64), row.prompt())
                for row in bench_rows]
     # the shard's rows in one lockstep batch: a batching backend (vLLM) gets one call per step, and sandbox

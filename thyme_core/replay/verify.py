@@ -28,9 +28,11 @@ import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image
 
-from thyme_core.fsio import atomic_dir
-from thyme_core.home import DataHome
-from thyme_core.schema import ReplayRecord, to_table
+from thyme_core import catalog
+from thyme_core.base import versioning
+from thyme_core.base.fsio import atomic_dir
+from thyme_core.base.home import DataHome
+from thyme_core.catalog.schema import ReplayRecord, to_table
 from thyme_core.thyme_format import code_blocks, sandbox_outputs
 
 TABLE = "replay"
@@ -50,12 +52,8 @@ class ReplayConfig:
 
 
 def code_version() -> str:
-    """Hash of the code that decides a replay's outcome: this module and the sandbox package."""
-    here = Path(__file__).parent
-    h = hashlib.sha256()
-    for path in [here / "replay.py", here / "thyme_format.py", *sorted((here / "sandbox").glob("*.py"))]:
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
+    """The code that decides a replay's outcome: this module's import closure (the sandbox included)."""
+    return versioning.code_version(__name__)
 
 
 def replay_key(prepare_shard: str, config: ReplayConfig) -> str:
@@ -89,6 +87,7 @@ def replay_shard(prepare_dir: Path, home: DataHome, config: ReplayConfig, pool=N
     records = [r for rs in per_sample for r in rs]
     with atomic_dir(final, home.tmp_dir) as stage:
         pq.write_table(to_table(ReplayRecord, records), stage / "replays.parquet", compression="zstd")
+    catalog.publish(home)
     return _result(final, reused=False)
 
 
@@ -195,8 +194,6 @@ def _compare_text(printed: str, recorded: str, config: ReplayConfig) -> tuple[st
 
 def prepared_shards(home: DataHome, split: str) -> list[str]:
     """Folders of the finished prepare shards of a split, in source order."""
-    from thyme_core import catalog
-
     _, rows = catalog.query(
         home, "SELECT shard FROM prepare_shards WHERE split = ? ORDER BY source_file, row_start", [split]
     )
@@ -204,11 +201,9 @@ def prepared_shards(home: DataHome, split: str) -> list[str]:
 
 
 def summary_markdown(home: DataHome, split: str) -> str:
-    from thyme_core import catalog
-
     lines = [f"## replay_sft_data: split `{split}`", ""]
     for title, name in (("Samples whose code reproduces", "replay_summary"), ("Not reproduced", "replay_failures")):
-        columns, rows = catalog.query(home, name)
+        columns, rows = catalog.named(home, name)
         lines += [f"### {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         lines += ["| " + " | ".join(str(v).replace("|", "/")[:120] for v in row) + " |" for row in rows] or ["| (none) |"]
         lines.append("")

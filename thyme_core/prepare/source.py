@@ -26,7 +26,7 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
 
 REQUIRED_COLUMNS = ("image", "question", "response")  # SFT
 RL_COLUMNS = ("messages", "images", "solution", "question")  # `image` is accepted for `images`

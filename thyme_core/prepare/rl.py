@@ -14,10 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 
-from thyme_core import images as img
-from thyme_core.paths import rewrite_question_paths
-from thyme_core.reasons import Reject, Rejected, require_strings
-from thyme_core.schema import RlSample
+from thyme_core.images import store as img
+from thyme_core.prepare.paths import rewrite_question_paths
+from thyme_core.base.reasons import Reject, Rejected, require_strings
+from thyme_core.catalog.schema import RlSample
 
 
 def build_rl_sample(record: dict | str, split: str,

@@ -52,7 +52,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from thyme_core.reasons import Reject
+from thyme_core.base.reasons import Reject
 from thyme_core.thyme_format import IMAGE_EXTENSIONS, IMAGE_PLACEHOLDER, OUTPUT_DIR, code_blocks, sandbox_outputs
 
 Where = Literal["question", "code", "sandbox_output"]

@@ -24,13 +24,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from thyme_core import catalog
-from thyme_core.errors import ThymeError
-from thyme_core.home import DataHome
+from thyme_core.base import versioning
+from thyme_core.base.errors import ThymeError
+from thyme_core.base.home import DataHome
 from thyme_core.model import resolve_model_path
-from thyme_core.train import checkpoint
-from thyme_core.train.config import REPO, SftConfig
+from thyme_core.sft import checkpoint
+from thyme_core.sft.config import REPO, SftConfig
 
-_CODE_DIRS = ("thyme_core/train", "thyme_core/model")
 _COLUMNS = "id, split, question, response, image_paths, has_image"
 
 
@@ -59,12 +59,8 @@ def dataset_hash(samples: list[dict]) -> str:
 
 
 def code_version(cfg: SftConfig) -> str:
-    h = hashlib.sha256()
-    for folder in _CODE_DIRS:
-        for path in sorted((REPO / folder).glob("*.py")):
-            h.update(path.name.encode() + path.read_bytes())
-    h.update(cfg.deepspeed_path().read_bytes())
-    return h.hexdigest()[:16]
+    """The ranks' code (the entry's import closure) and the DeepSpeed config they load."""
+    return versioning.code_version("thyme_core.sft.entry", data=[cfg.deepspeed_path()])
 
 
 def resolve_start_model(home: DataHome, cfg: SftConfig) -> Path:
@@ -140,7 +136,7 @@ def environment() -> dict[str, str]:
 
 
 def launch(spec: RunSpec, on_line: Callable[[str], None], on_metrics: Callable[[dict], None]) -> int:
-    return run_torchrun("thyme_core.train.entry", spec.run_dir, spec.config.nproc, on_line, on_metrics)
+    return run_torchrun("thyme_core.sft.entry", spec.run_dir, spec.config.nproc, on_line, on_metrics)
 
 
 def run_torchrun(module: str, run_dir: Path, nproc: int, on_line: Callable[[str], None],

@@ -14,9 +14,9 @@ from typing import TypeVar
 
 import yaml
 
-from thyme_core.errors import ThymeError
+from thyme_core.base.errors import ThymeError
 
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "infra" / "presets"
+PRESETS_DIR = Path(__file__).resolve().parents[2] / "infra" / "presets"
 T = TypeVar("T")
 
 

@@ -1,4 +1,4 @@
-"""The training entry script: `torchrun --nproc_per_node=N -m thyme_core.train.entry RUN_DIR`.
+"""The training entry script: `torchrun --nproc_per_node=N -m thyme_core.sft.entry RUN_DIR`.
 
 RUN_DIR holds what the launcher (launch.py) prepared: config.json (an SftConfig whose `model` is an
 existing folder), run.json (the data home, the run key) and samples.parquet (the catalog rows to train on). Every rank builds the same examples
@@ -19,7 +19,7 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu" if not os.environ.get("CUDA_VISIBL
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: torchrun ... -m thyme_core.train.entry RUN_DIR", file=sys.stderr)
+        print("usage: torchrun ... -m thyme_core.sft.entry RUN_DIR", file=sys.stderr)
         return 2
     run_dir = Path(args[0])
     import deepspeed
@@ -27,10 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from thyme_core.model import load_model, load_processor
-    from thyme_core.train import checkpoint, loop
-    from thyme_core.train.batching import padding_ratio, plan_batches
-    from thyme_core.train.config import SftConfig
-    from thyme_core.train.examples import ExampleOptions, build_examples
+    from thyme_core.sft import checkpoint, loop
+    from thyme_core.sft.batching import padding_ratio, plan_batches
+    from thyme_core.sft.config import SftConfig
+    from thyme_core.sft.examples import ExampleOptions, build_examples
 
     cfg = SftConfig.from_json((run_dir / "config.json").read_text())
     cuda = torch.cuda.is_available()
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 def _write_plan_report(run_dir, samples, examples, drops, plan, total, lengths, cfg, padding_ratio) -> None:
     from collections import Counter
 
-    from thyme_core.train.batching import micro_batches
+    from thyme_core.sft.batching import micro_batches
 
     with open(run_dir / "drops.jsonl", "w") as f:
         for d in drops:

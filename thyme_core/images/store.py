@@ -25,8 +25,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from thyme_core.fsio import write_once
-from thyme_core.reasons import Reject, Rejected, Repair
+from thyme_core.base.fsio import write_once
+from thyme_core.base.reasons import Reject, Rejected, Repair
 
 # Our own per-call pixel limit (ImageConfig.max_pixels) replaces PIL's process-wide one, which would
 # otherwise refuse images above 2x89 Mpx even when a user raises the limit.

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from thyme_core.errors import ThymeError
-from thyme_core.train.examples import IGNORE, Example
+from thyme_core.base.errors import ThymeError
+from thyme_core.sft.examples import IGNORE, Example
 
 
 def collate(examples: list[Example], processor, image_pad_id: int, pad_id: int) -> dict[str, torch.Tensor]:

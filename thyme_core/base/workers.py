@@ -17,7 +17,7 @@ import threading
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable
 
-PRELOAD = ["thyme_core.prepare", "thyme_core.catalog"]
+PRELOAD = ["thyme_core.prepare.shards", "thyme_core.catalog"]
 
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None

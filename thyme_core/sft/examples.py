@@ -2,10 +2,10 @@
 
 Pieces from masking.py are tokenized one by one; an image slot becomes <|vision_start|>, as many
 <|image_pad|> as the resized image has merged patches, <|vision_end|>. Labels are -100 wherever the piece
-is not trainable, so sandbox outputs (their text and their image tokens) never carry loss. Sandbox output text
-is data: special-token literals in it (`<|im_end|>`, `<|image_pad|>`) are tokenized as plain text, as the
-agent loop feeds them (codec.encode_data), so printed text can never forge an image slot or end a turn. The image grid is
-computed from the image header and the processor's pixel limits (the same smart_resize the processor
+is not trainable, so sandbox outputs (their text and their image tokens) never carry loss. Sandbox output
+text is data: special-token literals in it (`<|im_end|>`, `<|image_pad|>`) are tokenized as plain text, as
+the agent loop feeds them (codec.encode_data), so printed text never forges an image slot or ends a turn.
+The image grid is computed from the image header and the processor's pixel limits (the same smart_resize the processor
 applies), so lengths are known without decoding pixels; collate.py decodes them per batch.
 
 An example longer than `max_length` is dropped with reason `too_long`, never truncated: a cut could fall
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from thyme_core.train.masking import Piece, images_shown, prompt_pieces, response_pieces
+from thyme_core.sft.masking import Piece, images_shown, prompt_pieces, response_pieces
 
 IGNORE = -100
 

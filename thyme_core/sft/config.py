@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-from thyme_core import presets
-from thyme_core.errors import ThymeError
-from thyme_core.presets import setting as _f
+from thyme_core.base import presets
+from thyme_core.base.errors import ThymeError
+from thyme_core.base.presets import setting as _f
 
 REPO = Path(__file__).resolve().parents[2]
 PRESETS_DIR = presets.PRESETS_DIR

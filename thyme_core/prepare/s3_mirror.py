@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from thyme_core.fsio import atomic_write_bytes
-from thyme_core.home import DataHome
-from thyme_core.source import JSONL_SUFFIXES, PARQUET_SUFFIXES
+from thyme_core.base.fsio import atomic_write_bytes
+from thyme_core.base.home import DataHome
+from thyme_core.prepare.source import JSONL_SUFFIXES, PARQUET_SUFFIXES
 
 _STATE = ".s3-objects.json"
 

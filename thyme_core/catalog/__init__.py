@@ -1,0 +1,146 @@
+"""The DuckDB catalog of a data home: views over its Parquet parts, named queries, printing.
+
+The views are declared in sql/schema.sql with paths relative to the home root, so a home can be moved or pulled
+elsewhere and its catalog still works. Named queries live in sql/queries/<name>.sql; values are always bound as
+`?` parameters.
+
+Reads never write. `read(home)` is an in-memory DuckDB connection with the views declared over the home's
+Parquet parts: it opens no database file, takes no lock, and any number of readers (the viewer, two CLI calls)
+run beside writers. Writes happen in one place, `publish(home)`, which every stage calls after it publishes a
+shard folder: it creates each view's empty typed parts (so every view resolves before its first shard) and
+writes `catalog.duckdb` (the same views, for the duckdb CLI) by rename, so no reader ever sees half of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+import duckdb
+import pyarrow.parquet as pq
+
+from thyme_core.base.errors import ThymeError
+from thyme_core.base.fsio import atomic_write_bytes
+from thyme_core.base.home import DataHome
+from thyme_core.catalog.schema import (ImageRecord, RejectRecord, ReplayRecord, RlSample, SftSample, ShardRun,
+                                       ShardSummary, to_table)
+from thyme_core.catalog.schema import EvalResult, ExecutionRecord, TrajectoryRecord, TurnRecord
+from thyme_core.catalog.schema import RlRolloutRecord
+
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+
+# Empty typed parts, so every view resolves before any shard exists.
+_SCHEMA_PARTS = {
+    "prepare": {
+        "image_samples": SftSample,
+        "text_samples": SftSample,
+        "rl_samples": RlSample,
+        "images": ImageRecord,
+        "rejects": RejectRecord,
+        "summary": ShardSummary,
+        "summary.run": ShardRun,
+    },
+    "replay": {"replays": ReplayRecord},
+    "agent": {"trajectories": TrajectoryRecord, "turns": TurnRecord, "executions": ExecutionRecord,
+              "eval_results": EvalResult},
+    "rl": {"rl_rollouts": RlRolloutRecord},
+}
+
+
+def sql_text(name: str) -> str:
+    """The text of sql/<name>.sql (e.g. "schema" or "queries/counts_by_split")."""
+    path = SQL_DIR / f"{name}.sql"
+    if not path.is_file():
+        raise ThymeError(f"no SQL file {path}")
+    return path.read_text()
+
+
+def named_queries() -> list[str]:
+    return sorted(p.stem for p in (SQL_DIR / "queries").glob("*.sql"))
+
+
+def ensure_schema_parts(home: DataHome) -> None:
+    for table, parts in _SCHEMA_PARTS.items():
+        folder = home.shards_dir / table / "_schema"
+        if all((folder / f"{n}.parquet").exists() for n in parts):
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, cls in parts.items():
+            tmp = folder / f".{name}.parquet.{os.getpid()}.tmp"
+            pq.write_table(to_table(cls, []), tmp, compression="zstd")
+            tmp.replace(folder / f"{name}.parquet")
+
+
+def _has_schema_parts(home: DataHome) -> bool:
+    return all((home.shards_dir / table / "_schema" / f"{n}.parquet").exists()
+               for table, parts in _SCHEMA_PARTS.items() for n in parts)
+
+
+def publish(home: DataHome) -> None:
+    """The one write of the catalog: typed empty parts, and catalog.duckdb rewritten when the schema changed."""
+    home.ensure()
+    ensure_schema_parts(home)
+    schema = sql_text("schema")
+    stamp = home.catalog_path.with_name(home.catalog_path.name + ".schema-sha256")
+    digest = hashlib.sha256(schema.encode()).hexdigest()
+    if home.catalog_path.exists() and stamp.exists() and stamp.read_text() == digest:
+        return
+    tmp = home.tmp_dir / f".catalog.{os.getpid()}.{threading.get_ident()}.duckdb"
+    tmp.unlink(missing_ok=True)
+    con = duckdb.connect(str(tmp), config={"file_search_path": str(home.root)})
+    try:
+        con.execute(schema)
+    finally:
+        con.close()
+    tmp.replace(home.catalog_path)  # readers of the old file keep it; new ones see the whole new one
+    atomic_write_bytes(stamp, digest.encode())
+
+
+def read(home: DataHome) -> duckdb.DuckDBPyConnection:
+    """A read-only view of the catalog: in memory, no lock, no file written (see the module doc)."""
+    if not _has_schema_parts(home):
+        raise ThymeError(f"{home.root}: no catalog here yet (run `thyme prepare`, `thyme eval` or `thyme data pull`)")
+    con = duckdb.connect(":memory:", config={"file_search_path": str(home.root)})
+    con.execute(sql_text("schema"))
+    return con
+
+
+def is_named(name: str) -> bool:
+    return (SQL_DIR / "queries" / f"{name}.sql").is_file() and "/" not in name
+
+
+def query(home: DataHome, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
+    """Run SQL text on the catalog, read-only; returns (column names, rows)."""
+    con = read(home)
+    try:
+        cur = con.execute(sql, list(params))
+        return [d[0] for d in cur.description], cur.fetchall()
+    except duckdb.Error as exc:
+        raise ThymeError(f"query failed: {exc}") from None
+    finally:
+        con.close()
+
+
+def named(home: DataHome, name: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
+    """Run the named query sql/queries/<name>.sql; an unknown name is answered with the valid ones."""
+    if not is_named(name):
+        raise ThymeError(f"no named query {name!r}; named queries: {', '.join(named_queries())}")
+    return query(home, sql_text(f"queries/{name}"), params)
+
+
+def format_table(columns: list[str], rows: list[tuple], max_width: int = 60) -> str:
+    """A plain-text table, each cell cut at max_width characters."""
+
+    def cell(v: Any) -> str:
+        text = "NULL" if v is None else str(v).replace("\n", "\\n")
+        return text if len(text) <= max_width else text[: max_width - 1] + "…"
+
+    cells = [[cell(v) for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths))
+    sep = "  ".join("-" * w for w in widths)
+    body = ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
+    return "\n".join([line, sep, *body, f"({len(rows)} row{'s' if len(rows) != 1 else ''})"])

@@ -1,0 +1,1 @@
+"""Evaluation: benchmarks in VLMEvalKit TSV form (benchmarks.py) run through the agent loop and scored (evaluate.py)."""
