@@ -221,9 +221,8 @@ def test_memory_limit(pool):
 
 
 def test_cpu_time_limit(pool):
-    start = time.monotonic()
-    r = run(pool, "while True:\n    pass", session="cpu", timeout_s=30, cpu_s=1)
-    assert r.status == Status.TIMEOUT and time.monotonic() - start < 10, r
+    r = run(pool, "while True:\n    pass", session="cpu", timeout_s=60, cpu_s=1)
+    assert r.status == Status.TIMEOUT and r.duration_s < 50, r  # stopped by the CPU limit, not the wall clock
     assert run(pool, "print('ok')", session="cpu").status == Status.OK
 
 
