@@ -172,6 +172,14 @@ def test_broken_images_are_bad_output_with_a_reason(pool, data, why):
     still_works(pool, "badimg")
 
 
+def test_an_output_name_of_raw_bytes_is_bad_output():
+    code = f"from PIL import Image\nImage.new('RGB', (64, 64)).save(b'{OUT}/\\xff\\xfe.png')\nprint('saved')"
+    with SandboxPool(workers=1, spares=0) as p:
+        r = p.run(code, session_id="bytes")
+        assert r.status == Status.BAD_OUTPUT and "not valid UTF-8" in r.error, r
+        r.error.encode("utf-8")
+
+
 def test_folders_nested_thousands_deep_are_harmless_and_leave_nothing(pool):
     code = f"""
 import os

@@ -75,6 +75,11 @@ def new_images(dirfd: int, before: Snapshot, limits: Limits) -> tuple[list[Outpu
     found = []
     for rel in changed:
         name = rel.rsplit("/", 1)[-1][:80]
+        try:
+            rel.encode("utf-8")
+        except UnicodeEncodeError:  # a name of raw bytes: it could reach neither the model nor a table
+            problem = problem or "an image's file name is not valid UTF-8"
+            continue
         data, why = read_regular(dirfd, rel, limits.max_file_mb * 2**20)
         if data is None:
             problem = problem or f"{name} {why}"

@@ -195,6 +195,8 @@ class SandboxPool:
                    "max_output_chars": limits.max_output_chars, "seq": session.seq}
         try:
             channel.send(session.sock, request, deadline)
+        except TimeoutError:  # alive but not reading (its code filled the socket): this run's deadline
+            return self._fail(session, Status.TIMEOUT, limits)
         except OSError as exc:
             raise _DeadBeforeRun(f"its socket refused the code ({exc.strerror or type(exc).__name__})") from None
         try:
