@@ -20,11 +20,13 @@ count to RLIMIT_NPROC (per uid), the freeze to SIGSTOP of the session's process 
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path("/sys/fs/cgroup")
+PREFIX = "thyme-sandbox-"  # pool folders: PREFIX + the host's pid + a random token
 FREEZE_TIMEOUT_S = 5.0
 
 
@@ -63,8 +65,9 @@ class Support:
                 _rmdir(folder)
 
 
-def detect(name: str, enabled: bool = True) -> Support:
+def detect(enabled: bool = True) -> Support:
     """Make the pool's cgroup folders where the machine lets us; an empty Support where it does not."""
+    name = f"{PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
     support = Support()
     if not enabled or not ROOT.is_dir():
         return support
@@ -161,11 +164,26 @@ def _own_cgroups() -> dict[str, str]:
 
 
 def _make(folder: Path) -> Path | None:
+    _remove_stale(folder.parent, PREFIX)
     try:
         folder.mkdir(exist_ok=True)
         return folder
     except OSError:
         return None
+
+
+def _remove_stale(parent: Path, prefix: str) -> None:
+    """Pool folders left by a process that died without closing its pool (named <prefix><pid>-<token>)."""
+    try:
+        entries = [p for p in parent.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return
+    for folder in entries:
+        pid = folder.name[len(prefix):].split("-")[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            for session in [p for p in folder.iterdir() if p.is_dir()]:
+                _rmdir(session)
+            _rmdir(folder)
 
 
 def _delegate(folder: Path, wanted: tuple[str, ...]) -> tuple[str, ...]:

@@ -99,7 +99,7 @@ class SandboxPool:
         self._sessions: dict[str, _Session] = {}
         self.dead_before_run = 0  # interpreters found dead when code arrived (each retried, see run)
         self._uids = UidBlock() if self.mode == "root" else None
-        self._cg = cgroups.detect(f"thyme-sandbox-{os.getpid()}-{secrets.token_hex(4)}", use_cgroups)
+        self._cg = cgroups.detect(use_cgroups)
         self.cgroups = self._cg.report()
         self._scrub = _host_names(self.root)
         self._template: Template | None = None
