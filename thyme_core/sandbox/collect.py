@@ -15,6 +15,7 @@ Nothing here raises for what the code did: a problem becomes the result's status
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import posixpath
@@ -120,7 +121,8 @@ def read_regular(dirfd: int, rel: str, max_bytes: int) -> tuple[bytes | None, st
             left -= len(chunk)
         return b"".join(chunks), ""
     except OSError as exc:
-        return None, "is a link or cannot be opened" if exc.errno in (40, 20) else f"cannot be read ({exc.strerror})"
+        linked = exc.errno in (errno.ELOOP, errno.ENOTDIR)  # O_NOFOLLOW met a link (or a link as a folder)
+        return None, "is a link or cannot be opened" if linked else f"cannot be read ({exc.strerror})"
     finally:
         for fd in fds:
             os.close(fd)
