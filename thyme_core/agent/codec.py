@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-VISION_START, IMAGE_PAD, VISION_END = "<|vision_start|>", "<|image_pad|>", "<|vision_end|>"
-VIDEO_PAD = "<|video_pad|>"
-IM_START, IM_END, END_OF_TEXT = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
-SPECIALS = (END_OF_TEXT, IM_START, IM_END, VISION_START, VISION_END, IMAGE_PAD, VIDEO_PAD)
+from thyme_core.base.tokens import (  # noqa: F401  (re-exported: the loop and backends import them from here)
+    END_OF_TEXT, IM_END, IM_START, IMAGE_PAD, SPECIALS, VIDEO_PAD, VISION_END, VISION_START, encode_as_data)
+
 # Qwen2.5-VL's processor defaults.
 DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS = 56 * 56, 28 * 28 * 1280
 
@@ -136,17 +135,3 @@ class HFCodec(Codec):
             raise KeyError(f"the tokenizer has no {token}")
         return int(tid)
 
-
-def encode_as_data(tokenizer, text: str, special_ids) -> list[int]:
-    """A Hugging Face tokenizer's ids for `text` with special-token literals split into plain text. Where a
-    tokenizer ignores `split_special_tokens`, each literal is cut after its first character and the parts
-    are encoded apart, which no added-token matcher can join again."""
-    ids = list(tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True))
-    if not special_ids.intersection(ids):
-        return ids
-    out, start = [], 0
-    for i in range(len(text)):
-        if any(text.startswith(t, i) for t in SPECIALS):
-            out += tokenizer.encode(text[start:i + 1], add_special_tokens=False)
-            start = i + 1
-    return out + list(tokenizer.encode(text[start:], add_special_tokens=False))

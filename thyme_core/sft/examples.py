@@ -85,7 +85,7 @@ class TokenSpec:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def encode_data(self, text: str) -> list[int]:
-        from thyme_core.agent.codec import SPECIALS, encode_as_data
+        from thyme_core.base.tokens import SPECIALS, encode_as_data
 
         specials = frozenset(self.tokenizer.convert_tokens_to_ids(list(SPECIALS)))
         return encode_as_data(self.tokenizer, text, specials)
