@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from tests.unit.test_rl_step import QUESTION, image_bytes, steer
+from tests.fakes import RL_QUESTION as QUESTION, red_png as image_bytes, steer
 from thyme_core import catalog
 from thyme_core.rl import run as rl_run
 from thyme_core.rl.config import RlConfig, load_preset

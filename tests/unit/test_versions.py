@@ -1,7 +1,7 @@
 """Dataset versions on the local-folder store: one test per guarantee of push, pull, refs and in-place query.
 
-The same guarantees against a real S3-protocol server are in tests/integration/test_s3_versions.py, which
-reuses `make_home` and `FailingStore` from here.
+The same guarantees against a real S3-protocol server are in tests/integration/test_s3_versions.py; both use
+`make_home` and `FailingStore` from tests/fakes.py.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.fakes import CONFIG, VIEW_QUERIES, FailingStore, catalog_rows, make_home
 from thyme_core import catalog, prepare
 from thyme_core.base.errors import ThymeError
 from thyme_core.base.home import DataHome
@@ -24,47 +25,6 @@ from thyme_core.versions.query import query_version
 from thyme_core.versions.refs import versions
 from thyme_core.versions.keys import RefConflict, object_key
 from thyme_core.versions.store import open_store
-
-CONFIG = prepare.PrepareConfig(shard_rows=4)
-VIEW_QUERIES = {
-    "sft_samples": "SELECT id, split, question, response, image_paths FROM sft_samples ORDER BY id",
-    "images": "SELECT sha256, path, bytes FROM images ORDER BY sha256",
-    "rejects": "SELECT split, source_row, reason FROM rejects ORDER BY ALL",
-    "prepare_shards": "SELECT shard, samples_image, samples_text FROM prepare_shards ORDER BY shard",
-}
-
-
-def make_home(root, split="2round", n=6, seed=0) -> DataHome:
-    """A real prepared home (synthetic Thyme rows through prepare_shard); a second call adds a source."""
-    home = DataHome(root).ensure()
-    source = root.parent / f"{root.name}-{split}-{seed}.parquet"
-    rows = list(generate_records(split, n, seed, 160, 120, 1))
-    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), source)
-    for spec in prepare.plan(source, split, CONFIG, home):
-        prepare.prepare_shard(spec, home, CONFIG)
-    catalog.publish(home)
-    return home
-
-
-def catalog_rows(home: DataHome) -> dict:
-    return {name: catalog.query(home, sql)[1] for name, sql in VIEW_QUERIES.items()}
-
-
-class FailingStore:
-    """A store that dies on the n-th object upload, as a killed push or a lost connection would."""
-
-    def __init__(self, inner, fail_after: int):
-        self.inner, self.left = inner, fail_after
-
-    def put_file(self, key, path, sha256):
-        if self.left == 0:
-            raise ConnectionError("injected: connection lost mid-upload")
-        self.left -= 1
-        self.inner.put_file(key, path, sha256)
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
 
 @pytest.fixture(scope="module")
 def source_home(tmp_path_factory):
