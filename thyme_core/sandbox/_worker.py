@@ -170,7 +170,7 @@ def _spawn(mode, msg, fds, ctl):
         os.close(fd)
     theirs.close()
     try:
-        ours.settimeout(30)
+        ours.settimeout(20)  # under the host's CONTROL_TIMEOUT_S, so the template answers first
         answer, got, _flags, _addr = socket.recv_fds(ours, 4096, 1)
     except OSError as exc:
         answer, got = f"spawn failed: {exc}".encode(), []
