@@ -97,20 +97,26 @@ def test_two_pools_get_disjoint_uids_and_no_channel(pool):
 def test_memory_limit_counts_every_process_of_the_session():
     """Four children each holding 120 MB: a 256 MB session keeps at most two of them (with cgroups)."""
     code = """
-import os, time
-kids = []
-for _ in range(4):
+import os, select, time
+kids, dead, holding = [], set(), set()
+r, w = os.pipe()
+for i in range(4):
     pid = os.fork()
     if pid == 0:
         block = b"x" * (120 * 1024 * 1024)
-        time.sleep(30)
+        os.write(w, bytes([i]))  # child i holds its 120 MB now
+        time.sleep(60)
         os._exit(0)
     kids.append(pid)
-time.sleep(2.5)
-alive = sum(1 for k in kids if os.waitpid(k, os.WNOHANG) == (0, 0))
-print(alive)
+deadline = time.time() + 40
+while len(holding | {kids.index(k) for k in dead}) < 4 and time.time() < deadline:  # busy machines are slow
+    if select.select([r], [], [], 0.2)[0]:
+        holding |= set(os.read(r, 4))
+    dead |= {k for k in kids if k not in dead and os.waitpid(k, os.WNOHANG) != (0, 0)}
+time.sleep(0.5)
+print(sum(1 for k in kids if k not in dead and os.waitpid(k, os.WNOHANG) == (0, 0)))
 """
-    with SandboxPool(workers=1, spares=0, limits=Limits(memory_mb=256, timeout_s=20)) as p:
+    with SandboxPool(workers=1, spares=0, limits=Limits(memory_mb=256, timeout_s=60)) as p:
         if not p._cg.memory:
             pytest.skip(f"no memory cgroup here: {p.cgroups}")
         r = p.run(code, session_id="mem")
