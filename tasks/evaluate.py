@@ -10,6 +10,7 @@ from thyme_core.eval import evaluate
 from thyme_core.agent.config import AgentConfig
 from thyme_core.agent.infer import BackendSpec
 from thyme_core.base.home import DataHome
+from thyme_core.viewer.links import markdown_link
 
 
 @task(name="plan-eval-shards", cache_policy=NO_CACHE)
@@ -27,7 +28,7 @@ def eval_shard(shard: evaluate.EvalShard, home_root: str, spec: BackendSpec, con
 
 @task(name="eval-report", cache_policy=NO_CACHE)
 def eval_report(home_root: str, run_id: str) -> str:
-    markdown = evaluate.report_markdown(DataHome(home_root), run_id)
+    markdown = evaluate.report_markdown(DataHome(home_root), run_id) + markdown_link("eval", run_id)
     create_markdown_artifact(markdown, key=f"eval-{run_id.lower().removeprefix('eval-')}",
                              description="Accuracy by benchmark and category")
     return markdown

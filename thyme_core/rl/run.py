@@ -39,6 +39,7 @@ from thyme_core.rl import store
 from thyme_core.rl.config import RlConfig
 from thyme_core.rl.data import load_prompts
 from thyme_core.rl.rollout import RLPrompt
+from thyme_core.base import tfevents
 
 REPO = Path(__file__).resolve().parents[2]
 _WEIGHTS = (".safetensors", ".bin", ".pt", ".safetensors.index.json", ".bin.index.json")
@@ -223,6 +224,7 @@ def run_steps(home: DataHome, spec: RlRunSpec, agent_backend, learner, inputs_fo
             record = {"step": step, **{k: float(v) for k, v in result.metrics.items()}}
             with open(spec.run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
+            tfevents.append_scalars(spec.run_dir, step, record, "rl")
             if on_metrics:
                 on_metrics(record)
         if step % cfg.save_steps == 0 or step == cfg.max_steps:

@@ -23,6 +23,7 @@ from thyme_core.sft.batching import BatchPlan, micro_batches
 from thyme_core.sft.collate import batch_stats, collate
 from thyme_core.sft.config import SftConfig
 from thyme_core.sft.examples import Example
+from thyme_core.base import tfevents
 
 
 @dataclass
@@ -127,9 +128,11 @@ def train_step(engine, ctx: Context, step: int) -> dict:
                                 kinds == {True}, kinds == {False}, len(kinds) == 2], dtype=torch.float64)
     dist.all_reduce(totals)
     seconds = time.perf_counter() - started
+    grad_norm = engine.get_global_grad_norm()  # of the step's update (clipping applies after it is measured)
     nll, tokens, padded, labels, image_mb, text_mb, mixed_mb = totals.tolist()
     return {"step": step + 1, "loss": nll / labels, "lr": lr, "tokens": int(tokens),
             "tokens_per_s": tokens / seconds, "padding": 1.0 - tokens / padded, "label_tokens": int(labels),
+            "grad_norm": float(grad_norm) if grad_norm is not None else None,
             "kind": ctx.plan.kinds[step], "seconds": seconds,
             "micro_batches": {"image": int(image_mb), "text": int(text_mb), "mixed": int(mixed_mb)}}
 
@@ -144,12 +147,15 @@ def save(engine, ctx: Context, step: int, metrics: dict) -> None:
 
 
 def log(ctx: Context, record: dict) -> None:
-    """Rank 0: one JSON line in metrics.jsonl and on stdout (the launcher streams lines starting METRICS)."""
+    """Rank 0: one JSON line in metrics.jsonl and on stdout (the launcher streams lines starting METRICS); a
+    step's numbers also go to the run's TensorBoard event file."""
     if not ctx.is_main:
         return
     line = json.dumps(record)
     with open(ctx.run_dir / "metrics.jsonl", "a") as f:
         f.write(line + "\n")
+    if "loss" in record:
+        tfevents.append_scalars(ctx.run_dir, record["step"], record, f"sft_stage{ctx.cfg.stage}")
     print(f"METRICS {line}", flush=True)
 
 
