@@ -132,11 +132,12 @@ def run(work: Path, sizes: Sizes, seed: int, control_eval: bool) -> dict:
                DS_ACCELERATOR="cpu")
     r = Runner(work, env)
     h = ["--home", home]
-    r.thyme("synth-sft", "synth", src / "sft.parquet", "--split", "zoom", "--n", sizes.sft_samples, "--seed", seed)
-    r.thyme("synth-rl", "synth", src / "rl.parquet", "--split", "zoom", "--form", "rl", "--n", sizes.rl_prompts,
-            "--seed", seed + 1)
-    r.thyme("synth-bench", "synth", src / "zoom_heldout.tsv", "--split", "zoom", "--form", "bench",
-            "--n", sizes.eval_samples, "--seed", seed + 2)
+    for name, form, n, seed_of in (("sft.parquet", "sft", sizes.sft_samples, seed),
+                                   ("rl.parquet", "rl", sizes.rl_prompts, seed + 1),
+                                   ("zoom_heldout.tsv", "bench", sizes.eval_samples, seed + 2)):
+        if not (src / name).exists():  # a rerun in the same folder resumes: every later stage skips what is done
+            r.thyme(f"synth-{form}", "synth", src / name, "--split", "zoom", "--form", form, "--n", n,
+                    "--seed", seed_of)
     r.thyme("prepare-sft", "prepare", src / "sft.parquet", "--split", "zoom", *h)
     r.thyme("prepare-rl", "prepare", src / "rl.parquet", "--split", "zoom", *h)
     tsv = src / "zoom_heldout.tsv"
