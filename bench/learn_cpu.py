@@ -49,7 +49,7 @@ class Sizes:
     group_size: int
 
 
-FULL = Sizes(sft_samples=160, rl_prompts=32, eval_samples=16, sft_steps=80, rl_steps=6, prompts_per_step=2,
+FULL = Sizes(sft_samples=160, rl_prompts=32, eval_samples=16, sft_steps=80, rl_steps=4, prompts_per_step=2,
              group_size=4)
 QUICK = Sizes(sft_samples=64, rl_prompts=8, eval_samples=8, sft_steps=80, rl_steps=3, prompts_per_step=2,
               group_size=4)
