@@ -7,14 +7,14 @@ accuracy report (printed and published as an artifact). Finished shards are skip
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.evaluate import eval_report, eval_shard, plan_eval_shards
 from tasks.progress import wait_with_progress
-from thyme_core.agent.config import AgentConfig
+from thyme_core.agent.config import from_settings
 from thyme_core.agent.infer import BackendSpec
 from thyme_core.base.home import resolve_home
 
@@ -39,12 +39,17 @@ def evaluate(
     code_temperature: float = 0.0,
     system_prompt: str = "",
     isolation: Literal["bwrap", "none"] = "bwrap",
+    agent_settings: dict[str, Any] | None = None,
 ) -> dict:
-    """Evaluate BENCH.tsv; returns the run id and counts (the report is an artifact)."""
+    """Evaluate BENCH.tsv; returns the run id and counts (the report is an artifact).
+
+    `agent_settings`: any other agent loop setting by its AgentConfig name (e.g. {"top_p": 0.9, "timeout_s":
+    20}); it overrides the named parameters above. A wrong name fails the run with the valid names.
+    """
     spec = BackendSpec(backend, model, response_file, device, served_model)
-    config = AgentConfig(max_rounds=max_rounds, max_length=max_length, max_new_tokens=max_new_tokens,
-                         text_temperature=text_temperature, code_temperature=code_temperature,
-                         system_prompt=system_prompt, isolation=isolation)
+    config = from_settings(dict(max_rounds=max_rounds, max_length=max_length, max_new_tokens=max_new_tokens,
+                                text_temperature=text_temperature, code_temperature=code_temperature,
+                                system_prompt=system_prompt, isolation=isolation) | (agent_settings or {}))
     home_root = str(resolve_home(home).ensure().root)
     shards = plan_eval_shards(tsv, spec, config, shard_rows, run_id)
     futures = [eval_shard.submit(s, home_root, spec, config) for s in shards]

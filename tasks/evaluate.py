@@ -12,6 +12,7 @@ from thyme_core.eval import evaluate
 from thyme_core.agent.config import AgentConfig
 from thyme_core.agent.infer import BackendSpec
 from thyme_core.base.home import DataHome
+from thyme_core.viewer.links import markdown_link
 
 
 @task(name="plan-eval-shards", cache_policy=NO_CACHE)
@@ -29,7 +30,7 @@ def eval_shard(shard: evaluate.EvalShard, home_root: str, spec: BackendSpec, con
 
 @task(name="eval-report", cache_policy=NO_CACHE)
 def eval_report(home_root: str, run_id: str) -> str:
-    markdown = evaluate.report_markdown(DataHome(home_root), run_id)
+    markdown = evaluate.report_markdown(DataHome(home_root), run_id) + markdown_link("eval", run_id)
     # artifact keys allow only lowercase letters, digits and dashes; run ids may hold more (before_sft)
     key = re.sub(r"[^a-z0-9-]+", "-", run_id.lower().removeprefix("eval-"))
     create_markdown_artifact(markdown, key=f"eval-{key}",

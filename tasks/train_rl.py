@@ -16,6 +16,7 @@ from tasks.retry import retry_unless_user_error
 from thyme_core.base.home import DataHome
 from thyme_core.rl import run as rl_run
 from thyme_core.rl.config import load_preset
+from thyme_core.viewer.links import markdown_link
 
 
 @task(name="prepare-rl-run", cache_policy=NO_CACHE)
@@ -29,5 +30,6 @@ def run_rl(spec: rl_run.RlRunSpec, home_root: str) -> dict:
     logger = get_run_logger()
     result = rl_run.train(DataHome(home_root), spec, on_metrics=lambda m: logger.info(rl_run.format_metrics(m)),
                           on_line=logger.info)
-    create_markdown_artifact(rl_run.report_markdown(spec), key="rl-run", description="RL run summary")
+    create_markdown_artifact(rl_run.report_markdown(spec) + markdown_link("rl", spec.key), key="rl-run",
+                             description="RL run summary")
     return result

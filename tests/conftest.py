@@ -13,6 +13,17 @@ REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
+def named_query_params(name: str):
+    """Harmless values for a named query's `$name` parameters (the viewer's queries), () when it has none."""
+    import re
+
+    from thyme_core import catalog
+
+    typed = {"limit": 10, "offset": 0, "step": 1, "only_samples": None, "sample_ids": []}
+    names = set(re.findall(r"\$([A-Za-z_]\w*)", catalog.sql_text(f"queries/{name}")))
+    return {k: typed.get(k, "") for k in names} if names else ()
+
+
 @pytest.fixture
 def home(tmp_path):
     from thyme_core.base.home import DataHome

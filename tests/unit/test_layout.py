@@ -31,12 +31,14 @@ def test_thyme_core_never_imports_prefect():
 @pytest.mark.parametrize(
     "view, cls",
     [("sft_samples", schema.SftSample), ("rl_samples", schema.RlSample), ("images", schema.ImageRecord),
-     ("rejects", schema.RejectRecord), ("prepare_shards", schema.ShardSummary), ("replays", schema.ReplayRecord),
+     ("rejects", schema.RejectRecord), ("prepare_shards", schema.ShardSummary),
+     ("prepare_shard_runs", schema.ShardRun), ("replays", schema.ReplayRecord),
      ("trajectories", schema.TrajectoryRecord), ("turns", schema.TurnRecord), ("executions", schema.ExecutionRecord),
      ("eval_results", schema.EvalResult), ("rl_rollouts", schema.RlRolloutRecord)],
 )
 def test_sql_views_match_record_dataclasses(home, view, cls):
-    con = catalog.connect(home)
+    catalog.publish(home)
+    con = catalog.read(home)
     described = [(r[0], r[1]) for r in con.execute(f"DESCRIBE {view}").fetchall()]
     hints = typing.get_type_hints(cls)
     assert described == [(f.name, _SQL_TYPES[hints[f.name]]) for f in dataclasses.fields(cls)]
@@ -68,8 +70,11 @@ def test_every_subcommand_takes_home():
 
 
 def test_named_queries_run_on_an_empty_catalog(home):
+    from tests.conftest import named_query_params
+
+    catalog.publish(home)
     for name in catalog.named_queries():
-        columns, rows = catalog.query(home, name)
+        columns, rows = catalog.named(home, name, named_query_params(name))
         assert columns and rows == [], name
 
 

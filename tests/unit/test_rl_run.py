@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from tests.unit.test_rl_step import QUESTION, image_bytes, steer
+from tests.fakes import RL_QUESTION as QUESTION, red_png as image_bytes, steer
 from thyme_core import catalog
 from thyme_core.rl import run as rl_run
 from thyme_core.rl.config import RlConfig, load_preset
@@ -20,6 +20,10 @@ from thyme_core.rl.rollout import RLPrompt
 
 PROMPTS = [RLPrompt(f"p{i}", image_bytes(), QUESTION, "A") for i in range(2)]
 
+
+
+def rows_of(home, sql):
+    return catalog.query(home, sql)[1]
 
 
 class Killed(Exception):
@@ -64,14 +68,37 @@ def test_run_lands_in_the_catalog_resumes_and_skips(home):
                                   "t.sample_id = r.sample_id JOIN executions e ON e.run_id = r.run AND "
                                   "e.sample_id = r.sample_id")
     assert rows == [(6, 6, "ok", "ok")]
-    _, rows = catalog.query(home, "rl_reward_by_step")
+    _, rows = catalog.named(home, "rl_reward_by_step")
     assert [(r[1], r[2], r[3]) for r in rows] == [(1, 2, 1.25), (2, 2, 1.25), (3, 2, 1.25)]
-    cols, rows = catalog.query(home, "rl_code_use_by_step")
+    cols, rows = catalog.named(home, "rl_code_use_by_step")
     assert [dict(zip(cols, r))["code_rate"] for r in rows] == [1.0] * 3
     assert [dict(zip(cols, r))["code_success_rate"] for r in rows] == [1.0] * 3
-    assert catalog.query(home, "rl_errors_by_step")[1] == []
-    cols, rows = catalog.query(home, "rl_zero_variance_by_step")
+    assert catalog.named(home, "rl_errors_by_step")[1] == []
+    cols, rows = catalog.named(home, "rl_zero_variance_by_step")
     assert [dict(zip(cols, r))["zero_variance_groups"] for r in rows] == [0] * 3
+
+    # the step records as TensorBoard scalars, read back by TensorBoard itself (step 2, redone, is there twice)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(spec.run_dir))
+    events.Reload()
+    by_step = {e.step: e.value for e in events.Scalars("rl/reward_mean")}
+    assert by_step == pytest.approx({m["step"]: m["reward_mean"] for m in rl_run.read_metrics(spec.run_dir)})
+    assert {"rl/kl_mean", "rl/grad_norm", "rl/rollouts_per_s", "rl/engine_wait_share"} <= set(events.Tags()["scalars"])
+
+    # the viewer's RL pages over this run: curves, the step's group side by side, a rollout with its fed-back image
+    # (a crop of a flat red image: no region is claimed, since a flat patch matches anywhere)
+    from thyme_core.viewer.db import Catalog
+    from thyme_core.viewer.links import LiveLinks
+    from thyme_core.viewer.pages import Pages
+
+    pages = Pages(Catalog(home), LiveLinks())
+    assert pages.rl_run(spec.key).count("<polyline") >= 6
+    step = pages.rl_step(spec.key, 2)
+    assert step.count('class="rollout kept"') == 2 and ">2.0<" in step and ">0.5<" in step
+    sid = rows_of(home, "SELECT sample_id FROM rl_rollouts WHERE step = 2 AND member = 0")[0][0]
+    rollout = pages.trajectory(f"rl-{spec.key}", sid)
+    assert 'class="fed-back"' in rollout and "not a crop or zoom of the input" in rollout and ">2.0<" in rollout
 
     # nothing changed: skipped; more steps: the same run goes on from its last checkpoint
     again = rl_run.prepare_run(home, cfg, PROMPTS)

@@ -19,7 +19,7 @@ from thyme_core.rl.rewards import format_ok
 
 def run_behaviour(home: DataHome, run_id: str) -> dict:
     """{samples, well_formed, code_use, sandbox_ok, accuracy} of evaluation run `run_id`."""
-    _, rows = catalog.query(home, "eval_behaviour")
+    _, rows = catalog.named(home, "eval_behaviour")
     rows = [r[1:] for r in rows if r[0] == run_id]
     if not rows:
         raise ThymeError(f"no trajectories of run {run_id!r} in {home.root}")

@@ -70,8 +70,8 @@ class PrepareReport:
 
 def build_report(home: DataHome, split: str, results: list[ShardResult], wall_seconds: float) -> PrepareReport:
     ran = [r.summary for r in results if not r.reused]
-    _, by_split = catalog.query(home, "counts_by_split")
-    _, rl_by_split = catalog.query(home, "rl_counts")
+    _, by_split = catalog.named(home, "counts_by_split")
+    _, rl_by_split = catalog.named(home, "rl_counts")
     _, reasons = catalog.query(
         home, "SELECT split, reason, count(*) FROM rejects GROUP BY ALL ORDER BY split, count(*) DESC"
     )
@@ -84,7 +84,7 @@ def build_report(home: DataHome, split: str, results: list[ShardResult], wall_se
         samples_rl=sum(s.samples_rl for s in ran),
         rejects=sum(s.rejects for s in ran),
         images_seen=sum(s.images_seen for s in ran),
-        images_written=sum(s.images_written for s in ran),
+        images_written=sum(r.run.images_written for r in results if r.run is not None),
         images_repaired=sum(s.images_repaired for s in ran),
         wall_seconds=wall_seconds,
         by_split=tuple(by_split),

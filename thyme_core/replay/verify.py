@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image
 
+from thyme_core import catalog
 from thyme_core.base import versioning
 from thyme_core.base.fsio import atomic_dir
 from thyme_core.base.home import DataHome
@@ -85,6 +86,7 @@ def replay_shard(prepare_dir: Path, home: DataHome, config: ReplayConfig, pool=N
     records = [r for rs in per_sample for r in rs]
     with atomic_dir(final, home.tmp_dir) as stage:
         pq.write_table(to_table(ReplayRecord, records), stage / "replays.parquet", compression="zstd")
+    catalog.publish(home)
     return _result(final, reused=False)
 
 
@@ -185,8 +187,6 @@ def _compare_text(printed: str, recorded: str, config: ReplayConfig) -> tuple[st
 
 def prepared_shards(home: DataHome, split: str) -> list[str]:
     """Folders of the finished prepare shards of a split, in source order."""
-    from thyme_core import catalog
-
     _, rows = catalog.query(
         home, "SELECT shard FROM prepare_shards WHERE split = ? ORDER BY source_file, row_start", [split]
     )
@@ -194,11 +194,9 @@ def prepared_shards(home: DataHome, split: str) -> list[str]:
 
 
 def summary_markdown(home: DataHome, split: str) -> str:
-    from thyme_core import catalog
-
     lines = [f"## replay_sft_data: split `{split}`", ""]
     for title, name in (("Samples whose code reproduces", "replay_summary"), ("Not reproduced", "replay_failures")):
-        columns, rows = catalog.query(home, name)
+        columns, rows = catalog.named(home, name)
         lines += [f"### {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         lines += ["| " + " | ".join(str(v).replace("|", "/")[:120] for v in row) + " |" for row in rows] or ["| (none) |"]
         lines.append("")

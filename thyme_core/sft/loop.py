@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,14 +17,13 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from thyme_core.base import hooks
 from thyme_core.sft import checkpoint
 from thyme_core.sft.batching import BatchPlan, micro_batches
 from thyme_core.sft.collate import batch_stats, collate
 from thyme_core.sft.config import SftConfig
 from thyme_core.sft.examples import Example
-
-# Test hook: SIGKILL this process right after the given step (the kill-and-resume test uses it).
-KILL_AT_STEP_ENV = "THYME_TRAIN_KILL_AT_STEP"
+from thyme_core.base import tfevents
 
 
 @dataclass
@@ -131,9 +128,11 @@ def train_step(engine, ctx: Context, step: int) -> dict:
                                 kinds == {True}, kinds == {False}, len(kinds) == 2], dtype=torch.float64)
     dist.all_reduce(totals)
     seconds = time.perf_counter() - started
+    grad_norm = engine.get_global_grad_norm()  # of the step's update (clipping applies after it is measured)
     nll, tokens, padded, labels, image_mb, text_mb, mixed_mb = totals.tolist()
     return {"step": step + 1, "loss": nll / labels, "lr": lr, "tokens": int(tokens),
             "tokens_per_s": tokens / seconds, "padding": 1.0 - tokens / padded, "label_tokens": int(labels),
+            "grad_norm": float(grad_norm) if grad_norm is not None else None,
             "kind": ctx.plan.kinds[step], "seconds": seconds,
             "micro_batches": {"image": int(image_mb), "text": int(text_mb), "mixed": int(mixed_mb)}}
 
@@ -148,12 +147,15 @@ def save(engine, ctx: Context, step: int, metrics: dict) -> None:
 
 
 def log(ctx: Context, record: dict) -> None:
-    """Rank 0: one JSON line in metrics.jsonl and on stdout (the launcher streams lines starting METRICS)."""
+    """Rank 0: one JSON line in metrics.jsonl and on stdout (the launcher streams lines starting METRICS); a
+    step's numbers also go to the run's TensorBoard event file."""
     if not ctx.is_main:
         return
     line = json.dumps(record)
     with open(ctx.run_dir / "metrics.jsonl", "a") as f:
         f.write(line + "\n")
+    if "loss" in record:
+        tfevents.append_scalars(ctx.run_dir, record["step"], record, f"sft_stage{ctx.cfg.stage}")
     print(f"METRICS {line}", flush=True)
 
 
@@ -161,7 +163,6 @@ def run(engine, ctx: Context, total_steps: int) -> None:
     start = resume(engine, ctx)
     if start:
         log(ctx, {"event": "resumed", "step": start})
-    kill_at = int(os.environ.get(KILL_AT_STEP_ENV, "0") or 0)
     for step in range(start, total_steps):
         metrics = train_step(engine, ctx, step)
         done = step + 1
@@ -169,5 +170,4 @@ def run(engine, ctx: Context, total_steps: int) -> None:
             log(ctx, metrics)
         if done % ctx.cfg.save_steps == 0 or done == total_steps:
             save(engine, ctx, done, metrics)
-        if done == kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
+        hooks.after_step(done)

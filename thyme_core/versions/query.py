@@ -77,12 +77,14 @@ def connect_version(store: Store, spec: str) -> tuple[duckdb.DuckDBPyConnection,
     return con, sha, missing
 
 
-def query_version(store: Store, spec: str, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
-    """Run SQL (or a named query's name) on the version in place; returns (column names, rows)."""
-    text = catalog.sql_text(f"queries/{sql}") if sql in catalog.named_queries() else sql
+def query_version(store: Store, spec: str, sql: str, params: Sequence[Any] | dict[str, Any] = ()
+                  ) -> tuple[list[str], list[tuple]]:
+    """Run SQL (or a named query's name) on the version in place; returns (column names, rows). Parameters as in
+    catalog.query: a sequence for `?`, a dict for `$name`."""
+    text = catalog.sql_text(f"queries/{sql}") if catalog.is_named(sql) else sql
     con, sha, missing = connect_version(store, spec)
     try:
-        cur = con.execute(text, list(params))
+        cur = con.execute(text, params if isinstance(params, dict) else list(params))
         return [d[0] for d in cur.description], cur.fetchall()
     except duckdb.Error as exc:
         hint = f" (views not in version {sha[:12]}: {', '.join(missing)})" if missing else ""
