@@ -3,6 +3,8 @@
 Outputs, in the data home: shards/agent/eval-<key>/ per shard (trajectories, turns, executions,
 eval_results), the catalog views `trajectories`, `turns`, `executions`, `eval_results`, and a markdown
 accuracy report (printed and published as an artifact). Finished shards are skipped on a re-run.
+With `cluster` (or $THYME_RAY_ADDRESS) each shard is a Ray task holding `gpus_per_shard` GPUs (one backend per
+GPU), written straight into STORE; the flow publishes the results as the dataset version DATASET.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from typing import Any, Literal
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from tasks.cluster import eval_shard_on_cluster, publish_version, run_shards
 from tasks.evaluate import eval_report, eval_shard, plan_eval_shards
 from tasks.progress import wait_with_progress
 from thyme_core.agent.config import from_settings
+from thyme_core.cluster.engine import address as cluster_address
+from thyme_core.versions.store import default_store_uri
 from thyme_core.agent.infer import BackendSpec
 from thyme_core.base.home import resolve_home
 
@@ -40,11 +45,17 @@ def evaluate(
     system_prompt: str = "",
     isolation: Literal["bwrap", "none"] = "bwrap",
     agent_settings: dict[str, Any] | None = None,
+    cluster: str = "",
+    store: str = "",
+    dataset: str = "eval",
+    gpus_per_shard: float = 1.0,
 ) -> dict:
     """Evaluate BENCH.tsv; returns the run id and counts (the report is an artifact).
 
     `agent_settings`: any other agent loop setting by its AgentConfig name (e.g. {"top_p": 0.9, "timeout_s":
     20}); it overrides the named parameters above. A wrong name fails the run with the valid names.
+    CLUSTER (ray://HOST:PORT, default $THYME_RAY_ADDRESS): run the shards there, GPUS_PER_SHARD each, and
+    publish DATASET in STORE.
     """
     spec = BackendSpec(backend, model, response_file, device, served_model)
     config = from_settings(dict(max_rounds=max_rounds, max_length=max_length, max_new_tokens=max_new_tokens,
@@ -52,9 +63,21 @@ def evaluate(
                                 system_prompt=system_prompt, isolation=isolation) | (agent_settings or {}))
     home_root = str(resolve_home(home).ensure().root)
     shards = plan_eval_shards(tsv, spec, config, shard_rows, run_id)
-    futures = [eval_shard.submit(s, home_root, spec, config) for s in shards]
-    results = wait_with_progress(futures, f"evaluate {tsv}", postfix=lambda r: {"correct": r.correct})
+    address, version, home_updated = cluster_address(cluster), {}, True
+    if address:
+        store_uri = store or default_store_uri()
+        stored = run_shards(eval_shard_on_cluster,
+                            [dict(shard=s, spec=spec, config=config, address=address, store_uri=store_uri,
+                                  gpus=gpus_per_shard) for s in shards],
+                            f"evaluate {tsv} on {address}", lambda s: {"correct": s.result.correct}, address)
+        published = publish_version(store_uri, dataset, stored, home_root)
+        results, version = [s.result for s in stored], {"version": published.manifest, "dataset": dataset}
+        home_updated = published.home_updated
+    else:
+        futures = [eval_shard.submit(s, home_root, spec, config) for s in shards]
+        results = wait_with_progress(futures, f"evaluate {tsv}", postfix=lambda r: {"correct": r.correct})
     run = shards[0].run_id if shards else run_id
-    print(eval_report(home_root, run))
+    if home_updated:
+        print(eval_report(home_root, run))
     return {"run_id": run, "shards": len(results), "shards_reused": sum(r.reused for r in results),
-            "samples": sum(r.samples for r in results), "correct": sum(r.correct for r in results)}
+            "samples": sum(r.samples for r in results), "correct": sum(r.correct for r in results), **version}

@@ -4,6 +4,9 @@ Outputs, in the data home: sources/s3/... (the mirror of an s3:// source), image
 with image, text-only samples, images, rejects, shard summary), catalog.duckdb (views `sft_samples`,
 `images`, `rejects`, `prepare_shards`, and `rl_samples` for files in the released RL form: messages, images,
 solution, question; the schema is detected per file), and a markdown summary artifact.
+With `cluster` (or $THYME_RAY_ADDRESS) the shards run as Ray tasks that write straight into the store, and the
+flow ends by publishing the dataset version DATASET (the manifest a local run's `thyme data push` would make)
+and pulling it into the home when that loses nothing (thyme_core/cluster/).
 """
 
 from __future__ import annotations
@@ -14,9 +17,13 @@ from typing import Literal
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from tasks.cluster import prepare_shard_on_cluster, publish_version, run_shards
 from tasks.prepare import catalog_report, plan_shards, prepare_shard, publish_report, sync_source
 from tasks.progress import wait_with_progress
+from thyme_core.base.errors import ThymeError
 from thyme_core.base.home import resolve_home
+from thyme_core.cluster.engine import address as cluster_address
+from thyme_core.versions.store import default_store_uri
 from thyme_core.prepare.shards import PrepareConfig
 from thyme_core.prepare.s3_mirror import is_remote
 from thyme_core.base.workers import default_workers
@@ -32,24 +39,41 @@ def prepare_sft_data(
     shard_rows: int = 1000,
     max_pixels: int = 100_000_000,
     verify: Literal["structure", "decode"] = "structure",
+    cluster: str = "",
+    store: str = "",
+    dataset: str = "sft",
 ) -> dict:
     """Prepare one split from SOURCE (a Parquet/JSONL file, a folder of them, or an s3://bucket/prefix of them,
-    mirrored into the home first: only new or changed objects are downloaded) into the data home."""
+    mirrored into the home first: only new or changed objects are downloaded) into the data home. CLUSTER
+    (ray://HOST:PORT, default $THYME_RAY_ADDRESS): run the shards there and publish DATASET in STORE."""
     started = time.perf_counter()
     config = PrepareConfig(shard_rows=shard_rows, max_pixels=max_pixels, verify=verify)
     home_root = str(resolve_home(home).ensure().root)
+    address = cluster_address(cluster)
+    if address and is_remote(source):
+        raise ThymeError("a cluster prepare reads the source where the workers see it: give a path every worker "
+                         "can read (s3:// sources are mirrored by the local prepare only, for now)")
     if is_remote(source):
         source = sync_source(source, home_root)
     specs = plan_shards(source, split, home_root, config)
-    futures = [prepare_shard.submit(spec, home_root, config) for spec in specs]
-    results = wait_with_progress(
-        futures, f"prepare {split}",
-        postfix=lambda r: {"samples": r.summary.samples_image + r.summary.samples_text + r.summary.samples_rl,
-                           "rejects": r.summary.rejects},
-    )
+    postfix = lambda r: {"samples": r.summary.samples_image + r.summary.samples_text + r.summary.samples_rl,
+                         "rejects": r.summary.rejects}
+    version = {}
+    if address:
+        store_uri = store or default_store_uri()
+        shards = run_shards(prepare_shard_on_cluster,
+                            [dict(spec=s, address=address, store_uri=store_uri, config=config) for s in specs],
+                            f"prepare {split} on {address}", lambda s: postfix(s.result), address)
+        published = publish_version(store_uri, dataset, shards, home_root)
+        results, version = [s.result for s in shards], {"version": published.manifest, "dataset": dataset}
+        if not published.home_updated:
+            return {"split": split, "shards": len(specs), "shards_reused": sum(s.reused for s in shards), **version}
+    else:
+        futures = [prepare_shard.submit(spec, home_root, config) for spec in specs]
+        results = wait_with_progress(futures, f"prepare {split}", postfix=postfix)
     report = catalog_report(home_root, split, results, time.perf_counter() - started)
     print(publish_report(report))
     return {"split": split, "shards": len(specs), "shards_reused": report.shards_reused,
             "images_per_second": round(report.images_per_second, 1),
             "samples": report.samples_image + report.samples_text + report.samples_rl,
-            "rl_samples": report.samples_rl, "rejects": report.rejects}
+            "rl_samples": report.samples_rl, "rejects": report.rejects, **version}

@@ -16,11 +16,14 @@ from thyme_core.base.home import resolve_home
 
 @flow(name="train_sft", log_prints=True)
 def train_sft(stage: int = 1, model: str | None = None, max_steps: int | None = None, home: str | None = None,
-              preset: str | None = None, init_from: str | None = None, overrides: dict | None = None) -> dict:
-    """Train SFT stage 1 or 2. The preset defaults to sft_stage<N> with a model, sft_tiny_stage<N> without."""
+              preset: str | None = None, init_from: str | None = None, overrides: dict | None = None,
+              system_prompt: str | None = None) -> dict:
+    """Train SFT stage 1 or 2. The preset defaults to sft_stage<N> with a model, sft_tiny_stage<N> without.
+    `system_prompt`: a system prompt file (default infra/prompts/system.txt), as in `evaluate`."""
     home_root = str(resolve_home(home).ensure().root)
     preset = preset or (f"sft_stage{stage}" if model or init_from else f"sft_tiny_stage{stage}")
-    values = {**(overrides or {}), "stage": stage, "model": model, "max_steps": max_steps, "init_from": init_from}
+    values = {**(overrides or {}), "stage": stage, "model": model, "max_steps": max_steps, "init_from": init_from,
+              "system_prompt": system_prompt}
     spec = prepare_sft_run(home_root, preset, {k: v for k, v in values.items() if v is not None})
     if spec.done:
         print(f"SFT stage {stage}: run {spec.key} already finished (same data, config and code); skipped")

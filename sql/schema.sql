@@ -59,7 +59,7 @@ FROM read_parquet('shards/prepare/*/summary.run.parquet');
 -- Replay verification (thyme replay): one row per code block of a prepared sample. A sample prepared twice
 -- (a duplicate) may be replayed twice: one row per (sample, block) is kept, a match first.
 CREATE OR REPLACE VIEW replays AS
-SELECT sample_id, split, block, status, similarity, reason, detail, duration_s
+SELECT sample_id, split, block, status, similarity, reason, detail
 FROM read_parquet('shards/replay/*/replays.parquet')
 QUALIFY row_number() OVER (PARTITION BY sample_id, block ORDER BY status = 'match' DESC, reason) = 1;
 

@@ -34,8 +34,13 @@ def home(tmp_path):
 @pytest.hookimpl(tryfirst=True)  # before -m deselects: the tier markers must already be on the items
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        # (item.keywords also holds folder names, so ask for the marker itself)
-        if "/integration/" in str(item.fspath) and item.get_closest_marker("integration") is None:
+        # the tier is the folder under tests/ (not any "/gpu/" in the path: a checkout may live in one);
+        # item.keywords also holds folder names, so ask for the marker itself
+        try:
+            tier = Path(str(item.fspath)).resolve().relative_to(REPO / "tests").parts[0]
+        except ValueError:
+            continue
+        if tier == "integration" and item.get_closest_marker("integration") is None:
             item.add_marker(pytest.mark.integration)
-        if "/gpu/" in str(item.fspath) and item.get_closest_marker("gpu") is None:
+        if tier == "gpu" and item.get_closest_marker("gpu") is None:
             item.add_marker(pytest.mark.gpu)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from thyme_cli.cmd_infer import add_agent_args, agent_settings, backend_kwargs
-from thyme_cli.main import add_home_arg
+from thyme_cli.main import add_cluster_args, add_home_arg, cluster_kwargs, warm_up
 
 
 def register(sub) -> None:
@@ -12,6 +12,9 @@ def register(sub) -> None:
     p.add_argument("--shard-rows", type=int, default=32, help="rows per shard (the unit a re-run skips)")
     p.add_argument("--run-id", default="", help="run id (default: a hash of benchmark, model and settings)")
     add_agent_args(p)
+    add_cluster_args(p, "eval")
+    p.add_argument("--gpus-per-shard", type=float, default=1.0,
+                   help="with --cluster: GPUs each shard holds, one backend per GPU (0 for CPU backends)")
     add_home_arg(p)
     p.set_defaults(handler=run)
 
@@ -19,11 +22,12 @@ def register(sub) -> None:
 def run(args) -> int:
     from tasks.runtime import shared_prefect_api
 
-    with shared_prefect_api():
+    with shared_prefect_api(meanwhile=warm_up(args.cluster) if args.cluster else None):
         from flows.evaluate import evaluate
 
         out = evaluate(tsv=args.tsv, home=args.home, shard_rows=args.shard_rows, run_id=args.run_id,
-                       agent_settings=agent_settings(args), **backend_kwargs(args))
+                       agent_settings=agent_settings(args), gpus_per_shard=args.gpus_per_shard,
+                       **backend_kwargs(args), **cluster_kwargs(args))
     print(f"\nrun {out['run_id']}: {out['correct']}/{out['samples']} correct "
           f"({out['shards_reused']}/{out['shards']} shards already done)")
     return 0

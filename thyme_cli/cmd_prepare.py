@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from thyme_cli.main import add_home_arg
+from thyme_cli.main import add_cluster_args, add_home_arg, cluster_kwargs, warm_up
 
 
 def register(sub) -> None:
@@ -14,19 +14,19 @@ def register(sub) -> None:
     p.add_argument("--max-pixels", type=int, default=100_000_000, help="decompression-bomb limit in pixels (default 100M)")
     p.add_argument("--verify", choices=["structure", "decode"], default="structure",
                    help="JPEG check: header + end marker (default) or a scaled decode of every image")
+    add_cluster_args(p, "sft")
     add_home_arg(p)
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
     from tasks.runtime import shared_prefect_api
-    from thyme_core.base import workers
 
-    with shared_prefect_api(meanwhile=workers.warm):
+    with shared_prefect_api(meanwhile=warm_up(args.cluster)):
         from flows.prepare_sft_data import prepare_sft_data
 
         prepare_sft_data(
             source=args.source, split=args.split, home=args.home,
-            shard_rows=args.shard_rows, max_pixels=args.max_pixels, verify=args.verify,
+            shard_rows=args.shard_rows, max_pixels=args.max_pixels, verify=args.verify, **cluster_kwargs(args),
         )
     return 0

@@ -18,6 +18,8 @@ def register(sub) -> None:
     p.add_argument("--nproc", type=int, default=None, help="processes / GPUs per node (overrides the preset)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field (YAML value), e.g. --set learning_rate=2e-5; repeatable")
+    p.add_argument("--system-prompt", default=None,
+                   help="system prompt file (default infra/prompts/system.txt); same option as infer and eval")
     p.add_argument("--help-config", action="store_true", help="list every config field with its help and exit")
     add_home_arg(p)
     p.set_defaults(handler=run)
@@ -52,6 +54,7 @@ def run(args) -> int:
         from flows.train_sft import train_sft
 
         result = train_sft(stage=args.stage, model=args.model, max_steps=args.max_steps, home=args.home,
-                           preset=args.preset, init_from=args.init_from, overrides=overrides)
+                           preset=args.preset, init_from=args.init_from, overrides=overrides,
+                           system_prompt=args.system_prompt)
     print(f"final weights: {result['final']}")
     return 0

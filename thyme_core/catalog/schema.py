@@ -122,7 +122,8 @@ class ReplayRecord:
     similarity: float | None  # pixel similarity for image outputs; NULL for text
     reason: str  # "" on match; sandbox status (error, timeout...) or size_differs / pixels_differ / text_differs...
     detail: str
-    duration_s: float
+    # No run time here (unlike ExecutionRecord): a replay's version content holds only what code and data
+    # determine, so a replay on a cluster publishes the same version hash as a local one.
 
 
 

@@ -64,15 +64,17 @@ def plan(tsv: str | Path, spec: BackendSpec, config: AgentConfig, shard_rows: in
     return [EvalShard(run_id, name, str(Path(tsv).resolve()), s, min(s + shard_rows, n)) for s in range(0, n, shard_rows)]
 
 
-def eval_shard(shard: EvalShard, home: DataHome, spec: BackendSpec, config: AgentConfig) -> ShardOutcome:
-    """Run and score one shard's rows, or reuse its published folder."""
+def eval_shard(shard: EvalShard, home: DataHome, spec: BackendSpec, config: AgentConfig,
+               backend=None) -> ShardOutcome:
+    """Run and score one shard's rows, or reuse its published folder. `backend`: one already loaded (a cluster
+    worker keeps its model across shards, each written into a fresh scratch home); default: cached per home."""
     import pyarrow.parquet as pq
 
     final = shard_dir(home, shard.key)
     if (final / "eval_results.parquet").exists():
         correct = pq.read_table(final / "eval_results.parquet", columns=["correct"]).column("correct").to_pylist()
         return ShardOutcome(shard.key, True, len(correct), sum(correct))
-    backend = cached_backend(spec, home)
+    backend = backend or cached_backend(spec, home)
     agent = Agent(backend, home, config, run_id=shard.run_id)
     bench_rows = list(benchmarks.read_rows(shard.tsv, shard.start, shard.stop))
     samples = [agent.sample(f"{shard.benchmark}:{row.index}", base64.b64decode(row.image_b64), row.prompt())

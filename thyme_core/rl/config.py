@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 
 
+from thyme_core.agent.prompt import system_prompt_sha
 from thyme_core.base import presets
 from thyme_core.base.errors import ThymeError
 from thyme_core.rl.grpo import GrpoLossConfig
@@ -98,7 +99,9 @@ class RlConfig(RolloutConfig):
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     def config_hash(self) -> str:
+        """Every field that changes a step; the system prompt by its text, not by its file name."""
         data = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NOT_HASHED}
+        data["system_prompt"] = system_prompt_sha(self.system_prompt)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -153,7 +153,9 @@ def _reference(cfg, device, ds_config: dict, zero3: bool):
 
 
 def _rollout_engine(cfg, home, device, processor, cuda: bool):
-    """(backend, a new weight sink per sync, inputs builder) for this rank's rollouts."""
+    """(backend, a new weight sink per sync, inputs builder) for this rank's rollouts. The backend resizes
+    images with the trainer's `processor` (the run's min/max pixels): the training forward of a fed-back image
+    then sees the grid the rollout's ledger counted."""
     import functools
 
     import torch
@@ -169,7 +171,7 @@ def _rollout_engine(cfg, home, device, processor, cuda: bool):
         # colocated, in this rank's process (TRL's "colocate" layout): the engine must live here for
         # sync.VLLMSink to reach its model; one engine per rank (tensor parallel 1) under torchrun
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        backend = VLLMBackend.load(cfg.model, home, max_images=cfg.max_images,
+        backend = VLLMBackend.load(cfg.model, home, processor=processor, max_images=cfg.max_images,
                                    gpu_memory_utilization=cfg.vllm_gpu_memory, enforce_eager=True,
                                    distributed_executor_backend="external_launcher", tensor_parallel_size=1,
                                    max_model_len=cfg.max_length, seed=cfg.seed)
@@ -180,7 +182,7 @@ def _rollout_engine(cfg, home, device, processor, cuda: bool):
 
     model, _ = _load(cfg, device, bf16=cuda)
     model.requires_grad_(False)
-    backend = TransformersBackend(model, processor, device=str(device), name=name)
+    backend = TransformersBackend(model, processor, device=str(device), name=name)  # the trainer's processor
     return backend, lambda: sync.HFSink(backend.hf_model), backend.model_inputs
 
 

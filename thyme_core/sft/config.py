@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+from thyme_core.agent.prompt import resolved_system_prompt, system_prompt_sha
 from thyme_core.base import presets
 from thyme_core.base.errors import ThymeError
 from thyme_core.base.presets import setting as _f
@@ -23,7 +24,7 @@ PRESETS_DIR = presets.PRESETS_DIR
 DEEPSPEED_DIR = REPO / "infra" / "deepspeed"
 
 # Fields that say where or how often, not what: they stay out of the config hash.
-_NOT_HASHED = {"output_dir", "save_steps", "keep_checkpoints", "log_steps", "nproc", "init_from"}
+_NOT_HASHED = {"output_dir", "save_steps", "keep_checkpoints", "log_steps", "nproc", "init_from", "loss_chunk"}
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class SftConfig:
     separate_kinds: bool = _f(False, "never put image and text-only samples in one batch (stage 2)")
     image_ratio: float | None = _f(None, "stage 2: share of image steps (None: proportional to pool sizes)")
     last_round_only: bool = _f(False, "multi-round responses: loss only on the last code round and after")
-    system_prompt: str = _f("You are a helpful assistant.", "system turn of every example")
+    system_prompt: str = _f("", "system prompt file ('' = infra/prompts/system.txt); its text is in the run key")
     max_length: int = _f(10240, "longest example in tokens; longer ones are dropped (reason too_long)")
     min_pixels: int = _f(3136, "image processor min pixels (Qwen2.5-VL default 56*56)")
     max_pixels: int = _f(3_211_264, "image processor max pixels (Thyme SFT: 3211264)")
@@ -60,6 +61,7 @@ class SftConfig:
     save_steps: int = _f(500, "checkpoint every N optimizer steps (and at the end)")
     keep_checkpoints: int = _f(2, "how many step checkpoints to keep")
     log_steps: int = _f(1, "log metrics every N steps")
+    loss_chunk: int = _f(1024, "labelled positions per chunk of the loss's LM head (bounds the fp32 logits)")
 
     def __post_init__(self):
         if self.stage not in (1, 2):
@@ -69,9 +71,10 @@ class SftConfig:
                              f"({self.micro_batch} * {self.nproc})")
         if self.image_ratio is not None and not 0.0 <= self.image_ratio <= 1.0:
             raise ThymeError(f"image_ratio must be in [0, 1], not {self.image_ratio}")
-        if self.max_length < 16 or self.epochs < 1 or self.save_steps < 1:
-            raise ThymeError("max_length >= 16, epochs >= 1 and save_steps >= 1 are required")
+        if self.max_length < 16 or self.epochs < 1 or self.save_steps < 1 or self.loss_chunk < 1:
+            raise ThymeError("max_length >= 16, epochs >= 1, save_steps >= 1 and loss_chunk >= 1 are required")
         object.__setattr__(self, "splits", tuple(self.splits))
+        object.__setattr__(self, "system_prompt", resolved_system_prompt(self.system_prompt))
 
     @property
     def accumulation(self) -> int:
@@ -88,7 +91,9 @@ class SftConfig:
         return cls(**json.loads(text))
 
     def config_hash(self) -> str:
+        """Every field that changes what is trained; the system prompt by its text, not by its file name."""
         data = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NOT_HASHED}
+        data["system_prompt"] = system_prompt_sha(self.system_prompt)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def deepspeed_path(self) -> Path:

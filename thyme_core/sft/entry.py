@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     import pyarrow.parquet as pq
     import torch
 
+    from thyme_core.agent.prompt import load_system_prompt
     from thyme_core.model import load_model, load_processor
     from thyme_core.sft import checkpoint, loop
     from thyme_core.sft.batching import padding_ratio, plan_batches
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.cuda.set_device(device)
     processor = load_processor(cfg.model, min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels)
     opts = ExampleOptions(max_length=cfg.max_length, last_round_only=cfg.last_round_only,
-                          system_prompt=cfg.system_prompt, min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels)
+                          system_prompt=load_system_prompt(cfg.system_prompt), min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels)
     samples = pq.read_table(run_dir / "samples.parquet").to_pylist()
     home_root = Path(json.loads((run_dir / "run.json").read_text())["home"])
     examples, drops = build_examples(samples, home_root, processor, opts)

@@ -3,7 +3,10 @@
 Loss is the mean over every label token of the global batch: each micro-batch contributes its summed
 token NLL divided by the global batch's label-token count (known from the plan), scaled by ranks *
 accumulation because DeepSpeed divides by both (gradient averaging and accumulation). So the update is the
-same whatever the micro-batch size or the number of ranks.
+same whatever the micro-batch size or the number of ranks (tests/unit/test_train_scaling.py checks both
+against one big batch). The NLL is taken over labelled positions only, with the LM head applied in chunks
+(model/forward.py), so no micro-batch ever holds its full fp32 logits. The step's totals are summed over the
+ranks through base/ranks.py, on the device the process group needs (CUDA under NCCL).
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 
 from thyme_core.base import hooks
+from thyme_core.base.ranks import Ranks
+from thyme_core.model.forward import labelled_nll_sum
 from thyme_core.sft import checkpoint
 from thyme_core.sft.batching import BatchPlan, micro_batches
 from thyme_core.sft.collate import batch_stats, collate
@@ -102,6 +106,13 @@ def resume(engine, ctx: Context) -> int:
     return step
 
 
+def micro_loss(engine, batch: dict, chunk: int) -> torch.Tensor:
+    """Summed token NLL of one micro-batch's labelled positions, the LM head applied `chunk` positions at a
+    time (model/forward.py): the full fp32 logits of a 10k-token micro-batch are never held."""
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    return labelled_nll_sum(engine, inputs, batch["labels"], chunk)
+
+
 def train_step(engine, ctx: Context, step: int) -> dict:
     """One optimizer step over this rank's micro-batches of global batch `step`; returns global metrics."""
     lengths = [e.n_tokens for e in ctx.examples]
@@ -114,22 +125,21 @@ def train_step(engine, ctx: Context, step: int) -> dict:
     started = time.perf_counter()
     # nll sum, tokens, padded positions, label tokens, then how many micro-batches held images / text only
     # / both: the last must stay 0 when separate_kinds is on (the stage-2 test reads it from the metrics)
-    totals = torch.zeros(7, dtype=torch.float64)
+    totals = [0.0] * 7
     for ids in micro_batches(batch_ids, lengths, ctx.world, ctx.rank, ctx.cfg.micro_batch):
         examples = [ctx.examples[i] for i in ids]
         batch = {k: v.to(ctx.device) for k, v in collate(examples, ctx.processor, image_pad, pad).items()}
         stats = batch_stats(examples)
-        out = engine(**batch)
-        nll_sum = out.loss * stats["label_tokens"]
+        nll_sum = micro_loss(engine, batch, ctx.cfg.loss_chunk)
         engine.backward(nll_sum * scale)
         engine.step()
         kinds = {e.has_image for e in examples}
-        totals += torch.tensor([nll_sum.item(), stats["tokens"], stats["padded"], stats["label_tokens"],
-                                kinds == {True}, kinds == {False}, len(kinds) == 2], dtype=torch.float64)
-    dist.all_reduce(totals)
+        row = [nll_sum.item(), stats["tokens"], stats["padded"], stats["label_tokens"], kinds == {True},
+               kinds == {False}, len(kinds) == 2]
+        totals = [a + float(b) for a, b in zip(totals, row)]
+    nll, tokens, padded, labels, image_mb, text_mb, mixed_mb = Ranks.from_dist().sum(totals)
     seconds = time.perf_counter() - started
     grad_norm = engine.get_global_grad_norm()  # of the step's update (clipping applies after it is measured)
-    nll, tokens, padded, labels, image_mb, text_mb, mixed_mb = totals.tolist()
     return {"step": step + 1, "loss": nll / labels, "lr": lr, "tokens": int(tokens),
             "tokens_per_s": tokens / seconds, "padding": 1.0 - tokens / padded, "label_tokens": int(labels),
             "grad_norm": float(grad_norm) if grad_norm is not None else None,
@@ -139,11 +149,11 @@ def train_step(engine, ctx: Context, step: int) -> dict:
 
 def save(engine, ctx: Context, step: int, metrics: dict) -> None:
     engine.save_checkpoint(str(checkpoint.checkpoints_dir(ctx.run_dir)), tag=checkpoint.tag(step))
-    dist.barrier()
+    Ranks.from_dist().barrier()
     if ctx.is_main:
         checkpoint.mark_complete(ctx.run_dir, step, {"loss": metrics.get("loss")})
         checkpoint.prune(ctx.run_dir, ctx.cfg.keep_checkpoints)
-    dist.barrier()
+    Ranks.from_dist().barrier()
 
 
 def log(ctx: Context, record: dict) -> None:

@@ -103,10 +103,11 @@ def build_manifest(home: DataHome, threads: int = 4) -> Manifest:
     paths = version_paths(home)
     if not any(p.is_relative_to(home.shards_dir) and "_schema" not in p.parts for p in paths):
         raise ThymeError(f"{home.root}: no catalog content to push (no Parquet parts under shards/)")
-    return Manifest(tuple(parallel_map(lambda p: _entry(home, p), paths, threads)))
+    return Manifest(tuple(parallel_map(lambda p: file_entry(home, p), paths, threads)))
 
 
-def _entry(home: DataHome, path: Path) -> FileEntry:
+def file_entry(home: DataHome, path: Path) -> FileEntry:
+    """The manifest entry of one file of a home (also what a cluster shard step returns for its outputs)."""
     rel = home.relative(path)
     sha = sha256_file(path)
     size = path.stat().st_size
