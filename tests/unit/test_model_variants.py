@@ -43,7 +43,7 @@ def test_unknown_variant_names_the_known_ones(tmp_path):
 def test_learn_presets_share_the_prompt_and_the_image_size_with_the_learn_model(learn):
     _, folder = learn
     sft, rl = sft_preset("sft_learn"), rl_preset("rl_learn")
-    assert sft.system_prompt == load_system_prompt()  # what the agent loop (eval, RL rollouts) uses
+    assert load_system_prompt(sft.system_prompt or None) == load_system_prompt()  # the agent loop's (eval, RL)
     size = load_processor(folder).image_processor.size
     assert (sft.min_pixels, sft.max_pixels) == (rl.min_pixels, rl.max_pixels) == (size["shortest_edge"],
                                                                                     size["longest_edge"])

@@ -12,9 +12,8 @@ import pytest
 from PIL import Image
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
-from thyme_core.agent.prompt import user_text
+from thyme_core.agent.prompt import clean_question, user_turn
 from thyme_core.eval.benchmarks import read_rows
-from thyme_core.rl.data import clean_question
 from thyme_core.rl.rewards import format_ok, rule_accuracy
 from thyme_core.synth import generate_sample
 from thyme_core.synth.rl import rl_record
@@ -56,8 +55,8 @@ def test_the_response_is_well_formed_and_its_answer_scores_against_every_form(tm
     row = read_rows(write_zoom_benchmark(tmp_path / "b.tsv", 4, seed=5), 3, 4)[0]
     assert rl["solution"] == row.answer == s.answer
     # the SFT question is the agent loop's user text of the benchmark's prompt (one prompt contract)
-    path = s.question.split('User Image Path: "')[1].split('"')[0]
-    assert s.question == "<image>\n" + user_text(row.prompt(), path, SIZE, SIZE)
+    path = s.question.split('User Image Path:** "')[1].split('"')[0]
+    assert s.question == user_turn(row.prompt(), path, SIZE, SIZE)
     assert clean_question(rl["question"]) == clean_question(s.question) == row.prompt()
     assert base64.b64decode(row.image_b64) == s.images[0]
     assert rule_accuracy(s.answer, rl["solution"], OPTIONS) == 1.0

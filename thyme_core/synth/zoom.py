@@ -11,8 +11,8 @@ Built so that looking closer is needed and a small model can still learn it in C
 
 Three forms of the same samples: Thyme SFT records (generate.generate_sample with split "zoom"), RL records in
 the released form (rl.rl_record over them) and a VLMEvalKit TSV (`write_zoom_benchmark`). The question is the
-benchmark's multiple-choice prompt (BenchRow.prompt) followed by the image lines the agent loop writes
-(agent.prompt.user_text), so the SFT example, the RL prompt and the evaluation prompt show the same words.
+benchmark's multiple-choice prompt (BenchRow.prompt) in the shared user turn (agent.prompt.user_turn), so the SFT
+example, the RL prompt and the evaluation prompt show the same words.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from thyme_core.agent.prompt import user_text
+from thyme_core.agent.prompt import user_turn
 from thyme_core.eval.benchmarks import BenchRow, write_tsv
 from thyme_core.synth.execute import Runner
 from thyme_core.synth.samples import Sample, sample_rng
@@ -87,7 +87,7 @@ def zoom_sample(index: int, seed: int = 0, size: int = SIZE) -> Sample:
     im, colour, _ = scene(rng, size)
     original = _jpeg(im)
     row = bench_row(index, colour, original)
-    question = "<image>\n" + user_text(row.prompt(), f"/data/user_images/zoom_{seed}_{index}.jpg", size, size)
+    question = user_turn(row.prompt(), f"/data/user_images/zoom_{seed}_{index}.jpg", size, size)
     with tempfile.TemporaryDirectory(prefix="thyme-zoom-") as tmp:
         runner = Runner(Path(tmp), original)
         runner.namespace["image_path"] = str(runner.input_path)  # as the sandbox binds it
