@@ -71,6 +71,6 @@ def run(args: argparse.Namespace) -> int:
         n = write_dataset(args.out, args.split, args.n, seed=args.seed, width=width, height=height, fmt=fmt,
                           row_group_size=args.row_group_size, workers=args.workers)
     took = time.perf_counter() - start
-    print(f"wrote {n} {args.split} {args.form} samples to {args.out} ({fmt}) in {took:.1f} s "
+    print(f"wrote {n} {args.split} samples to {args.out} ({args.form}, {fmt}) in {took:.1f} s "
           f"({n / max(took, 1e-9):.0f}/s)")
     return 0
