@@ -3,6 +3,11 @@
 Outputs, in the data home: runs/sft/stage<N>/<key>/ (config.json, samples.parquet, plan.json, drops.jsonl,
 metrics.jsonl, checkpoints/, final/ in Hugging Face format, DONE), runs/sft/stage<N>/LATEST (the key of the
 newest finished run; stage 2 starts from stage 1's), and a markdown artifact with the run's metrics.
+With `dataset=NAME@HASH` (what the pipeline dispatches): the version is checked out into this worker's home,
+the start model (`model` / `init_from`, a folder or NAME@HASH) pulled, and the final weights published as
+the model version `publish_as` (lineage in its history, a Prefect asset); the stage's result is recorded in
+the store under its key, and a stage already recorded is not run again. With `nnodes` > 1 this run is node
+`node_rank` of the stage (the pipeline starts one per node); node 0 publishes the model.
 Deployed on the `gpu` work pool; the same flow runs the tiny model on CPU.
 """
 
@@ -10,25 +15,47 @@ from __future__ import annotations
 
 from prefect import flow
 
-from tasks.train import prepare_sft_run, publish_sft_report, run_sft
+from tasks.stages import record_stage, show_asset, stage_done
+from tasks.train import (meet_nodes, prepare_sft_run, publish_model, publish_sft_report, run_sft, sft_preset,
+                         sft_stage_key, sft_values)
 from thyme_core.base.home import resolve_home
 
 
 @flow(name="train_sft", log_prints=True)
 def train_sft(stage: int = 1, model: str | None = None, max_steps: int | None = None, home: str | None = None,
               preset: str | None = None, init_from: str | None = None, overrides: dict | None = None,
+              dataset: str = "", store: str = "", publish_as: str = "", nnodes: int = 1, node_rank: int = 0,
+              rdzv_id: str = "", rdzv_timeout: float = 120.0,
               system_prompt: str | None = None) -> dict:
     """Train SFT stage 1 or 2. The preset defaults to sft_stage<N> with a model, sft_tiny_stage<N> without.
     `system_prompt`: a system prompt file (default infra/prompts/system.txt), as in `evaluate`."""
     home_root = str(resolve_home(home).ensure().root)
-    preset = preset or (f"sft_stage{stage}" if model or init_from else f"sft_tiny_stage{stage}")
-    values = {**(overrides or {}), "stage": stage, "model": model, "max_steps": max_steps, "init_from": init_from,
-              "system_prompt": system_prompt}
-    spec = prepare_sft_run(home_root, preset, {k: v for k, v in values.items() if v is not None})
+    overrides = {**(overrides or {}), **({"system_prompt": system_prompt} if system_prompt else {})}
+    preset = sft_preset(stage, model, init_from, preset)
+    values = sft_values(stage, model, max_steps, init_from, nnodes, overrides)
+    key = sft_stage_key(preset, values, dataset, store) if dataset else None
+    done = stage_done(store, key)
+    if done:
+        print(f"SFT stage {stage}: stage {key} already published {done['outputs']['model']}; skipped")
+        return {"stage": stage, "key": key, "model": done["outputs"]["model"], "skipped": True}
+    spec = prepare_sft_run(home_root, preset, values, dataset, store)
+    nodes = meet_nodes(store, rdzv_id or f"sft-{key or spec.key}", nnodes, node_rank, rdzv_timeout)
     if spec.done:
         print(f"SFT stage {stage}: run {spec.key} already finished (same data, config and code); skipped")
         final = str(spec.run_dir / "final")
     else:
-        final = run_sft(spec, home_root)
+        final = run_sft(spec, home_root, nodes)
+    result = {"stage": stage, "key": key or spec.key, "run_dir": str(spec.run_dir), "final": final,
+              "skipped": spec.done}
+    if node_rank != 0:
+        return result
     print(publish_sft_report(spec))
-    return {"stage": stage, "key": spec.key, "run_dir": str(spec.run_dir), "final": final, "skipped": spec.done}
+    if dataset:
+        start = model if stage == 1 else init_from
+        published, lineage = publish_model(store, str(spec.run_dir), final,
+                                           publish_as or f"{dataset.partition('@')[0]}-sft{stage}", f"sft{stage}",
+                                           key, {"dataset": dataset, "model": start or "tiny"})
+        show_asset(published, "model", [(dataset, "dataset"), (start or "", "model")], lineage)
+        record_stage(store, key, f"sft{stage}", {"model": published}, run=spec.key)
+        result["model"] = published
+    return result

@@ -86,9 +86,11 @@ SELECT run_id, sample_id, round, status, error_type, error, stdout, duration_s, 
 FROM read_parquet('shards/agent/*/executions.parquet')
 QUALIFY row_number() OVER (PARTITION BY run_id, sample_id, round ORDER BY duration_s) = 1;
 
+-- union_by_name: shards published before a column existed read it as NULL.
 CREATE OR REPLACE VIEW eval_results AS
-SELECT run_id, benchmark, "index", category, sample_id, prediction, choice, answer, correct, stop_reason
-FROM read_parquet('shards/agent/*/eval_results.parquet')
+SELECT run_id, benchmark, "index", category, sample_id, prediction, choice, answer, correct, stop_reason,
+       cycle_category, l2_category, protocol, matched_by, attempts
+FROM read_parquet('shards/agent/*/eval_results.parquet', union_by_name = true)
 QUALIFY row_number() OVER (PARTITION BY run_id, benchmark, "index" ORDER BY sample_id) = 1;
 
 -- RL rollouts (thyme train-rl): one row per rollout of a step; join trajectories / turns / executions on

@@ -13,19 +13,22 @@ from thyme_core.agent.config import AgentConfig
 from thyme_core.agent.infer import BackendSpec
 from thyme_core.base.home import DataHome
 from thyme_core.viewer.links import markdown_link
+from thyme_core.pipeline import training
+from thyme_core.versions.folders import resolve_model
+from thyme_core.versions.store import open_store
 
 
 @task(name="plan-eval-shards", cache_policy=NO_CACHE)
-def plan_eval_shards(tsv: str, spec: BackendSpec, config: AgentConfig, shard_rows: int, run_id: str
-                     ) -> list[evaluate.EvalShard]:
-    return evaluate.plan(tsv, spec, config, shard_rows, run_id)
+def plan_eval_shards(tsv: str, spec: BackendSpec, config: AgentConfig, shard_rows: int, run_id: str,
+                     scoring: evaluate.EvalScoring = evaluate.EvalScoring()) -> list[evaluate.EvalShard]:
+    return evaluate.plan(tsv, spec, config, shard_rows, run_id, scoring)
 
 
 # No retries: a shard that fails fails the same way again; the rest of the run is kept and a re-run resumes.
 @task(name="eval-shard", cache_policy=NO_CACHE)
-def eval_shard(shard: evaluate.EvalShard, home_root: str, spec: BackendSpec, config: AgentConfig
-               ) -> evaluate.ShardOutcome:
-    return evaluate.eval_shard(shard, DataHome(home_root), spec, config)
+def eval_shard(shard: evaluate.EvalShard, home_root: str, spec: BackendSpec, config: AgentConfig,
+               scoring: evaluate.EvalScoring = evaluate.EvalScoring()) -> evaluate.ShardOutcome:
+    return evaluate.eval_shard(shard, DataHome(home_root), spec, config, scoring)
 
 
 @task(name="eval-report", cache_policy=NO_CACHE)
@@ -36,3 +39,14 @@ def eval_report(home_root: str, run_id: str) -> str:
     create_markdown_artifact(markdown, key=f"eval-{key}",
                              description="Accuracy by benchmark and category")
     return markdown
+
+
+@task(name="eval-stage-key", cache_policy=NO_CACHE)
+def eval_stage_key(store: str, tsv: str, model: str, params: dict) -> str:
+    return training.eval_key(open_store(store or None), tsv, model, params)
+
+
+@task(name="pull-model", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=3)
+def resolve_model_version(model: str, home_root: str, store: str) -> str:
+    """A model version NAME@HASH pulled into the home's model cache (its folder); anything else as given."""
+    return resolve_model(model or None, DataHome(home_root), open_store(store or None))[0] or ""

@@ -11,6 +11,14 @@ def register(sub) -> None:
     p.add_argument("tsv", help="benchmark file in VLMEvalKit TSV form")
     p.add_argument("--shard-rows", type=int, default=32, help="rows per shard (the unit a re-run skips)")
     p.add_argument("--run-id", default="", help="run id (default: a hash of benchmark, model and settings)")
+    p.add_argument("--protocol", choices=("thyme", "vlmevalkit"), default="thyme",
+                   help="scoring: thyme (our matcher, default) or vlmevalkit (its rule stage, judge where its rules "
+                        "decide nothing; regex only for MME-RealWorld), for numbers comparable with published ones")
+    p.add_argument("--retries", type=int, default=0,
+                   help="re-run a trajectory that ends without an answer up to N times (VLMEvalKit's retry; default 0)")
+    p.add_argument("--judge-url", default="", help="vlmevalkit protocol: OpenAI-compatible judge base URL "
+                   "(default THYME_JUDGE_URL; none: VLMEvalKit's exact-matching mode)")
+    p.add_argument("--judge-model", default="", help="vlmevalkit protocol: the judge's served model name")
     add_agent_args(p)
     add_cluster_args(p, "eval")
     p.add_argument("--gpus-per-shard", type=float, default=1.0,
@@ -26,8 +34,9 @@ def run(args) -> int:
         from flows.evaluate import evaluate
 
         out = evaluate(tsv=args.tsv, home=args.home, shard_rows=args.shard_rows, run_id=args.run_id,
-                       agent_settings=agent_settings(args), gpus_per_shard=args.gpus_per_shard,
-                       **backend_kwargs(args), **cluster_kwargs(args))
-    print(f"\nrun {out['run_id']}: {out['correct']}/{out['samples']} correct "
+                       protocol=args.protocol, retries=args.retries, judge_url=args.judge_url,
+                       judge_model=args.judge_model, agent_settings=agent_settings(args),
+                       gpus_per_shard=args.gpus_per_shard, **backend_kwargs(args), **cluster_kwargs(args))
+    print(f"\nrun {out['run_id']} ({out['protocol']} protocol): {out['correct']}/{out['samples']} correct "
           f"({out['shards_reused']}/{out['shards']} shards already done)")
     return 0

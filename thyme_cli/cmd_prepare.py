@@ -8,7 +8,10 @@ from thyme_cli.main import add_cluster_args, add_home_arg, cluster_kwargs, warm_
 def register(sub) -> None:
     p = sub.add_parser("prepare", help="prepare Thyme SFT or RL-form data (Parquet/JSONL) into the catalog")
     p.add_argument("source", help="a Thyme SFT (image, question, response) or RL (messages, images, solution, question) "
-                                  ".parquet or .jsonl file, a folder of them, or s3://bucket/prefix")
+                                  ".parquet or .jsonl file, a folder of them, s3://bucket/prefix, or a Hub dataset "
+                                  "hf://datasets/OWNER/NAME[@REVISION][/PATH] (HF_TOKEN, HF_ENDPOINT, HF_HUB_OFFLINE "
+                                  "honoured); images as base64, paths (relative to the data file), file:// URIs or "
+                                  "HF Image structs")
     p.add_argument("--split", required=True, help="split name, e.g. wo_thinking_thyme_single_round, 2round, computation")
     p.add_argument("--shard-rows", type=int, default=1000, help="source rows per shard / Prefect task (default 1000)")
     p.add_argument("--max-pixels", type=int, default=100_000_000, help="decompression-bomb limit in pixels (default 100M)")

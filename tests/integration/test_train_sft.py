@@ -19,7 +19,8 @@ import pytest
 from thyme_core import prepare
 from thyme_core.base.home import DataHome
 from thyme_core.synth import write_dataset
-from thyme_core.sft import checkpoint, launch
+from thyme_core.runs import checkpoint
+from thyme_core.sft import launch
 from thyme_core.sft.config import load_preset
 
 # Stage 1 on the 4 samples of the 2round split: global batch 4 = 2 ranks x micro 1 x accumulation 2,

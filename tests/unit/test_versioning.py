@@ -35,9 +35,11 @@ def _versions(root):
     # (SFT builds its prompts with the agent's prompt contract, so the agent package's imports are SFT's too)
     ("sandbox/pool.py", {"replay", "rl", "sft"}),
     # image decoding is prepare's (RL rollouts store fed-back images through it too)
-    ("images/store.py", {"prepare", "rl", "sft"}),
-    # SFT's loss: the RL update reuses SFT's modules, so RL changes too
-    ("sft/masking.py", {"sft", "rl"}),
+    ("images/store.py", {"prepare", "rl", "sft"}),  # SFT builds its prompts with the agent's prompt module
+    # SFT's loss masks: RL builds its own sequences and shares only runs/ with SFT
+    ("sft/masking.py", {"sft"}),
+    # the run framework both trainers use
+    ("runs/checkpoint.py", {"sft", "rl"}),
     # dataset versions on S3 are nobody's run content
     ("versions/s3.py", set()),
     # a package __init__ runs on every import of its modules

@@ -205,6 +205,11 @@ class EvalResult:
     answer: str
     correct: bool
     stop_reason: str
+    cycle_category: str  # HRBench: the cycle a row belongs to ("" elsewhere); accuracy averages over cycles
+    l2_category: str  # MME-RealWorld's `l2-category` ("" elsewhere)
+    protocol: str  # "thyme" (agent/answers.py) or "vlmevalkit" (eval/vlmevalkit.py)
+    matched_by: str  # how `choice` was found: thyme / rule / judge / judge_failed / no_judge / regex / exact
+    attempts: int  # trajectories run for this row (1 + retries of ones that ended without an answer)
 
 
 def arrow_schema(cls: type) -> pa.Schema:

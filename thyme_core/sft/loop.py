@@ -22,7 +22,8 @@ import torch
 from thyme_core.base import hooks
 from thyme_core.base.ranks import Ranks
 from thyme_core.model.forward import labelled_nll_sum
-from thyme_core.sft import checkpoint
+from thyme_core.runs import checkpoint
+from thyme_core.runs.engine import fill_deepspeed_config, freeze_vision  # noqa: F401 (the SFT engine's pieces)
 from thyme_core.sft.batching import BatchPlan, micro_batches
 from thyme_core.sft.collate import batch_stats, collate
 from thyme_core.sft.config import SftConfig
@@ -46,13 +47,6 @@ class Context:
         return self.rank == 0
 
 
-def freeze_vision(model) -> int:
-    """Freeze the vision tower and merger; returns how many parameters stay trainable."""
-    for p in model.model.visual.parameters():
-        p.requires_grad_(False)
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 def lr_lambda(total_steps: int, warmup_ratio: float):
     warmup = max(1, math.ceil(total_steps * warmup_ratio)) if warmup_ratio > 0 else 0
 
@@ -68,16 +62,6 @@ def lr_lambda(total_steps: int, warmup_ratio: float):
 def deepspeed_config(cfg: SftConfig, use_bf16: bool) -> dict:
     return fill_deepspeed_config(cfg.deepspeed_path(), cfg.global_batch, cfg.micro_batch, cfg.accumulation,
                                  cfg.max_grad_norm, use_bf16)
-
-
-def fill_deepspeed_config(path: Path, global_batch: int, micro_batch: int, accumulation: int, clip: float,
-                          bf16: bool) -> dict:
-    """A DeepSpeed config file with its "auto" fields filled (SFT and RL share the infra/deepspeed files)."""
-    ds = json.loads(Path(path).read_text())
-    ds.update(train_batch_size=global_batch, train_micro_batch_size_per_gpu=micro_batch,
-              gradient_accumulation_steps=accumulation, gradient_clipping=clip)
-    ds["bf16"] = {"enabled": bf16}
-    return ds
 
 
 def build_engine(model, cfg: SftConfig, total_steps: int, use_bf16: bool):
@@ -99,11 +83,7 @@ def build_engine(model, cfg: SftConfig, total_steps: int, use_bf16: bool):
 
 def resume(engine, ctx: Context) -> int:
     """Load the newest complete checkpoint; returns the number of steps already taken."""
-    step = checkpoint.latest_step(ctx.run_dir)
-    if step is None:
-        return 0
-    engine.load_checkpoint(str(checkpoint.checkpoints_dir(ctx.run_dir)), tag=checkpoint.tag(step))
-    return step
+    return checkpoint.resume_deepspeed(engine, ctx.run_dir)
 
 
 def micro_loss(engine, batch: dict, chunk: int) -> torch.Tensor:
@@ -148,12 +128,8 @@ def train_step(engine, ctx: Context, step: int) -> dict:
 
 
 def save(engine, ctx: Context, step: int, metrics: dict) -> None:
-    engine.save_checkpoint(str(checkpoint.checkpoints_dir(ctx.run_dir)), tag=checkpoint.tag(step))
-    Ranks.from_dist().barrier()
-    if ctx.is_main:
-        checkpoint.mark_complete(ctx.run_dir, step, {"loss": metrics.get("loss")})
-        checkpoint.prune(ctx.run_dir, ctx.cfg.keep_checkpoints)
-    Ranks.from_dist().barrier()
+    checkpoint.save_deepspeed(engine, ctx.run_dir, step, {"loss": metrics.get("loss")}, ctx.cfg.keep_checkpoints,
+                              ctx.is_main, Ranks.from_dist().barrier)
 
 
 def log(ctx: Context, record: dict) -> None:

@@ -19,7 +19,7 @@ from thyme_core.versions.manifest import Manifest
 from thyme_core.versions.pull import load_manifest
 from thyme_core.versions.keys import Store, object_key
 
-_READ = re.compile(r"read_parquet\((\[[^\]]*\]|'[^']*')\)")
+_READ = re.compile(r"read_parquet\((\[[^\]]*\]|'[^']*')(\s*,[^)]*)?\)")  # the files, then options kept
 _LITERAL = re.compile(r"'([^']*)'")
 _VIEW = re.compile(r"CREATE\s+OR\s+REPLACE\s+VIEW\s+(\w+)", re.I)
 
@@ -48,7 +48,8 @@ def view_statements(manifest: Manifest, url) -> tuple[list[str], list[str]]:
                 rx = glob_regex(pattern)
                 urls += [url(f.sha256) for f in manifest.files if rx.match(f.path)]
             empty = empty or not urls
-            return "read_parquet([" + ", ".join("'" + u.replace("'", "''") + "'" for u in urls) + "])"
+            files = ", ".join("'" + u.replace("'", "''") + "'" for u in urls)
+            return f"read_parquet([{files}]{m.group(2) or ''})"
 
         rewritten = _READ.sub(expand, stmt)
         if empty:
