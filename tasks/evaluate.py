@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
@@ -32,7 +34,9 @@ def eval_shard(shard: evaluate.EvalShard, home_root: str, spec: BackendSpec, con
 @task(name="eval-report", cache_policy=NO_CACHE)
 def eval_report(home_root: str, run_id: str) -> str:
     markdown = evaluate.report_markdown(DataHome(home_root), run_id) + markdown_link("eval", run_id)
-    create_markdown_artifact(markdown, key=f"eval-{run_id.lower().removeprefix('eval-')}",
+    # artifact keys allow only lowercase letters, digits and dashes; run ids may hold more (before_sft)
+    key = re.sub(r"[^a-z0-9-]+", "-", run_id.lower().removeprefix("eval-"))
+    create_markdown_artifact(markdown, key=f"eval-{key}",
                              description="Accuracy by benchmark and category")
     return markdown
 
