@@ -3,6 +3,7 @@
 - RL: `RL_RESPONSES` (a script per group member: both crop in the sandbox, member 0 answers right), `steer`
   (walks the random tiny model through them inside its real generate calls), `RL_QUESTION`, `red_png`.
 - Agent: `BatchedScripted`, the scripted backend called as a batching engine (vLLM) would be.
+- Judge: `StandIn`, an OpenAI-compatible chat endpoint whose replies the test plans (text, status, malformed, hang).
 - Versions: `make_home` (a real prepared home), `catalog_rows`, `VIEW_QUERIES`, `FailingStore` (dies on the
   n-th upload, as a killed push would).
 """
@@ -10,6 +11,10 @@
 from __future__ import annotations
 
 import io
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -104,3 +109,54 @@ class FailingStore:
         return getattr(self.inner, name)
 
 
+class StandIn(BaseHTTPRequestHandler):
+    """The test sets `plan`: what to do on each request in turn (the last entry repeats): a reply text
+    ("slow:" delays it 0.1 s), an HTTP status, "malformed" (truncated JSON) or "hang" (past the timeout)."""
+
+    plan: list = ["yes"]
+    seen: list = []  # (path, body, authorization header) per request
+    in_flight = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def do_POST(self):
+        cls = type(self)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with cls.lock:
+            step = cls.plan[min(len(cls.seen), len(cls.plan) - 1)]
+            cls.seen.append((self.path, body, self.headers.get("Authorization")))
+            cls.in_flight += 1
+            cls.peak = max(cls.peak, cls.in_flight)
+        try:
+            self.act(step)
+        finally:
+            with cls.lock:
+                cls.in_flight -= 1
+
+    def act(self, step):
+        if step == "hang":
+            time.sleep(0.6)  # longer than the client's timeout
+            return self.reply(200, b"{}")
+        if isinstance(step, int):
+            return self.reply(step, b'{"error": "overloaded"}')
+        if step == "malformed":
+            return self.reply(200, b'{"choices": [{"message": ')
+        if step.startswith("slow:"):
+            time.sleep(0.1)
+            step = step[5:]
+        data = {"id": "x", "object": "chat.completion",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": step}, "finish_reason": "stop"}]}
+        self.reply(200, json.dumps(data).encode())
+
+    def reply(self, status, data):
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client timed out and went away: as intended
+            pass
+
+    def log_message(self, *args):
+        pass

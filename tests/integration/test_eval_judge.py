@@ -7,7 +7,7 @@ from http.server import ThreadingHTTPServer
 
 import pytest
 
-from tests.integration.test_rl_judge import StandIn
+from tests.fakes import StandIn
 from tests.unit.test_eval_protocol import _png, _run
 from thyme_core import catalog
 from thyme_core.eval import benchmarks, evaluate, vlmevalkit

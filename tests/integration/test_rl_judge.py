@@ -2,69 +2,16 @@
 behaviours: a verdict, malformed JSON, a hang past the timeout, 5xx a number of times then a verdict, 5xx
 forever, a 401, and a reply that is no verdict. One test per guarantee; about 2 s in all."""
 
-import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 
+from tests.fakes import StandIn
 from thyme_core.base.errors import ThymeError
 from thyme_core.rl.judge import Judge, JudgeConfig, JudgeFailure, accuracy_messages
 from thyme_core.rl.rewards import accuracy_reward, combined_reward
-
-
-class StandIn(BaseHTTPRequestHandler):
-    """The test sets `plan`: what to do on each request in turn (the last entry repeats): a reply text
-    ("slow:" delays it 0.1 s), an HTTP status, "malformed" (truncated JSON) or "hang" (past the timeout)."""
-
-    plan: list = ["yes"]
-    seen: list = []  # (path, body, authorization header) per request
-    in_flight = 0
-    peak = 0
-    lock = threading.Lock()
-
-    def do_POST(self):
-        cls = type(self)
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        with cls.lock:
-            step = cls.plan[min(len(cls.seen), len(cls.plan) - 1)]
-            cls.seen.append((self.path, body, self.headers.get("Authorization")))
-            cls.in_flight += 1
-            cls.peak = max(cls.peak, cls.in_flight)
-        try:
-            self.act(step)
-        finally:
-            with cls.lock:
-                cls.in_flight -= 1
-
-    def act(self, step):
-        if step == "hang":
-            time.sleep(0.6)  # longer than the client's timeout
-            return self.reply(200, b"{}")
-        if isinstance(step, int):
-            return self.reply(step, b'{"error": "overloaded"}')
-        if step == "malformed":
-            return self.reply(200, b'{"choices": [{"message": ')
-        if step.startswith("slow:"):
-            time.sleep(0.1)
-            step = step[5:]
-        data = {"id": "x", "object": "chat.completion",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": step}, "finish_reason": "stop"}]}
-        self.reply(200, json.dumps(data).encode())
-
-    def reply(self, status, data):
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):  # the client timed out and went away: as intended
-            pass
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from tests.unit.test_versions import make_home
+from tests.fakes import make_home
 from thyme_core.base.errors import ThymeError
 from thyme_core.base.home import DataHome
 from thyme_core.pipeline import stages
