@@ -9,17 +9,22 @@ solution, question; the schema is detected per file), and a markdown summary art
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Annotated, Literal
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import Field
 
+from tasks import user_errors
 from tasks.prepare import catalog_report, plan_shards, prepare_shard, publish_report, sync_source
 from tasks.progress import wait_with_progress
 from thyme_core.base.home import resolve_home
+from thyme_core.base.names import check_name
 from thyme_core.prepare.shards import PrepareConfig
 from thyme_core.prepare.s3_mirror import is_remote
 from thyme_core.base.workers import default_workers
+
+user_errors.install()
 
 
 # Tasks are threads that hand their shard to thyme_core's warm process pool (workers.py): the decoding
@@ -29,13 +34,29 @@ def prepare_sft_data(
     source: str,
     split: str,
     home: str | None = None,
-    shard_rows: int = 1000,
-    max_pixels: int = 100_000_000,
+    shard_rows: Annotated[int, Field(ge=1)] = 1000,
+    max_pixels: Annotated[int, Field(ge=1)] = 100_000_000,
     verify: Literal["structure", "decode"] = "structure",
 ) -> dict:
-    """Prepare one split from SOURCE (a Parquet/JSONL file, a folder of them, or an s3://bucket/prefix of them,
-    mirrored into the home first: only new or changed objects are downloaded) into the data home."""
+    """Prepare one split of Thyme SFT (or RL-form) data into the data home's catalog.
+
+    Args:
+        source: A Thyme SFT (image, question, response) or RL-form (messages, images, solution, question)
+            .parquet or .jsonl file, a folder of them, or s3://bucket/prefix (mirrored into the home first:
+            only new or changed objects are downloaded). Paths are read on the machine of the worker.
+        split: The split the samples are filed under, e.g. wo_thinking_thyme_single_round, 2round,
+            computation (letters, digits, '.', '_', '-').
+        home: The data home folder on the worker's machine (images, shards, catalog.duckdb). Empty: the
+            worker's THYME_HOME, which `thyme serve --home DIR` sets, else ~/.local/share/thyme.
+        shard_rows: The most source rows per shard (one task each, the unit a rerun skips). Shards hold whole
+            Parquet row groups, so a shard can be larger when row groups are; a file of fewer than
+            16 x shard_rows rows is cut finer so that every core stays busy to the end.
+        max_pixels: Reject images with more pixels than this (decompression bombs).
+        verify: How hard to check each JPEG: structure (header and end marker, fast) or decode (a scaled
+            decode of every image).
+    """
     started = time.perf_counter()
+    check_name("split", split)
     config = PrepareConfig(shard_rows=shard_rows, max_pixels=max_pixels, verify=verify)
     home_root = str(resolve_home(home).ensure().root)
     if is_remote(source):
@@ -48,8 +69,9 @@ def prepare_sft_data(
                            "rejects": r.summary.rejects},
     )
     report = catalog_report(home_root, split, results, time.perf_counter() - started)
-    print(publish_report(report))
+    markdown = publish_report(report)
+    get_run_logger().info(report.headline())
     return {"split": split, "shards": len(specs), "shards_reused": report.shards_reused,
             "images_per_second": round(report.images_per_second, 1),
             "samples": report.samples_image + report.samples_text + report.samples_rl,
-            "rl_samples": report.samples_rl, "rejects": report.rejects}
+            "rl_samples": report.samples_rl, "rejects": report.rejects, "report": markdown}

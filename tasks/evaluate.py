@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from prefect import task
-from prefect.artifacts import create_markdown_artifact
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+
+from tasks.artifacts import publish_markdown
 
 from thyme_core.eval import evaluate
 from thyme_core.agent.config import AgentConfig
@@ -22,12 +23,14 @@ def plan_eval_shards(tsv: str, spec: BackendSpec, config: AgentConfig, shard_row
 @task(name="eval-shard", cache_policy=NO_CACHE)
 def eval_shard(shard: evaluate.EvalShard, home_root: str, spec: BackendSpec, config: AgentConfig
                ) -> evaluate.ShardOutcome:
-    return evaluate.eval_shard(shard, DataHome(home_root), spec, config)
+    outcome = evaluate.eval_shard(shard, DataHome(home_root), spec, config)
+    get_run_logger().info(f"shard {outcome.key}: {outcome.correct}/{outcome.samples} correct"
+                          f"{' (already done, reused)' if outcome.reused else ''}")
+    return outcome
 
 
 @task(name="eval-report", cache_policy=NO_CACHE)
 def eval_report(home_root: str, run_id: str) -> str:
     markdown = evaluate.report_markdown(DataHome(home_root), run_id)
-    create_markdown_artifact(markdown, key=f"eval-{run_id.lower().removeprefix('eval-')}",
-                             description="Accuracy by benchmark and category")
-    return markdown
+    return publish_markdown(markdown, ("eval", run_id.lower().removeprefix("eval-")),
+                            "Accuracy by benchmark and category")

@@ -24,6 +24,7 @@ def run(args) -> int:
 
         out = evaluate(tsv=args.tsv, home=args.home, shard_rows=args.shard_rows, run_id=args.run_id,
                        **agent_kwargs(args))
+    print(out["report"])
     print(f"\nrun {out['run_id']}: {out['correct']}/{out['samples']} correct "
           f"({out['shards_reused']}/{out['shards']} shards already done)")
     return 0

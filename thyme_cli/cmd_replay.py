@@ -22,6 +22,7 @@ def run(args) -> int:
     with shared_prefect_api():
         from flows.replay_sft_data import replay_sft_data
 
-        replay_sft_data(split=args.split, home=args.home, min_similarity=args.min_similarity,
-                        timeout_s=args.timeout, isolation="none" if args.unsafe_no_isolation else "bwrap")
+        result = replay_sft_data(split=args.split, home=args.home, min_similarity=args.min_similarity,
+                                 timeout_s=args.timeout, isolation="none" if args.unsafe_no_isolation else "bwrap")
+    print(result["report"])
     return 0

@@ -5,6 +5,7 @@ write), rl.py (RL prompts), report.py (run summaries), s3_mirror.py (mirroring a
 entry points are re-exported here.
 """
 
-from thyme_core.prepare.shards import PrepareConfig, ShardResult, code_version, plan, prepare_shard, read_summary, shard_dir
+from thyme_core.prepare.shards import (PrepareConfig, ShardResult, code_version, finished, plan, prepare_shard, read_summary,
+                                      shard_dir)
 
-__all__ = ["PrepareConfig", "ShardResult", "code_version", "plan", "prepare_shard", "read_summary", "shard_dir"]
+__all__ = ["PrepareConfig", "ShardResult", "code_version", "finished", "plan", "prepare_shard", "read_summary", "shard_dir"]
