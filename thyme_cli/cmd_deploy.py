@@ -81,7 +81,7 @@ def deploy(args) -> int:
     ensure_work_pools()
     cmd = [str(Path(sys.executable).parent / "prefect"), "--no-prompt", "deploy", "--prefect-file", str(PREFECT_FILE)]
     cmd += [a for name in args.name for a in ("--name", name)] or ["--all"]
-    out = subprocess.run(cmd, cwd=REPO, env=dict(env, COLUMNS="200"), stdout=subprocess.PIPE,
+    out = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True)
     print(without_worker_advice(out.stdout), end="")
     if out.returncode == 0:
