@@ -7,7 +7,7 @@ accuracy report (a markdown artifact, and printed by `thyme eval`). Finished sha
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -17,7 +17,7 @@ from tasks import user_errors
 
 from tasks.evaluate import eval_report, eval_shard, plan_eval_shards
 from tasks.progress import wait_with_progress
-from thyme_core.agent.config import AgentConfig
+from thyme_core.agent.config import from_settings
 from thyme_core.agent.infer import BackendSpec
 from thyme_core.base.home import resolve_home
 
@@ -43,6 +43,7 @@ def evaluate(
     code_temperature: Annotated[float, Field(ge=0.0)] = 0.0,
     system_prompt: str = "",
     isolation: Literal["bwrap", "none"] = "bwrap",
+    agent_settings: dict[str, Any] | None = None,
 ) -> dict:
     """Evaluate a model on a VLMEvalKit-style TSV benchmark through the agent loop, by benchmark and category.
 
@@ -68,11 +69,13 @@ def evaluate(
         code_temperature: Sampling temperature inside code (0 = greedy).
         system_prompt: A system prompt file. Empty: infra/prompts/system.txt.
         isolation: bwrap runs model code in a bubblewrap sandbox; none runs it unisolated (trusted models only).
+        agent_settings: Any other agent loop setting by its AgentConfig name, e.g. {"top_p": 0.9,
+            "timeout_s": 20}; it overrides the parameters above. A wrong name fails the run with the valid names.
     """
     spec = BackendSpec(backend, model, response_file, device, served_model)
-    config = AgentConfig(max_rounds=max_rounds, max_length=max_length, max_new_tokens=max_new_tokens,
-                         text_temperature=text_temperature, code_temperature=code_temperature,
-                         system_prompt=system_prompt, isolation=isolation)
+    config = from_settings(dict(max_rounds=max_rounds, max_length=max_length, max_new_tokens=max_new_tokens,
+                                text_temperature=text_temperature, code_temperature=code_temperature,
+                                system_prompt=system_prompt, isolation=isolation) | (agent_settings or {}))
     home_root = str(resolve_home(home).ensure().root)
     shards = plan_eval_shards(tsv, spec, config, shard_rows, run_id)
     futures = [eval_shard.submit(s, home_root, spec, config) for s in shards]

@@ -47,8 +47,14 @@ WHERE occurrence > 1;
 
 CREATE OR REPLACE VIEW prepare_shards AS
 SELECT shard, split, source_file, row_start, row_stop, samples_image, samples_text, samples_rl, rejects,
-       images_seen, images_written, images_repaired, seconds, code_version
+       images_seen, images_repaired, code_version
 FROM read_parquet('shards/prepare/*/summary.parquet');
+
+-- How each shard was made in this home (time, host, images new to its store): local facts, never versioned,
+-- so a pulled home has none for the shards it pulled.
+CREATE OR REPLACE VIEW prepare_shard_runs AS
+SELECT shard, images_written, seconds, host
+FROM read_parquet('shards/prepare/*/summary.run.parquet');
 
 -- Replay verification (thyme replay): one row per code block of a prepared sample. A sample prepared twice
 -- (a duplicate) may be replayed twice: one row per (sample, block) is kept, a match first.

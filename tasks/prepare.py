@@ -48,7 +48,7 @@ def prepare_shard(spec: ShardSpec, home_root: str, config: prepare.PrepareConfig
 @task(name="catalog-report", cache_policy=NO_CACHE)
 def catalog_report(home_root: str, split: str, results: list[prepare.ShardResult], wall_seconds: float) -> PrepareReport:
     home = DataHome(home_root)
-    catalog.connect(home).close()  # (re)declare the views
+    catalog.publish(home)
     return build_report(home, split, results, wall_seconds)
 
 

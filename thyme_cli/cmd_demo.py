@@ -91,7 +91,7 @@ def run(args) -> int:
     print(f"\ndataset version demo@latest = {version.manifest[:16]} in {store_uri} "
           f"({version.objects} objects, {version.uploaded} uploaded{', unchanged' if version.unchanged else ''})")
     for name in DEMO_QUERIES:
-        columns, rows = catalog.query(home, name)
+        columns, rows = catalog.named(home, name)
         print(f"\n-- sql/queries/{name}.sql\n{catalog.format_table(columns, rows)}")
     print(f"\nData home: {home.root}\nTry: thyme sql \"SELECT split, count(*) FROM sft_samples GROUP BY split\" --home {home.root}")
     return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from thyme_cli.cmd_infer import add_agent_args, agent_kwargs
+from thyme_cli.cmd_infer import add_agent_args, agent_settings, backend_kwargs
 from thyme_cli.main import add_home_arg
 
 
@@ -23,7 +23,7 @@ def run(args) -> int:
         from flows.evaluate import evaluate
 
         out = evaluate(tsv=args.tsv, home=args.home, shard_rows=args.shard_rows, run_id=args.run_id,
-                       **agent_kwargs(args))
+                       agent_settings=agent_settings(args), **backend_kwargs(args))
     print(out["report"])
     print(f"\nrun {out['run_id']}: {out['correct']}/{out['samples']} correct "
           f"({out['shards_reused']}/{out['shards']} shards already done)")

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from thyme_cli.main import add_home_arg
 
 
 def add_agent_args(p) -> None:
-    """Options shared by infer and eval: backend, model and loop settings."""
+    """Options shared by infer and eval: backend and model, then one option per AgentConfig field (its help and
+    default), so every loop and sampling setting is reachable without copying it here."""
+    from thyme_core.agent.config import AgentConfig
+
     p.add_argument("--backend", default="transformers", choices=("transformers", "vllm", "openai", "scripted"),
                    help="generator (default transformers)")
     p.add_argument("--model", default="", help="checkpoint folder (default: the tiny offline model); "
@@ -14,22 +19,27 @@ def add_agent_args(p) -> None:
     p.add_argument("--served-model", default="", help="openai backend: the model name the server serves")
     p.add_argument("--response-file", default="", help="scripted backend: a response text, or .jsonl per index")
     p.add_argument("--device", default="cpu", help="transformers backend device (cpu, cuda)")
-    p.add_argument("--max-rounds", type=int, default=5, help="code executions per trajectory (default 5)")
-    p.add_argument("--max-length", type=int, default=8192, help="token budget per trajectory (default 8192)")
-    p.add_argument("--max-new-tokens", type=int, default=2048, help="tokens per generation call")
-    p.add_argument("--text-temperature", type=float, default=0.0, help="temperature outside code (0 = greedy)")
-    p.add_argument("--code-temperature", type=float, default=0.0, help="temperature inside <code>")
-    p.add_argument("--system-prompt", default="", help="system prompt file (default infra/prompts/system.txt)")
-    p.add_argument("--unsafe-no-isolation", action="store_true",
-                   help="run model code without bubblewrap (trusted models only)")
+    loop = p.add_argument_group("agent loop (AgentConfig)")
+    for f in dataclasses.fields(AgentConfig):
+        if f.name == "isolation":  # only ever turned off, by a flag that says what that means
+            continue
+        loop.add_argument(f"--{f.name.replace('_', '-')}", dest=f"agent_{f.name}", type=type(f.default),
+                          default=f.default, help=f"{f.metadata['help']} (default {f.default!r})")
+    loop.add_argument("--unsafe-no-isolation", action="store_true",
+                      help="run model code without bubblewrap (trusted models only)")
 
 
-def agent_kwargs(args) -> dict:
+def agent_settings(args) -> dict:
+    """The AgentConfig fields given on the command line, by name."""
+    from thyme_core.agent.config import AgentConfig
+
+    out = {f.name: getattr(args, f"agent_{f.name}") for f in dataclasses.fields(AgentConfig) if f.name != "isolation"}
+    return out | {"isolation": "none" if args.unsafe_no_isolation else "bwrap"}
+
+
+def backend_kwargs(args) -> dict:
     return dict(backend=args.backend, model=args.model, response_file=args.response_file,
-                served_model=args.served_model, device=args.device, max_rounds=args.max_rounds,
-                max_length=args.max_length, max_new_tokens=args.max_new_tokens,
-                text_temperature=args.text_temperature, code_temperature=args.code_temperature,
-                system_prompt=args.system_prompt, isolation="none" if args.unsafe_no_isolation else "bwrap")
+                served_model=args.served_model, device=args.device)
 
 
 def register(sub) -> None:
@@ -47,10 +57,8 @@ def run(args) -> int:
     from thyme_core.agent.infer import BackendSpec, describe, infer
     from thyme_core.base.home import resolve_home
 
-    kw = agent_kwargs(args)
-    spec = BackendSpec(kw.pop("backend"), kw.pop("model"), kw.pop("response_file"), kw.pop("device"),
-                       kw.pop("served_model"))
-    traj, folder = infer(args.image, args.question, resolve_home(args.home), spec, AgentConfig(**kw),
+    spec = BackendSpec(args.backend, args.model, args.response_file, args.device, args.served_model)
+    traj, folder = infer(args.image, args.question, resolve_home(args.home), spec, AgentConfig(**agent_settings(args)),
                          run_id=args.run_id)
     print(describe(traj))
     print(f"\nrecorded: {folder}")

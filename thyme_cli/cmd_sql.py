@@ -50,6 +50,7 @@ def run(args) -> int:
         return 0
     if not args.query:
         raise ThymeError("give a query (SQL text or a name from `thyme sql --list`)")
-    columns, rows = catalog.query(resolve_home(args.home), args.query, args.param)
+    run_query = catalog.named if catalog.is_named(args.query) else catalog.query
+    columns, rows = run_query(resolve_home(args.home), args.query, args.param)
     print(render(columns, rows, args.format, args.max_width))
     return 0

@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
+import boto3
 import pytest
 
 from tests.conftest import REPO
@@ -24,6 +27,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def running(cmd: list[str], ready, log_path: Path, name: str, timeout_s: float = 90, env=None):
+    """A server process (its own session, output to log_path) that `ready()` answers for; stopped on exit.
+    The generous wait is for loaded 2-core CI machines."""
+    log = open(log_path, "w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + timeout_s
+        while True:
+            try:
+                if ready():
+                    break
+            except Exception:  # noqa: BLE001 - not up yet: any error of the probe means "try again"
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"{name} did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield proc
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+        log.close()
+
+
+def _healthy(url: str) -> bool:
+    with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+        return r.status == 200
+
+
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory):
     """URL of a real Prefect API, shared by the session's tests."""
@@ -33,25 +65,9 @@ def prefect_server(tmp_path_factory):
     env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
                PREFECT_UI_API_URL=url)  # the UI must call this port, not the default 4200
     env.pop("PREFECT_API_URL", None)
-    log = open(home / "server.log", "w")
-    proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 240  # ~8 s on a quiet 2-core machine; minutes when other jobs load it
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            os.killpg(proc.pid, 9)
-            raise RuntimeError(f"prefect server did not start:\n{(home / 'server.log').read_text()[-3000:]}")
-        time.sleep(0.3)
-    yield url
-    os.killpg(proc.pid, 15)
-    proc.wait(timeout=30)
-    log.close()
+    cmd = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    with running(cmd, lambda: _healthy(url), home / "server.log", "prefect server", timeout_s=240, env=env):
+        yield url
 
 
 @pytest.fixture
@@ -90,3 +106,31 @@ def thyme(*args, env, check=True, **kw) -> subprocess.CompletedProcess:
     if check and out.returncode != 0:
         raise AssertionError(f"thyme {' '.join(map(str, args))} failed ({out.returncode}):\n{out.stderr[-4000:]}")
     return out
+
+
+# A real S3-protocol server (moto_server) for the tests that use S3 as the store or as a source.
+BUCKET = "thyme-versions"
+CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint(tmp_path_factory):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    client = boto3.client("s3", endpoint_url=url, aws_access_key_id="testing", aws_secret_access_key="testing",
+                          region_name="us-east-1")
+    cmd = [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+    with running(cmd, lambda: client.create_bucket(Bucket=BUCKET), tmp_path_factory.mktemp("moto") / "moto.log",
+                 "moto_server", timeout_s=60):
+        yield url
+
+
+@pytest.fixture
+def s3(s3_endpoint, monkeypatch):
+    """A fresh prefix in the bucket, configured the standard AWS way (env), and a raw client for tampering."""
+    env = {**CREDS, "AWS_ENDPOINT_URL": s3_endpoint}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    uri = f"s3://{BUCKET}/t-{uuid.uuid4().hex[:8]}"
+    return uri, boto3.client("s3", endpoint_url=s3_endpoint), dict(os.environ, **env, PYTHONPATH=str(REPO))

@@ -37,9 +37,9 @@ def test_eval_scores_exactly_and_a_rerun_skips_finished_shards(bench, tmp_path, 
     rows = eval_rows(home)
     assert [r[4] for r in rows] == [i % 3 != 0 for i in range(9)]
     assert [r[1] for r in rows] == ["color" if i % 2 == 0 else "color-hard" for i in range(9)]
-    _, by_category = catalog.query(DataHome(home), "eval_accuracy")
+    _, by_category = catalog.named(DataHome(home), "eval_accuracy")
     assert sorted(r[2:5] for r in by_category) == [("(all)", 9, 6), ("color", 5, 3), ("color-hard", 4, 3)]
-    _, execs = catalog.query(DataHome(home), "exec_success_by_round")
+    _, execs = catalog.named(DataHome(home), "exec_success_by_round")
     assert [(r[0], r[1], r[2]) for r in execs] == [(0, 9, 6), (1, 3, 3)]  # 0, 4, 8 fail once, then succeed
 
     again = thyme(*args, env=thyme_env)

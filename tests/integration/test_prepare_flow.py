@@ -34,7 +34,7 @@ def source(tmp_path_factory):
 
 def catalog_state(home_root) -> dict:
     """Everything a user can see in the catalog, order-free."""
-    con = catalog.connect(DataHome(home_root))
+    con = catalog.read(DataHome(home_root))
     q = lambda sql: sorted(con.execute(sql).fetchall())
     state = {
         "samples": q("SELECT id, source_row, question, response, image_paths FROM sft_samples"),

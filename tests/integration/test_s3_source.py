@@ -6,13 +6,12 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tests.integration.test_s3_versions import BUCKET, s3, s3_endpoint  # noqa: F401 (fixtures)
 from thyme_core import catalog
 from thyme_core.base.home import DataHome
 from thyme_core.prepare.s3_mirror import sync_source
 from thyme_core.synth import generate_records
 from thyme_core.synth.writer import SCHEMA
-from tests.integration.conftest import thyme
+from tests.integration.conftest import BUCKET, thyme
 
 
 def _upload(client, uri, name, rows, tmp_path):
@@ -22,7 +21,7 @@ def _upload(client, uri, name, rows, tmp_path):
     client.upload_file(str(path), BUCKET, f"{prefix}/incoming/{name}")
 
 
-def test_prepare_from_an_s3_prefix_downloads_only_what_is_new(s3, tmp_path, prefect_server):  # noqa: F811
+def test_prepare_from_an_s3_prefix_downloads_only_what_is_new(s3, tmp_path, prefect_server):
     uri, client, env = s3
     rows = list(generate_records("computation", 8, 9, 256, 192, 1))
     _upload(client, uri, "a.parquet", rows[:5], tmp_path)
@@ -30,7 +29,7 @@ def test_prepare_from_an_s3_prefix_downloads_only_what_is_new(s3, tmp_path, pref
     home = tmp_path / "home"
     env = dict(env, PREFECT_API_URL=prefect_server, PREFECT_HOME=str(tmp_path / "ph"))
     thyme("prepare", f"{uri}/incoming", "--split", "computation", "--home", home, "--shard-rows", 4, env=env)
-    con = catalog.connect(DataHome(home))
+    con = catalog.read(DataHome(home))
     assert con.execute("SELECT count(*) FROM sft_samples").fetchone()[0] == 5
     con.close()
 

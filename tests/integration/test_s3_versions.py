@@ -13,15 +13,13 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
-import boto3
 import pytest
 
 from tests.conftest import REPO
-from tests.integration.conftest import free_port
-from tests.unit.test_versions import VIEW_QUERIES, FailingStore, catalog_rows, make_home
+from tests.fakes import VIEW_QUERIES, FailingStore, catalog_rows, make_home
+from tests.integration.conftest import BUCKET
 from thyme_core import catalog
 from thyme_core.base.errors import ThymeError
 from thyme_core.base.home import DataHome
@@ -35,45 +33,6 @@ from thyme_core.versions.keys import RefConflict, object_key
 from thyme_core.versions.store import open_store
 
 BIN = Path(sys.executable).parent
-BUCKET = "thyme-versions"
-CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint(tmp_path_factory):
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")
-    proc = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    client = boto3.client("s3", endpoint_url=url, aws_access_key_id="testing", aws_secret_access_key="testing",
-                          region_name="us-east-1")
-    deadline = time.time() + 20
-    while True:
-        try:
-            client.create_bucket(Bucket=BUCKET)
-            break
-        except Exception:
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError("moto_server did not start")
-            time.sleep(0.05)
-    yield url
-    os.killpg(proc.pid, 15)
-    proc.wait(timeout=10)
-    log.close()
-
-
-@pytest.fixture
-def s3(s3_endpoint, monkeypatch):
-    """A fresh prefix in the bucket, configured the standard AWS way (env), and a raw client for tampering."""
-    env = {**CREDS, "AWS_ENDPOINT_URL": s3_endpoint}
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    uri = f"s3://{BUCKET}/t-{uuid.uuid4().hex[:8]}"
-    return uri, boto3.client("s3", endpoint_url=s3_endpoint), dict(os.environ, **env, PYTHONPATH=str(REPO))
-
-
 @pytest.fixture(scope="module")
 def source_home(tmp_path_factory):
     return make_home(tmp_path_factory.mktemp("src") / "home")

@@ -1,6 +1,6 @@
 """RL in the DeepSpeed mode: `torchrun` with two ranks, ZeRO-3 (gloo, CPU), the tiny Qwen2.5-VL, the real sandbox.
 
-The ranks steer the random tiny model through scripts (THYME_RL_HOOKS -> `Hooks` below; member 0 answers
+The ranks steer the random tiny model through scripts (THYME_HOOKS -> `Hooks` below; member 0 answers
 right, member 1 wrong, both crop in the sandbox) and judge with a fixed verdict. Checked:
 - the same first step as the one-process mode (plain AdamW, same rollouts): the same rewards, loss and
   gradient norm, so the per-rank scaling and the lockstep passes add up to the same update;
@@ -15,16 +15,17 @@ right, member 1 wrong, both crop in the sandbox) and judge with a fixed verdict.
 """
 
 import json
+import os
+import signal
 
 import pytest
 import torch
 
-from tests.unit.test_rl_step import QUESTION, image_bytes, steer
+from tests.fakes import RL_QUESTION as QUESTION, red_png as image_bytes, steer
 from thyme_core import catalog
 from thyme_core.base.home import DataHome
 from thyme_core.rl import run as rl_run
 from thyme_core.rl.config import load_preset
-from thyme_core.rl.entry import KILL_AFTER_STEP_ENV
 from thyme_core.rl.judge import JudgeFailure, StaticJudge, Verdict
 from thyme_core.rl.rollout import RLPrompt
 
@@ -38,6 +39,15 @@ class Hooks:
     @staticmethod
     def judge():
         return StaticJudge(1.0)
+
+
+class KillAfterStep1(Hooks):
+    """Every rank SIGKILLs itself once step 1's checkpoint is complete (as a preempted node would die)."""
+
+    @staticmethod
+    def after_step(step):
+        if step == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 class PickyJudge(StaticJudge):
@@ -70,7 +80,7 @@ def _launch(home, cfg, lines):
 
 
 def test_zero3_two_ranks_match_one_process_and_resume_after_a_kill(home, monkeypatch):
-    monkeypatch.setenv("THYME_RL_HOOKS", "tests.integration.test_train_rl:Hooks")
+    monkeypatch.setenv("THYME_HOOKS", "tests.integration.test_train_rl:Hooks")
     one = load_preset("rl_tiny", max_steps=1, nproc=0, **SETTINGS)
     solo_spec = rl_run.prepare_run(home, one, PROMPTS)
     solo = []
@@ -78,10 +88,10 @@ def test_zero3_two_ranks_match_one_process_and_resume_after_a_kill(home, monkeyp
 
     ranks = load_preset("rl_tiny", max_steps=2, nproc=2, deepspeed="zero3", **SETTINGS)
     lines: list[str] = []
-    monkeypatch.setenv(KILL_AFTER_STEP_ENV, "1")
+    monkeypatch.setenv("THYME_HOOKS", "tests.integration.test_train_rl:KillAfterStep1")
     with pytest.raises(RuntimeError, match="exited with code"):
         _launch(home, ranks, lines)
-    monkeypatch.delenv(KILL_AFTER_STEP_ENV)
+    monkeypatch.setenv("THYME_HOOKS", "tests.integration.test_train_rl:Hooks")
     spec = rl_run.prepare_run(home, ranks, PROMPTS)
     assert not (spec.run_dir / "DONE").exists()
     first = rl_run.read_metrics(spec.run_dir)
@@ -119,7 +129,7 @@ def test_zero3_two_ranks_match_one_process_and_resume_after_a_kill(home, monkeyp
 
 
 def test_a_rank_with_nothing_to_learn_pads_and_the_update_still_matches(home, monkeypatch):
-    monkeypatch.setenv("THYME_RL_HOOKS", "tests.integration.test_train_rl:PickyHooks")
+    monkeypatch.setenv("THYME_HOOKS", "tests.integration.test_train_rl:PickyHooks")
     prompts = [RLPrompt("q0", image_bytes(), QUESTION, "A"), RLPrompt("q1", image_bytes(), QUESTION + "\n(second)", "A")]
     out = {}
     for nproc in (0, 2):

@@ -21,7 +21,6 @@ from thyme_core.base.home import DataHome
 from thyme_core.synth import write_dataset
 from thyme_core.sft import checkpoint, launch
 from thyme_core.sft.config import load_preset
-from thyme_core.sft.loop import KILL_AT_STEP_ENV
 
 # Stage 1 on the 4 samples of the 2round split: global batch 4 = 2 ranks x micro 1 x accumulation 2,
 # so every epoch is the same batch; 6 epochs = 6 steps on it.
@@ -67,6 +66,18 @@ def test_repeated_batch_loss_goes_down_on_two_ranks(reference):
     assert all(0.0 <= m["padding"] < 0.5 and m["tokens_per_s"] > 0 for m in reference)
 
 
+class KillAfterStep3:
+    """Each rank SIGKILLs itself right after step 3 (a preemption between checkpoints)."""
+
+    @staticmethod
+    def after_step(step):
+        import os
+        import signal
+
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
 @pytest.fixture(scope="module")
 def resumed(home, reference, tmp_path_factory):
     """Kill the same run right after step 3, then relaunch it: (spec, metrics, first run's exit code)."""
@@ -74,11 +85,11 @@ def resumed(home, reference, tmp_path_factory):
 
     spec = launch.prepare_run(home, load_preset("sft_tiny_stage1", **STAGE1))
     assert not spec.done
-    os.environ[KILL_AT_STEP_ENV] = "3"
+    os.environ["THYME_HOOKS"] = "tests.integration.test_train_sft:KillAfterStep3"
     try:
         killed_rc, _ = _run(spec)
     finally:
-        del os.environ[KILL_AT_STEP_ENV]
+        del os.environ["THYME_HOOKS"]
     assert checkpoint.latest_step(spec.run_dir) == 2  # step 3 was never saved
     rc, lines = _run(spec)
     assert rc == 0, "\n".join(lines[-40:])

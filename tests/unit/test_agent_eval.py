@@ -78,7 +78,7 @@ def test_eval_shards_score_exactly_and_rerun_skips_finished_ones(tmp_path, home)
                     ("4", "A", "A", True), ("5", "B", "B", True)]
     _, rounds = catalog.query(home, "SELECT sample_id, rounds FROM trajectories ORDER BY sample_id")
     assert rounds == [(f"demo_bench:{i}", 2 if i % 4 == 0 else 1) for i in range(6)]  # 0 and 4 fail once, retry
-    _, errors = catalog.query(home, "exec_errors")
+    _, errors = catalog.named(home, "exec_errors")
     assert [(r[0], r[1], r[2]) for r in errors] == [("error", "NameError", 2)]
     report = evaluate.report_markdown(home, shards[0].run_id)
     assert "| demo_bench | (all) | 6 | 4 | 66.67 |" in report

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.fakes import BatchedScripted
 from thyme_core.agent import Agent, AgentConfig
 from thyme_core.agent.backends.scripted import ScriptedBackend, steer_through_scripts
 from thyme_core.sandbox import SandboxPool
@@ -64,20 +65,6 @@ def sequential_and_lockstep(agent, ids):
         agent.backend.batches.clear()
     together, timing = agent.run_samples(samples)
     return one_by_one, together, timing
-
-
-class BatchedScripted(ScriptedBackend):
-    """The scripted backend as a batching engine would be called: a step's requests in one call."""
-
-    batched = True
-
-    def __init__(self, responses):
-        super().__init__(responses)
-        self.batches = []
-
-    def generate_many(self, requests):
-        self.batches.append([r.sample_id for r in requests])
-        return super().generate_many(requests)
 
 
 @pytest.mark.parametrize("batched", [False, True])

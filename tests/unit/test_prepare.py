@@ -47,7 +47,7 @@ def _mixed_rows(good_rows):
 def test_good_and_bad_rows_land_in_the_right_tables(home, tmp_path, good_rows):
     rows, expected = _mixed_rows(good_rows)
     results = _run(home, _write(tmp_path / "mixed.parquet", rows))
-    con = catalog.connect(home)
+    con = catalog.read(home)
     rejects = dict(con.execute("SELECT source_row, reason FROM rejects").fetchall())
     dropped = {row: reason for row, reason in rejects.items() if reason != "duplicate_sample"}
     assert dropped == {row: str(reason) for row, reason in expected.items() if isinstance(reason, Reject)}
@@ -65,7 +65,7 @@ def test_good_and_bad_rows_land_in_the_right_tables(home, tmp_path, good_rows):
 
 def test_paths_in_the_catalog_point_at_stored_images(home, tmp_path, good_rows):
     _run(home, _write(tmp_path / "good.parquet", good_rows))
-    con = catalog.connect(home)
+    con = catalog.read(home)
     for question, response, paths, path_map in con.execute(
         "SELECT question, response, image_paths, path_map FROM sft_samples WHERE has_image"
     ).fetchall():
@@ -89,7 +89,7 @@ def test_rerun_adds_nothing_and_duplicates_are_reported(home, tmp_path, good_row
     assert all(r.reused for r in again) and [r.summary for r in again] == [r.summary for r in first]
     _write(src / "copy.parquet", good_rows[:3])  # the same samples in a second file
     _run(home, src)
-    con = catalog.connect(home)
+    con = catalog.read(home)
     assert con.execute("SELECT count(*) FROM sft_samples").fetchone()[0] == len(good_rows)
     dups = con.execute("SELECT source_file, reason FROM rejects").fetchall()
     assert dups == [("copy.parquet", "duplicate_sample")] * 3
@@ -122,7 +122,7 @@ def test_jsonl_source_with_unparseable_lines(home, tmp_path, good_rows):
     lines = [json.dumps(r) for r in good_rows[:2]] + ["{broken", json.dumps(bad.image_not_list(base).record)]
     (tmp_path / "a.jsonl").write_text("\n".join(lines) + "\n")
     _run(home, tmp_path / "a.jsonl")
-    con = catalog.connect(home)
+    con = catalog.read(home)
     assert con.execute("SELECT source_row, reason FROM rejects ORDER BY 1").fetchall() == [
         (2, "bad_field"), (3, "bad_field")]
     assert con.execute("SELECT count(*) FROM sft_samples").fetchone()[0] == 2

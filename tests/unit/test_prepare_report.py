@@ -1,7 +1,7 @@
 """The prepare summary: this run, this split in the catalog and the home's totals apart; empty sections say
 "none"; one log line per shard with its counts."""
 
-from thyme_core.catalog.schema import ShardSummary
+from thyme_core.catalog.schema import ShardRun, ShardSummary
 from thyme_core.prepare.report import PrepareReport, describe_shard
 from thyme_core.prepare.shards import ShardResult
 
@@ -31,8 +31,7 @@ def test_empty_sections_say_none():
 
 def test_shard_line_has_counts_and_rate():
     s = ShardSummary(shard="k", split="s", source_file="a.parquet", row_start=0, row_stop=250, samples_image=248,
-                     samples_text=0, samples_rl=0, rejects=2, images_seen=496, images_written=490,
-                     images_repaired=0, seconds=2.0, code_version="c")
-    assert describe_shard(ShardResult(s, reused=False)) == (
+                     samples_text=0, samples_rl=0, rejects=2, images_seen=496, images_repaired=0, code_version="c")
+    assert describe_shard(ShardResult(s, reused=False, run=ShardRun("k", 490, 2.0, "host"))) == (
         "a.parquet rows 0-250: 248 samples, 2 rejects, 496 images (490 new) in 2.0 s, 248 images/s")
     assert describe_shard(ShardResult(s, reused=True)).endswith("already done by an earlier run (reused)")

@@ -32,7 +32,7 @@ def test_good_rl_rows_land_in_rl_samples_with_stored_images_and_prompt(home, tmp
     results = _run(home, tmp_path / "rl.parquet")
     assert sum(r.summary.samples_rl for r in results) == len(rl_rows)
     assert sum(r.summary.samples_image + r.summary.samples_text for r in results) == 0
-    con = catalog.connect(home)
+    con = catalog.read(home)
     got = con.execute("SELECT source_row, question, prompt, solution, image_paths, has_image, split "
                       "FROM rl_samples ORDER BY source_row").fetchall()
     assert [g[0] for g in got] == list(range(len(rl_rows)))
@@ -74,7 +74,7 @@ def test_bad_images_and_fields_get_their_reasons(home, tmp_path, rl_rows):
     rows, expected = _bad_rl_rows(rl_rows[0])
     write_rl_parquet(tmp_path / "bad.parquet", rows)
     _run(home, tmp_path / "bad.parquet")
-    con = catalog.connect(home)
+    con = catalog.read(home)
     rejects = dict(con.execute("SELECT source_row, reason FROM rejects WHERE reason <> 'duplicate_sample'").fetchall())
     assert rejects == {row: str(r) for row, r in expected.items() if isinstance(r, Reject)}
     kept = {r[0] for r in con.execute("SELECT source_row FROM rl_samples_all").fetchall()}
@@ -87,7 +87,7 @@ def test_jsonl_rl_rows_missing_a_key_are_bad_field(home, tmp_path, rl_rows):
     lines = [dict(rl_rows[0]), {k: v for k, v in rl_rows[1].items() if k != "solution"}, "{broken"]
     (tmp_path / "rl.jsonl").write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n")
     _run(home, tmp_path / "rl.jsonl")
-    con = catalog.connect(home)
+    con = catalog.read(home)
     assert con.execute("SELECT source_row, reason FROM rejects ORDER BY 1").fetchall() == [
         (1, "bad_field"), (2, "bad_field")]
     assert con.execute("SELECT source_row FROM rl_samples").fetchall() == [(0,)]
@@ -105,7 +105,7 @@ def test_mixed_folder_of_sft_and_rl_files(home, tmp_path, rl_rows):
     assert {(s.path.rsplit("/", 1)[1], s.schema) for s in specs} == {
         ("a_sft.parquet", "sft"), ("b_rl.jsonl", "rl"), ("c_rl_image.parquet", "rl")}
     results = _run(home, src, "mix")
-    con = catalog.connect(home)
+    con = catalog.read(home)
     assert con.execute("SELECT count(*) FROM sft_samples").fetchone()[0] == len(sft)
     by_file = dict(con.execute("SELECT source_file, count(*) FROM rl_samples GROUP BY 1").fetchall())
     assert by_file == {"b_rl.jsonl": 3, "c_rl_image.parquet": len(rl_rows)}
@@ -115,7 +115,7 @@ def test_mixed_folder_of_sft_and_rl_files(home, tmp_path, rl_rows):
         assert {"image_samples.parquet", "text_samples.parquet", "rl_samples.parquet"} <= parts
     report = build_report(home, "mix", results, 1.0)
     assert report.samples_rl == 3 + len(rl_rows) and f"| mix | {3 + len(rl_rows)} |" in report.markdown()
-    columns, rows = catalog.query(home, "rl_counts")
+    columns, rows = catalog.named(home, "rl_counts")
     assert columns[:3] == ["split", "rl_samples", "with_image"] and rows[0][:3] == ("mix", 3 + len(rl_rows), 3 + len(rl_rows))
 
 
@@ -155,6 +155,6 @@ def test_rerun_adds_nothing_and_duplicates_are_reported(home, tmp_path, rl_rows)
     assert all(r.reused for r in again) and [r.summary for r in again] == [r.summary for r in first]
     write_rl_parquet(src / "copy.parquet", rl_rows[:2])  # the same prompts in a second file
     _run(home, src)
-    con = catalog.connect(home)
+    con = catalog.read(home)
     assert con.execute("SELECT count(*) FROM rl_samples").fetchone()[0] == len(rl_rows)
     assert con.execute("SELECT source_file, reason FROM rejects").fetchall() == [("copy.parquet", "duplicate_sample")] * 2

@@ -27,7 +27,7 @@ def _prepare(home, tmp_path, split, rows):
 def _replay_all(home, split):
     for shard in replay.prepared_shards(home, split):
         replay.replay_shard(Path(shard), home, replay.ReplayConfig(isolation="bwrap"))
-    return catalog.connect(home)
+    return catalog.read(home)
 
 
 @pytest.mark.parametrize("split", ["wo_thinking_thyme_single_round", "2round", "computation"])
@@ -36,7 +36,7 @@ def test_synthetic_data_replays_at_100_percent(home, tmp_path, split):
     con = _replay_all(home, split)
     failures = con.execute("SELECT sample_id, block, reason, detail FROM replays WHERE status <> 'match'").fetchall()
     assert failures == []
-    columns, rows = catalog.query(home, "replay_summary")
+    columns, rows = catalog.named(home, "replay_summary")
     summary = dict(zip(columns, rows[0]))
     assert summary["split"] == split and summary["reproduced"] == summary["samples_with_code"] > 0
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from thyme_core.agent.backends.scripted import ScriptedBackend
-from tests.unit.test_agent_lockstep import BatchedScripted
+from tests.fakes import BatchedScripted
 from thyme_core.base.errors import ThymeError
 from thyme_core.rl.rollout import RLPrompt, RolloutConfig, group_samples, loss_keep, make_agent, rollout, rollout_timed
 

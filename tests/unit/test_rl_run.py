@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from tests.unit.test_rl_step import QUESTION, image_bytes, steer
+from tests.fakes import RL_QUESTION as QUESTION, red_png as image_bytes, steer
 from thyme_core import catalog
 from thyme_core.rl import run as rl_run
 from thyme_core.rl.config import RlConfig, load_preset
@@ -64,13 +64,13 @@ def test_run_lands_in_the_catalog_resumes_and_skips(home):
                                   "t.sample_id = r.sample_id JOIN executions e ON e.run_id = r.run AND "
                                   "e.sample_id = r.sample_id")
     assert rows == [(6, 6, "ok", "ok")]
-    _, rows = catalog.query(home, "rl_reward_by_step")
+    _, rows = catalog.named(home, "rl_reward_by_step")
     assert [(r[1], r[2], r[3]) for r in rows] == [(1, 2, 1.25), (2, 2, 1.25), (3, 2, 1.25)]
-    cols, rows = catalog.query(home, "rl_code_use_by_step")
+    cols, rows = catalog.named(home, "rl_code_use_by_step")
     assert [dict(zip(cols, r))["code_rate"] for r in rows] == [1.0] * 3
     assert [dict(zip(cols, r))["code_success_rate"] for r in rows] == [1.0] * 3
-    assert catalog.query(home, "rl_errors_by_step")[1] == []
-    cols, rows = catalog.query(home, "rl_zero_variance_by_step")
+    assert catalog.named(home, "rl_errors_by_step")[1] == []
+    cols, rows = catalog.named(home, "rl_zero_variance_by_step")
     assert [dict(zip(cols, r))["zero_variance_groups"] for r in rows] == [0] * 3
 
     # nothing changed: skipped; more steps: the same run goes on from its last checkpoint

@@ -8,14 +8,13 @@ generation saw (fed-back image included), masked tokens get zero gradient, the p
 reference does not, a judge outage drops the group instead of scoring 0. Limits are checked with the scripted backend (no model).
 """
 
-import io
 
 import pytest
 import torch
-from PIL import Image
 
+from tests.fakes import RL_CODE as CODE, RL_QUESTION as QUESTION, red_png as image_bytes, steer
 from thyme_core.agent.backends.hf import TransformersBackend
-from thyme_core.agent.backends.scripted import ScriptedBackend, steer_through_scripts
+from thyme_core.agent.backends.scripted import ScriptedBackend
 from thyme_core.rl.grpo import GrpoLossConfig, group_advantages, policy_loss
 from thyme_core.rl.judge import StaticJudge
 from thyme_core.rl.rewards import RewardConfig
@@ -23,33 +22,6 @@ from thyme_core.rl.rollout import RLPrompt, RolloutConfig, loss_keep, make_agent
 from thyme_core.rl.step import (StepConfig, frozen_copy, grpo_step, grpo_update, score_rollouts,
                                 trajectory_logprobs)
 from thyme_core.rl.update import Learner, TorchUpdate
-
-CODE = '''<think>Zoom.
-<code>
-```python
-from PIL import Image
-c = Image.open(image_path).crop((0, 0, 150, 120))
-c.save("/mnt/data/temp_processed_images/z.png")
-print("/mnt/data/temp_processed_images/z.png")
-```
-</code>
-<sandbox_output>/mnt/data/temp_processed_images/z.png</sandbox_output>
-Red.</think>
-<answer>{}</answer>'''
-RESPONSES = {"0": CODE.format("A"), "1": CODE.format("B")}  # by member: 0 answers right, 1 wrong
-QUESTION = "What colour is it?\nA. red\nB. blue"
-
-
-def steer(backend):
-    """Walk the random tiny model through each member's script inside its real generate calls."""
-    backend.logits_processors = steer_through_scripts(RESPONSES, backend.codec)
-
-
-def image_bytes():
-    buf = io.BytesIO()
-    Image.new("RGB", (300, 240), (210, 40, 40)).save(buf, "PNG")
-    return buf.getvalue()
-
 
 @pytest.fixture(scope="module")
 def tiny_home(tmp_path_factory):

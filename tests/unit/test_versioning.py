@@ -54,10 +54,14 @@ def test_an_edit_changes_exactly_the_keys_of_the_stages_that_import_it(copy, edi
     assert {s for s in STAGES if before[s] != after[s]} == changed
 
 
-def test_a_lazy_import_inside_a_function_is_followed(copy):
-    mod = copy / "replay" / "verify.py"
-    assert copy / "catalog" / "__init__.py" in versioning.import_closure(["thyme_core.replay.verify"], copy)
-    assert "    from thyme_core import catalog\n" in mod.read_text()  # imported only inside functions there
+def test_lazy_and_relative_imports_are_followed(tmp_path):
+    pkg = tmp_path / "thyme_core"
+    (pkg / "a").mkdir(parents=True)
+    for f, text in {"__init__.py": "", "a/__init__.py": "", "a/entry.py": "def f():\n    from thyme_core.a import lazy\n",
+                    "a/lazy.py": "from .sibling import x\n", "a/sibling.py": "x = 1\n", "a/unused.py": ""}.items():
+        (pkg / f).write_text(text)
+    files = {p.relative_to(pkg).as_posix() for p in versioning.import_closure(["thyme_core.a.entry"], pkg)}
+    assert files == {"__init__.py", "a/__init__.py", "a/entry.py", "a/lazy.py", "a/sibling.py"}
 
 
 def test_a_moved_module_is_followed_not_a_missing_file(copy, tmp_path):

@@ -1,7 +1,7 @@
 """Dataset versions on the local-folder store: one test per guarantee of push, pull, refs and in-place query.
 
-The same guarantees against a real S3-protocol server are in tests/integration/test_s3_versions.py, which
-reuses `make_home` and `FailingStore` from here.
+The same guarantees against a real S3-protocol server are in tests/integration/test_s3_versions.py; both use
+`make_home` and `FailingStore` from tests/fakes.py.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.fakes import CONFIG, VIEW_QUERIES, FailingStore, catalog_rows, make_home
 from thyme_core import catalog, prepare
 from thyme_core.base.errors import ThymeError
 from thyme_core.base.home import DataHome
@@ -24,47 +25,6 @@ from thyme_core.versions.query import query_version
 from thyme_core.versions.refs import versions
 from thyme_core.versions.keys import RefConflict, object_key
 from thyme_core.versions.store import open_store
-
-CONFIG = prepare.PrepareConfig(shard_rows=4)
-VIEW_QUERIES = {
-    "sft_samples": "SELECT id, split, question, response, image_paths FROM sft_samples ORDER BY id",
-    "images": "SELECT sha256, path, bytes FROM images ORDER BY sha256",
-    "rejects": "SELECT split, source_row, reason FROM rejects ORDER BY ALL",
-    "prepare_shards": "SELECT shard, samples_image, samples_text FROM prepare_shards ORDER BY shard",
-}
-
-
-def make_home(root, split="2round", n=6, seed=0) -> DataHome:
-    """A real prepared home (synthetic Thyme rows through prepare_shard); a second call adds a source."""
-    home = DataHome(root).ensure()
-    source = root.parent / f"{root.name}-{split}-{seed}.parquet"
-    rows = list(generate_records(split, n, seed, 160, 120, 1))
-    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), source)
-    for spec in prepare.plan(source, split, CONFIG, home):
-        prepare.prepare_shard(spec, home, CONFIG)
-    catalog.connect(home).close()
-    return home
-
-
-def catalog_rows(home: DataHome) -> dict:
-    return {name: catalog.query(home, sql)[1] for name, sql in VIEW_QUERIES.items()}
-
-
-class FailingStore:
-    """A store that dies on the n-th object upload, as a killed push or a lost connection would."""
-
-    def __init__(self, inner, fail_after: int):
-        self.inner, self.left = inner, fail_after
-
-    def put_file(self, key, path, sha256):
-        if self.left == 0:
-            raise ConnectionError("injected: connection lost mid-upload")
-        self.left -= 1
-        self.inner.put_file(key, path, sha256)
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
 
 @pytest.fixture(scope="module")
 def source_home(tmp_path_factory):
@@ -207,7 +167,13 @@ def test_query_in_place_has_the_local_views(source_home, store):
     for name, sql in VIEW_QUERIES.items():
         assert query_version(store, "sft", sql)[1] == catalog.query(source_home, sql)[1], name
     for name in catalog.named_queries():
-        assert query_version(store, "sft", name)[1] == catalog.query(source_home, name)[1], name
+        columns, rows = query_version(store, "sft", name)
+        local = catalog.named(source_home, name)[1]
+        if name == "prepare_runs":  # run facts (images written, timings) are local to the home that ran
+            keep = [i for i, c in enumerate(columns) if c not in ("images_written", "images_per_cpu_second")]
+            assert all(r[i] is None for r in rows for i in range(len(columns)) if i not in keep)
+            rows, local = ([tuple(r[i] for i in keep) for r in rs] for rs in (rows, local))
+        assert rows == local, name
 
 
 def test_version_specs(source_home, store):
@@ -264,3 +230,23 @@ def test_large_versions_check_the_store_by_listing(source_home, store, monkeypat
     first = push(source_home, store, "a")
     assert first.uploaded == first.objects
     assert push(source_home, store, "b").uploaded == 0
+
+
+def test_two_independent_prepares_of_one_file_push_the_same_version(tmp_path):
+    import shutil
+
+    source = tmp_path / "one.parquet"
+    pq.write_table(pa.Table.from_pylist(list(generate_records("2round", 6, 0, 160, 120, 1)), schema=SCHEMA), source)
+    clean, rerun = DataHome(tmp_path / "clean").ensure(), DataHome(tmp_path / "rerun").ensure()
+    for spec in prepare.plan(source, "2round", CONFIG, clean):
+        prepare.prepare_shard(spec, clean, CONFIG)
+    shutil.copytree(clean.images_dir, rerun.images_dir, dirs_exist_ok=True)  # what a killed run left behind
+    results = [prepare.prepare_shard(spec, rerun, CONFIG) for spec in prepare.plan(source, "2round", CONFIG, rerun)]
+    assert sum(r.run.images_written for r in results) == 0  # the run facts differ (and so do timings, host)...
+    store = open_store(str(tmp_path / "store"))
+    a, b = push(clean, store, "clean"), push(rerun, store, "rerun")
+    assert a.manifest == b.manifest  # ...but the content, and so the version, is the same
+    pulled = DataHome(tmp_path / "pulled")
+    pull(store, "rerun", pulled)
+    assert catalog.query(pulled, "SELECT count(*) FROM prepare_shard_runs")[1] == [(0,)]  # local facts stay local
+    assert catalog_rows(pulled) == catalog_rows(clean)

@@ -1,10 +1,35 @@
-"""Settings of the agent loop, with help text; `__post_init__` rejects impossible values."""
+"""Settings of the agent loop, with help text; `__post_init__` rejects impossible values.
+
+AgentConfig is the one declaration of every loop and sampling setting. Configs that run the loop (RL rollouts:
+rl/rollout.py RolloutConfig, and RlConfig after it) extend it, so each of its fields is settable wherever
+they are (a preset, `--set`), and `pick` builds the AgentConfig back by field name: nothing is copied by hand.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from typing import TypeVar
+
+from thyme_core.base.errors import ThymeError
+
+T = TypeVar("T")
+
+
+def from_settings(settings: dict) -> "AgentConfig":
+    """An AgentConfig from settings by field name (flow parameters, JSON); a wrong name is answered with the
+    valid ones."""
+    names = {f.name for f in fields(AgentConfig)}
+    unknown = sorted(set(settings) - names)
+    if unknown:
+        raise ThymeError(f"unknown agent settings {unknown}; valid: {', '.join(sorted(names))}")
+    return AgentConfig(**settings)
+
+
+def pick(cls: type[T], source, **changes) -> T:
+    """A `cls` from the same-named fields of `source` (a dataclass that has them all), with `changes`."""
+    return cls(**{**{f.name: getattr(source, f.name) for f in fields(cls) if f.init}, **changes})
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from thyme_core import catalog
 from thyme_core.agent.loop import Trajectory
 from thyme_core.base.fsio import atomic_dir
 from thyme_core.base.home import DataHome
@@ -81,4 +82,5 @@ def publish(home: DataHome, key: str, rows: list[tuple[TrajectoryRecord, list, l
             parts["eval_results"] = (EvalResult, eval_results)
         for name, (cls, records) in parts.items():
             pq.write_table(to_table(cls, records), stage / f"{name}.parquet", compression="zstd")
+    catalog.publish(home)
     return final

@@ -1,12 +1,21 @@
 """The DuckDB catalog of a data home: views over its Parquet parts, named queries, printing.
 
-The views are declared in sql/schema.sql with paths relative to the home root; `connect` points DuckDB's
-file_search_path at the root, so a home can be moved or pulled elsewhere and its catalog still works.
-Named queries live in sql/queries/<name>.sql; values are always bound as `?` parameters.
+The views are declared in sql/schema.sql with paths relative to the home root, so a home can be moved or pulled
+elsewhere and its catalog still works. Named queries live in sql/queries/<name>.sql; values are always bound as
+`?` parameters.
+
+Reads never write. `read(home)` is an in-memory DuckDB connection with the views declared over the home's
+Parquet parts: it opens no database file, takes no lock, and any number of readers (the viewer, two CLI calls)
+run beside writers. Writes happen in one place, `publish(home)`, which every stage calls after it publishes a
+shard folder: it creates each view's empty typed parts (so every view resolves before its first shard) and
+writes `catalog.duckdb` (the same views, for the duckdb CLI) by rename, so no reader ever sees half of it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -14,8 +23,10 @@ import duckdb
 import pyarrow.parquet as pq
 
 from thyme_core.base.errors import ThymeError
+from thyme_core.base.fsio import atomic_write_bytes
 from thyme_core.base.home import DataHome
-from thyme_core.catalog.schema import ImageRecord, RejectRecord, ReplayRecord, RlSample, SftSample, ShardSummary, to_table
+from thyme_core.catalog.schema import (ImageRecord, RejectRecord, ReplayRecord, RlSample, SftSample, ShardRun,
+                                       ShardSummary, to_table)
 from thyme_core.catalog.schema import EvalResult, ExecutionRecord, TrajectoryRecord, TurnRecord
 from thyme_core.catalog.schema import RlRolloutRecord
 
@@ -30,6 +41,7 @@ _SCHEMA_PARTS = {
         "images": ImageRecord,
         "rejects": RejectRecord,
         "summary": ShardSummary,
+        "summary.run": ShardRun,
     },
     "replay": {"replays": ReplayRecord},
     "agent": {"trajectories": TrajectoryRecord, "turns": TurnRecord, "executions": ExecutionRecord,
@@ -57,40 +69,66 @@ def ensure_schema_parts(home: DataHome) -> None:
             continue
         folder.mkdir(parents=True, exist_ok=True)
         for name, cls in parts.items():
-            tmp = folder / f".{name}.parquet.tmp"
+            tmp = folder / f".{name}.parquet.{os.getpid()}.tmp"
             pq.write_table(to_table(cls, []), tmp, compression="zstd")
             tmp.replace(folder / f"{name}.parquet")
 
 
-def connect(home: DataHome, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the home's catalog.duckdb with its views (re)declared from sql/schema.sql."""
-    if read_only and not home.catalog_path.exists():
-        raise ThymeError(f"{home.root}: no catalog here yet (run `thyme prepare` first)")
-    if not read_only:
-        home.ensure()
-        ensure_schema_parts(home)
-    con = duckdb.connect(
-        str(home.catalog_path), read_only=read_only, config={"file_search_path": str(home.root)}
-    )
-    if not read_only:
-        con.execute(sql_text("schema"))
+def _has_schema_parts(home: DataHome) -> bool:
+    return all((home.shards_dir / table / "_schema" / f"{n}.parquet").exists()
+               for table, parts in _SCHEMA_PARTS.items() for n in parts)
+
+
+def publish(home: DataHome) -> None:
+    """The one write of the catalog: typed empty parts, and catalog.duckdb rewritten when the schema changed."""
+    home.ensure()
+    ensure_schema_parts(home)
+    schema = sql_text("schema")
+    stamp = home.catalog_path.with_name(home.catalog_path.name + ".schema-sha256")
+    digest = hashlib.sha256(schema.encode()).hexdigest()
+    if home.catalog_path.exists() and stamp.exists() and stamp.read_text() == digest:
+        return
+    tmp = home.tmp_dir / f".catalog.{os.getpid()}.{threading.get_ident()}.duckdb"
+    tmp.unlink(missing_ok=True)
+    con = duckdb.connect(str(tmp), config={"file_search_path": str(home.root)})
+    try:
+        con.execute(schema)
+    finally:
+        con.close()
+    tmp.replace(home.catalog_path)  # readers of the old file keep it; new ones see the whole new one
+    atomic_write_bytes(stamp, digest.encode())
+
+
+def read(home: DataHome) -> duckdb.DuckDBPyConnection:
+    """A read-only view of the catalog: in memory, no lock, no file written (see the module doc)."""
+    if not _has_schema_parts(home):
+        raise ThymeError(f"{home.root}: no catalog here yet (run `thyme prepare`, `thyme eval` or `thyme data pull`)")
+    con = duckdb.connect(":memory:", config={"file_search_path": str(home.root)})
+    con.execute(sql_text("schema"))
     return con
 
 
+def is_named(name: str) -> bool:
+    return (SQL_DIR / "queries" / f"{name}.sql").is_file() and "/" not in name
+
+
 def query(home: DataHome, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
-    """Run SQL (or a named query's name) on the catalog; returns (column names, rows)."""
-    text = sql_text(f"queries/{sql}") if sql in named_queries() else sql
+    """Run SQL text on the catalog, read-only; returns (column names, rows)."""
+    con = read(home)
     try:
-        con = connect(home)
-    except duckdb.IOException as exc:  # DuckDB allows one writing process; connections here are short
-        raise ThymeError(f"{home.catalog_path} is in use by another process; retry in a moment ({exc})") from None
-    try:
-        cur = con.execute(text, list(params))
+        cur = con.execute(sql, list(params))
         return [d[0] for d in cur.description], cur.fetchall()
     except duckdb.Error as exc:
         raise ThymeError(f"query failed: {exc}") from None
     finally:
         con.close()
+
+
+def named(home: DataHome, name: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
+    """Run the named query sql/queries/<name>.sql; an unknown name is answered with the valid ones."""
+    if not is_named(name):
+        raise ThymeError(f"no named query {name!r}; named queries: {', '.join(named_queries())}")
+    return query(home, sql_text(f"queries/{name}"), params)
 
 
 def format_table(columns: list[str], rows: list[tuple], max_width: int = 60) -> str:

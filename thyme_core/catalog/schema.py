@@ -96,10 +96,19 @@ class ShardSummary:
     samples_rl: int
     rejects: int
     images_seen: int
-    images_written: int
     images_repaired: int
-    seconds: float
     code_version: str
+
+
+@dataclass(frozen=True)
+class ShardRun:
+    """Facts of the run that made a prepare shard, not of its content: kept beside it (summary.run.parquet),
+    out of dataset versions, so the same content always gives the same version hash."""
+
+    shard: str
+    images_written: int  # new to this home's image store (a rerun after a kill finds some already stored)
+    seconds: float
+    host: str
 
 
 @dataclass(frozen=True)

@@ -90,19 +90,19 @@ def _totals(rows: tuple[tuple, ...]) -> list[tuple]:
 
 def describe_shard(result: ShardResult) -> str:
     """One log line per shard: what it held and how fast it went."""
-    s = result.summary
+    s, run = result.summary, result.run
     where = f"{s.source_file} rows {s.row_start}-{s.row_stop}"
-    if result.reused:
+    if result.reused or run is None:
         return f"{where}: already done by an earlier run (reused)"
-    rate = s.images_seen / s.seconds if s.seconds > 0 else 0.0
+    rate = s.images_seen / run.seconds if run.seconds > 0 else 0.0
     return (f"{where}: {s.samples_image + s.samples_text + s.samples_rl} samples, {s.rejects} rejects, "
-            f"{s.images_seen} images ({s.images_written} new) in {s.seconds:.1f} s, {rate:.0f} images/s")
+            f"{s.images_seen} images ({run.images_written} new) in {run.seconds:.1f} s, {rate:.0f} images/s")
 
 
 def build_report(home: DataHome, split: str, results: list[ShardResult], wall_seconds: float) -> PrepareReport:
     ran = [r.summary for r in results if not r.reused]
-    _, by_split = catalog.query(home, "counts_by_split")
-    _, rl_by_split = catalog.query(home, "rl_counts")
+    _, by_split = catalog.named(home, "counts_by_split")
+    _, rl_by_split = catalog.named(home, "rl_counts")
     _, reasons = catalog.query(
         home, "SELECT split, reason, count(*) FROM rejects GROUP BY ALL ORDER BY split, count(*) DESC"
     )
@@ -115,7 +115,7 @@ def build_report(home: DataHome, split: str, results: list[ShardResult], wall_se
         samples_rl=sum(s.samples_rl for s in ran),
         rejects=sum(s.rejects for s in ran),
         images_seen=sum(s.images_seen for s in ran),
-        images_written=sum(s.images_written for s in ran),
+        images_written=sum(r.run.images_written for r in results if r.run is not None),
         images_repaired=sum(s.images_repaired for s in ran),
         wall_seconds=wall_seconds,
         by_split=tuple(by_split),

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from thyme_core.images import store as img
+from thyme_core import catalog
 from thyme_core.base import versioning
 from thyme_core.base.errors import BadParameter
 from thyme_core.base.fsio import atomic_dir, clean_stale_staging
@@ -35,7 +37,7 @@ from thyme_core.base.home import DataHome
 from thyme_core.prepare.paths import rewrite_paths
 from thyme_core.prepare.rl import build_rl_sample
 from thyme_core.base.reasons import Reject, Rejected, require_strings
-from thyme_core.catalog.schema import ImageRecord, RejectRecord, RlSample, SftSample, ShardSummary, to_table
+from thyme_core.catalog.schema import ImageRecord, RejectRecord, RlSample, SftSample, ShardRun, ShardSummary, to_table
 from thyme_core.prepare.source import ShardSpec, plan_shards, read_shard
 from thyme_core.thyme_format import code_blocks
 
@@ -80,6 +82,7 @@ def shard_dir(home: DataHome, key: str) -> Path:
 class ShardResult:
     summary: ShardSummary
     reused: bool  # True when an earlier run had already finished this shard
+    run: ShardRun | None = None  # how this run made it (None when reused)
 
 
 def finished(spec: ShardSpec, home: DataHome) -> ShardResult | None:
@@ -102,10 +105,12 @@ def prepare_shard(spec: ShardSpec, home: DataHome, config: PrepareConfig) -> Sha
     out = _ShardOutput(spec, home, config.image_config())
     for row, record in read_shard(spec):
         out.add(row, record)
-    summary = out.summary(time.perf_counter() - started)
+    summary = out.summary()
+    run = ShardRun(spec.key, out.images_written, round(time.perf_counter() - started, 3), socket.gethostname())
     with atomic_dir(final, home.tmp_dir) as stage:
-        out.write(stage, summary)
-    return ShardResult(summary, reused=False)
+        out.write(stage, summary, run)
+    catalog.publish(home)
+    return ShardResult(summary, reused=False, run=run)
 
 
 def read_summary(folder: Path) -> ShardSummary:
@@ -140,19 +145,19 @@ class _ShardOutput:
             self.images_written += self.store.put(p)
             self.images.setdefault(p.sha256, _image_record(p))
 
-    def summary(self, seconds: float) -> ShardSummary:
+    def summary(self) -> ShardSummary:
         n_image = sum(s.has_image for s in self.samples)
         return ShardSummary(
             shard=self.spec.key, split=self.spec.split, source_file=self.source_file,
             row_start=self.spec.row_start, row_stop=self.spec.row_stop,
             samples_image=n_image, samples_text=len(self.samples) - n_image, samples_rl=len(self.rl_samples),
             rejects=len(self.rejects),
-            images_seen=self.images_seen, images_written=self.images_written,
+            images_seen=self.images_seen,
             images_repaired=sum(1 for r in self.images.values() if r.repair),
-            seconds=round(seconds, 3), code_version=code_version(),
+            code_version=code_version(),
         )
 
-    def write(self, folder: Path, summary: ShardSummary) -> None:
+    def write(self, folder: Path, summary: ShardSummary, run: ShardRun) -> None:
         with_image = [s for s in self.samples if s.has_image]
         text_only = [s for s in self.samples if not s.has_image]
         for name, cls, rows in (
@@ -162,6 +167,7 @@ class _ShardOutput:
             ("images", ImageRecord, sorted(self.images.values(), key=lambda r: r.sha256)),
             ("rejects", RejectRecord, self.rejects),
             ("summary", ShardSummary, [summary]),
+            ("summary.run", ShardRun, [run]),  # beside the content, never in a version (manifest.version_paths)
         ):
             pq.write_table(to_table(cls, rows), folder / f"{name}.parquet", compression="zstd")
 

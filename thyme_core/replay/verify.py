@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image
 
+from thyme_core import catalog
 from thyme_core.base import versioning
 from thyme_core.base.fsio import atomic_dir
 from thyme_core.base.errors import ThymeError
@@ -86,6 +87,7 @@ def replay_shard(prepare_dir: Path, home: DataHome, config: ReplayConfig, pool=N
     records = [r for rs in per_sample for r in rs]
     with atomic_dir(final, home.tmp_dir) as stage:
         pq.write_table(to_table(ReplayRecord, records), stage / "replays.parquet", compression="zstd")
+    catalog.publish(home)
     return _result(final, reused=False)
 
 
@@ -186,8 +188,6 @@ def _compare_text(printed: str, recorded: str, config: ReplayConfig) -> tuple[st
 
 def prepared_shards(home: DataHome, split: str) -> list[str]:
     """Folders of the finished prepare shards of a split, in source order; ThymeError when there are none."""
-    from thyme_core import catalog
-
     _, rows = catalog.query(
         home, "SELECT shard FROM prepare_shards WHERE split = ? ORDER BY source_file, row_start", [split]
     )
@@ -200,15 +200,13 @@ def prepared_shards(home: DataHome, split: str) -> list[str]:
 
 def summary_markdown(home: DataHome, split: str, results: list[ReplayShardResult] = ()) -> str:
     """This run's shards (replayed and reused), then the split's reproduction figures and failures."""
-    from thyme_core import catalog
-
     reused = [r for r in results if r.reused]
     lines = [f"## replay_sft_data: split `{split}`", "", "### This run", "",
              f"- shards: {len(results) - len(reused)} replayed, {len(reused)} already done with the same settings "
              f"and code (reused, {sum(r.blocks for r in reused)} code blocks)",
              f"- code blocks: {sum(r.blocks for r in results)}, {sum(r.matched for r in results)} reproduced", ""]
     for title, name in (("Samples whose code reproduces", "replay_summary"), ("Not reproduced", "replay_failures")):
-        columns, rows = catalog.query(home, name)
+        columns, rows = catalog.named(home, name)
         rows = [row[1:] for row in rows if row[0] == split]
         lines += [f"### {title}", ""]
         if not rows:

@@ -1,8 +1,10 @@
 """RL run configuration: one flat dataclass (fields with help text, validated), loaded from a YAML preset.
 
-Flat so a preset reads like the paper's table and `--set key=value` reaches every field; `rollout_config()`
-and `step_config()` hand the pieces to rollout.py and step.py. Fields that do not change what a step
-computes (max_steps, save_steps, device) stay out of the run key: a longer rerun continues the same run.
+Flat so a preset reads like the paper's table and `--set key=value` reaches every field. It extends
+RolloutConfig (which extends the agent loop's AgentConfig), so every sampling, loop and sandbox setting is an
+RL setting too, declared once; `rollout_config()` and `step_config()` build the pieces for rollout.py and
+step.py by field name. Fields that do not change what a step computes (max_steps, save_steps, device) stay out
+of the run key: a longer rerun continues the same run.
 """
 
 from __future__ import annotations
@@ -17,15 +19,16 @@ from thyme_core.base import presets
 from thyme_core.base.errors import ThymeError
 from thyme_core.rl.grpo import GrpoLossConfig
 from thyme_core.rl.rewards import RewardConfig
+from thyme_core.agent.config import pick
 from thyme_core.rl.rollout import RolloutConfig
 from thyme_core.rl.step import StepConfig
 from thyme_core.base.presets import setting as _f
 
-_NOT_HASHED = {"max_steps", "save_steps", "device", "vllm_gpu_memory"}
+_NOT_HASHED = {"max_steps", "save_steps", "device", "vllm_gpu_memory", "isolation"}
 
 
 @dataclass(frozen=True)
-class RlConfig:
+class RlConfig(RolloutConfig):
     model: str = _f("", "policy to train: a model folder; '' = the tiny offline Qwen2.5-VL in the home")
     split: str = _f("", "data split of rl_samples (or of sft_samples, the fallback); '' = every split")
     limit: int = _f(0, "use the first N prompts by id (0 = all)")
@@ -34,22 +37,14 @@ class RlConfig:
     save_steps: int = _f(2, "checkpoint every N steps (and at the end)")
     learning_rate: float = _f(5e-7, "AdamW learning rate")
     weight_decay: float = _f(0.0, "AdamW weight decay")
-    group_size: int = _f(4, "G: generations per prompt")
-    text_temperature: float = _f(1.0, "sampling temperature of text")
-    code_temperature: float = _f(0.0, "sampling temperature from <code> to </code>")
-    max_rounds: int = _f(5, "code executions per trajectory")
-    max_images: int = _f(10, "images per trajectory, the prompt's included")
-    max_length: int = _f(8192, "token budget of a whole trajectory")
-    max_new_tokens: int = _f(3196, "max completion tokens per generation call")
     min_pixels: int = _f(3136, "smallest image area given to the processor")
     max_pixels: int = _f(2408448, "largest image area given to the processor")
-    mask_limited: bool = _f(True, "leave trajectories that hit a limit out of the loss")
     rewards: tuple = _f(("combined",), "reward names (rewards.REWARDS), summed")
     beta: float = _f(0.01, "k3 KL weight to the frozen reference")
     clip_eps: float = _f(0.2, "PPO clip range")
     inner_steps: int = _f(1, "optimizer steps per batch of rollouts")
     max_grad_norm: float = _f(1.0, "gradient clipping norm (0: none)")
-    seed: int = _f(0, "seed of sampling (step s samples with seed + s) and of torch")
+    seed: int = _f(0, "seed of sampling (step s samples with seed + s; each member + a hash of its id) and of torch")
     device: str = _f("auto", "in-process mode (nproc 0): cpu, cuda, or auto (cuda when available)")
     nproc: int = _f(0, "0: one process, plain AdamW, the policy generates its own rollouts; N >= 1: torchrun "
                        "N ranks, a DeepSpeed engine, a rollout engine per rank synced after every update")
@@ -61,6 +56,7 @@ class RlConfig:
     freeze_vision: bool = _f(False, "keep the vision tower and merger fixed")
 
     def __post_init__(self):
+        super().__post_init__()
         object.__setattr__(self, "rewards", tuple(self.rewards))
         if self.prompts_per_step < 1 or self.max_steps < 0 or self.save_steps < 1 or self.limit < 0:
             raise ThymeError("prompts_per_step >= 1, max_steps >= 0, save_steps >= 1 and limit >= 0 are required")
@@ -75,17 +71,14 @@ class RlConfig:
         if self.nproc and self.prompts_per_step < self.nproc:
             raise ThymeError(f"prompts_per_step ({self.prompts_per_step}) must be >= nproc ({self.nproc}): "
                              "every rank rolls out whole groups of its own")
-        self.rollout_config(0), self.step_config()  # their own checks
+        self.step_config()  # its own checks
 
     def replace(self, **changes) -> "RlConfig":
         return dataclasses.replace(self, **changes)
 
     def rollout_config(self, step: int) -> RolloutConfig:
-        return RolloutConfig(group_size=self.group_size, text_temperature=self.text_temperature,
-                             code_temperature=self.code_temperature, max_rounds=self.max_rounds,
-                             max_images=self.max_images, max_length=self.max_length,
-                             max_new_tokens=self.max_new_tokens, mask_limited=self.mask_limited,
-                             seed=self.seed + step)
+        """Step `step`'s rollouts: every rollout/agent field by name, sampled with seed + step."""
+        return pick(RolloutConfig, self, seed=self.seed + step)
 
     def step_config(self) -> StepConfig:
         return StepConfig(rewards=self.rewards, inner_steps=self.inner_steps, max_grad_norm=self.max_grad_norm,

@@ -23,10 +23,9 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("DS_ACCELERATOR", "cpu" if not os.environ.get("CUDA_VISIBLE_DEVICES") else "cuda")
+from thyme_core.base import hooks
 
-# Test hook: SIGKILL every rank right after this step's checkpoint (the kill-and-resume test uses it).
-KILL_AFTER_STEP_ENV = "THYME_RL_KILL_AFTER_STEP"
+os.environ.setdefault("DS_ACCELERATOR", "cpu" if not os.environ.get("CUDA_VISIBLE_DEVICES") else "cuda")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,10 +113,7 @@ def _save(engine, run_dir: Path, step: int, ranks) -> None:
         checkpoint.mark_complete(run_dir, step, {})
         checkpoint.prune(run_dir, 1)
     ranks.barrier()
-    if step == int(os.environ.get(KILL_AFTER_STEP_ENV, "0") or 0):
-        import signal
-
-        os.kill(os.getpid(), signal.SIGKILL)
+    hooks.after_step(step)
 
 
 def _say(ranks, record: dict) -> None:

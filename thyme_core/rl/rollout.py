@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from thyme_core.agent.backends.base import Backend, FedImage
-from thyme_core.agent.config import AgentConfig
+from thyme_core.agent.config import AgentConfig, pick
 from thyme_core.agent.loop import AgentSample, BatchTiming, Trajectory
 from thyme_core.agent.runner import Agent
 from thyme_core.base.errors import ThymeError
@@ -36,33 +36,29 @@ LIMIT_STOPS = ("round_limit", "budget", "length", "image_limit")
 
 
 @dataclass(frozen=True)
-class RolloutConfig:
-    group_size: int = _f(4, "G: trajectories per prompt")
+class RolloutConfig(AgentConfig):
+    """Every AgentConfig setting (GRPO-ATS defaults where they differ) plus what makes rollouts a group."""
+
     text_temperature: float = _f(1.0, "sampling temperature of text (outside <code>...</code>)")
-    code_temperature: float = _f(0.0, "sampling temperature from <code> to </code> (0 = greedy)")
     top_p: float = _f(0.9, "nucleus sampling of text segments (GRPO-ATS preset)")
     top_k: int = _f(50, "top-k of text segments (GRPO-ATS preset)")
     repetition_penalty: float = _f(1.05, "repetition penalty of text segments (GRPO-ATS preset); code stays greedy")
-    max_rounds: int = _f(5, "code executions per trajectory; one more </code> ends it at round_limit")
     max_images: int = _f(10, "images per trajectory, the prompt image included")
-    max_length: int = _f(8192, "token budget of a whole trajectory (prompt, images, output; expanded tokens)")
     max_new_tokens: int = _f(3196, "tokens per generation call")
+    group_size: int = _f(4, "G: trajectories per prompt")
     mask_limited: bool = _f(True, "leave trajectories that hit a limit out of the loss (else they train as is)")
-    seed: int = _f(0, "sampling seed (each member: seed + a hash of its sample id)")
 
     def __post_init__(self):
-        if self.group_size < 1 or self.max_images < 1 or self.max_rounds < 0:
-            raise ThymeError("group_size >= 1, max_images >= 1 and max_rounds >= 0 are required")
-        if min(self.text_temperature, self.code_temperature) < 0:
-            raise ThymeError("temperatures must be >= 0")
+        try:
+            super().__post_init__()
+        except ValueError as exc:
+            raise ThymeError(str(exc)) from None
+        if self.group_size < 1 or self.max_images < 1:
+            raise ThymeError("group_size >= 1 and max_images >= 1 are required")
 
-    def agent_config(self, base: AgentConfig | None = None) -> AgentConfig:
-        """`base` (sandbox limits, output caps, system prompt) with this config's sampling and limits."""
-        return dataclasses.replace(
-            base or AgentConfig(), text_temperature=self.text_temperature, code_temperature=self.code_temperature,
-            top_p=self.top_p, top_k=self.top_k, repetition_penalty=self.repetition_penalty,
-            max_rounds=self.max_rounds, max_images=self.max_images, max_length=self.max_length,
-            max_new_tokens=self.max_new_tokens, seed=self.seed)
+    def agent_config(self) -> AgentConfig:
+        """The loop's settings, by field name."""
+        return pick(AgentConfig, self)
 
 
 @dataclass(frozen=True)
@@ -89,10 +85,9 @@ class Rollout:
         return self.trajectory.response
 
 
-def make_agent(backend: Backend, home, config: RolloutConfig, base: AgentConfig | None = None, pool=None,
-               run_id: str = "rl") -> Agent:
+def make_agent(backend: Backend, home, config: RolloutConfig, pool=None, run_id: str = "rl") -> Agent:
     """An Agent set up for GRPO-ATS rollouts (pool None: the process-wide sandbox pool)."""
-    return Agent(backend, home, config.agent_config(base), pool=pool, run_id=run_id)
+    return Agent(backend, home, config.agent_config(), pool=pool, run_id=run_id)
 
 
 def trajectory_images(traj: Trajectory) -> list[FedImage]:
@@ -152,7 +147,7 @@ def rollout_timed(agent: Agent, prompts: list[RLPrompt], config: RolloutConfig
                   ) -> tuple[list[Rollout], RolloutTiming]:
     """Every prompt x G in one lockstep batch; G consecutive rollouts per prompt (the layout
     grpo.group_advantages expects), and the batch's timing."""
-    if agent.config != config.agent_config(agent.config):
+    if agent.config != config.agent_config():
         raise ThymeError("the agent's settings differ from the rollout config: build it with make_agent")
     trajs, timing = agent.run_samples(group_samples(agent, prompts, config))
     g = config.group_size

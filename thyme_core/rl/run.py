@@ -16,9 +16,8 @@ Both run the same step loop (`run_steps`); every step's rollouts go to the catal
 uses prompts [s*P, (s+1)*P) of the id-ordered list, cycling, and samples with seed + s, so a resumed step
 redoes what the killed one would have (on the same device; GPU kernels are not bit-reproducible).
 
-Test and experiment hook: THYME_RL_HOOKS=module:object, where the object may have `steer(backend)` (e.g. add
-logits processors: the tests steer the random tiny model through scripts) and `judge()` (the judge to use);
-it reaches the torchrun ranks, where objects passed to `train` cannot.
+Test and experiment hooks: THYME_HOOKS=module:object (base/hooks.py: `steer(backend)`, `judge()`,
+`after_step(step)`); the environment reaches the torchrun ranks, where objects passed to `train` cannot.
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from thyme_core.base import versioning
+from thyme_core.base import hooks, versioning
 from thyme_core.base.errors import ThymeError
 from thyme_core.base.fsio import atomic_dir, atomic_write_bytes
 from thyme_core.base.home import DataHome
@@ -143,16 +142,8 @@ def rank_share(prompts: list[RLPrompt], rank: int, world: int) -> list[RLPrompt]
 
 
 def load_hooks():
-    """(steer, judge factory) from THYME_RL_HOOKS=module:object; (None, None) when unset."""
-    import importlib
-    import os
-
-    spec = os.environ.get("THYME_RL_HOOKS", "")
-    if not spec:
-        return None, None
-    module, _, name = spec.partition(":")
-    obj = getattr(importlib.import_module(module), name)
-    return getattr(obj, "steer", None), getattr(obj, "judge", None)
+    """(steer, judge factory) from THYME_HOOKS (base/hooks.py); (None, None) when unset."""
+    return hooks.hook("steer"), hooks.hook("judge")
 
 
 def judge_from_env():
@@ -247,7 +238,7 @@ def train(home: DataHome, spec: RlRunSpec, judge=None, steer: Callable | None = 
           on_metrics: Callable[[dict], None] | None = None, on_line: Callable[[str], None] = print) -> dict:
     """Run (or resume) `spec` to max_steps; returns a summary. In-process (nproc 0), `steer(backend)` may add
     logits processors and `judge` replaces the one from the environment; with nproc >= 1 the ranks take them
-    from THYME_RL_HOOKS. `on_metrics` sees each step's record, `on_line` the ranks' other output."""
+    from THYME_HOOKS. `on_metrics` sees each step's record, `on_line` the ranks' other output."""
     cfg, run_dir = spec.config, spec.run_dir
     summary = {"key": spec.key, "run_dir": str(run_dir), "final": str(run_dir / "final"), "skipped": spec.done}
     if spec.done:
@@ -256,7 +247,7 @@ def train(home: DataHome, spec: RlRunSpec, judge=None, steer: Callable | None = 
         resumed = _train_in_process(home, spec, judge, steer, on_metrics)
     else:
         if judge is not None or steer is not None:
-            raise ThymeError("with nproc >= 1 the ranks take steer/judge from THYME_RL_HOOKS, not from arguments")
+            raise ThymeError("with nproc >= 1 the ranks take steer/judge from THYME_HOOKS, not from arguments")
         from thyme_core.sft.checkpoint import latest_step
         from thyme_core.sft.launch import run_torchrun
 

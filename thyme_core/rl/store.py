@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from thyme_core import catalog
 from thyme_core.agent import records
 from thyme_core.base.fsio import atomic_dir
 from thyme_core.base.home import DataHome
@@ -62,4 +63,5 @@ def publish_step(home: DataHome, key: str, step: int, result, group_size: int, b
     final = step_dir(home, key, step)
     with atomic_dir(final, home.tmp_dir) as stage:
         pq.write_table(to_table(RlRolloutRecord, rl_rows), stage / "rl_rollouts.parquet", compression="zstd")
+    catalog.publish(home)
     return final

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,14 +17,12 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from thyme_core.base import hooks
 from thyme_core.sft import checkpoint
 from thyme_core.sft.batching import BatchPlan, micro_batches
 from thyme_core.sft.collate import batch_stats, collate
 from thyme_core.sft.config import SftConfig
 from thyme_core.sft.examples import Example
-
-# Test hook: SIGKILL this process right after the given step (the kill-and-resume test uses it).
-KILL_AT_STEP_ENV = "THYME_TRAIN_KILL_AT_STEP"
 
 
 @dataclass
@@ -161,7 +157,6 @@ def run(engine, ctx: Context, total_steps: int) -> None:
     start = resume(engine, ctx)
     if start:
         log(ctx, {"event": "resumed", "step": start})
-    kill_at = int(os.environ.get(KILL_AT_STEP_ENV, "0") or 0)
     for step in range(start, total_steps):
         metrics = train_step(engine, ctx, step)
         done = step + 1
@@ -169,5 +164,4 @@ def run(engine, ctx: Context, total_steps: int) -> None:
             log(ctx, metrics)
         if done % ctx.cfg.save_steps == 0 or done == total_steps:
             save(engine, ctx, done, metrics)
-        if done == kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
+        hooks.after_step(done)

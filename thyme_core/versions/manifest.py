@@ -3,7 +3,9 @@
 A version is the catalog content of a data home, path for path:
     shards/<table>/<key>/*.parquet   every published Parquet part (the `_schema/` typed empty parts included)
     images/<ab>/<sha256>.<ext>       the whole image store
-Left out: catalog.duckdb (derived: its views are re-declared from sql/schema.sql on pull), tmp/ (staging),
+Left out: `*.run.parquet` parts but their typed empty `_schema/` one (facts of the run that made a shard:
+timings, host; so two runs that made the same content give the same version), catalog.duckdb (derived: its views are re-declared from sql/schema.sql on
+pull), tmp/ (staging),
 anything else in the home (e.g. sources/), and any name starting with '.' (staging debris).
 
 The manifest lists, per file, its path relative to the home root, sha256, size, and for Parquet its row
@@ -86,10 +88,13 @@ def sha256_file(path: Path) -> str:
 def version_paths(home: DataHome) -> list[Path]:
     """The files of the home that make up its version, sorted by relative path."""
     found = []
-    for top, keep in ((home.shards_dir, lambda n: n.endswith(".parquet")), (home.images_dir, lambda n: True)):
+    def content(folder: str, name: str) -> bool:  # run facts stay local; their typed empty part keeps the view
+        return name.endswith(".parquet") and (not name.endswith(".run.parquet") or Path(folder).name == "_schema")
+
+    for top, keep in ((home.shards_dir, content), (home.images_dir, lambda d, n: True)):
         for dirpath, dirnames, filenames in os.walk(top):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            found += [Path(dirpath) / n for n in filenames if not n.startswith(".") and keep(n)]
+            found += [Path(dirpath) / n for n in filenames if not n.startswith(".") and keep(dirpath, n)]
     return sorted(found, key=lambda p: home.relative(p))
 
 

@@ -66,7 +66,7 @@ def pull(store: Store, spec: str, home: DataHome, replace: bool = False, threads
         _publish(home, stage, manifest if replace else None)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-    catalog.connect(home).close()  # re-declare the views over the new shards
+    catalog.publish(home)  # the views (the shards changed under them; the declarations may be newer)
     return PullResult(name, sha, False, len(manifest.files), len(got), sum(got))
 
 

@@ -79,7 +79,7 @@ def connect_version(store: Store, spec: str) -> tuple[duckdb.DuckDBPyConnection,
 
 def query_version(store: Store, spec: str, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
     """Run SQL (or a named query's name) on the version in place; returns (column names, rows)."""
-    text = catalog.sql_text(f"queries/{sql}") if sql in catalog.named_queries() else sql
+    text = catalog.sql_text(f"queries/{sql}") if catalog.is_named(sql) else sql
     con, sha, missing = connect_version(store, spec)
     try:
         cur = con.execute(text, list(params))
