@@ -106,12 +106,14 @@ def main() -> None:
                     gradient_checkpointing=True, learning_rate=1e-5, max_length=args.seq)
     engine = loop.build_engine(model, sft, total_steps=args.steps + 2, use_bf16=cuda)
     batch, patches = synthetic_batch(cfg, args.seq, args.max_pixels, device)
+    n_labels = int((batch["labels"][:, 1:] != -100).sum())
     times = []
     for step in range(args.steps + 2):
         if cuda:
             torch.cuda.synchronize()
         started = time.perf_counter()
-        engine.backward(engine(**batch).loss)
+        # the loss sft/loop.py trains with: labelled positions only, LM head in chunks (no full fp32 logits)
+        engine.backward(loop.micro_loss(engine, batch, sft.loss_chunk) / n_labels)
         engine.step()
         if cuda:
             torch.cuda.synchronize()

@@ -3,6 +3,9 @@
 Outputs, in the data home: runs/rl/<key>/ (config.json, prompts.jsonl, metrics.jsonl, checkpoints/, final/ in
 Hugging Face format, DONE), runs/rl/LATEST, each step's rollouts under shards/agent/rl-<key>-step-<N>/ and
 shards/rl/<key>/step-<N>/ (views trajectories / turns / executions / rl_rollouts), and a markdown artifact.
+With `dataset=NAME@HASH` (what the pipeline dispatches) the prompts come from that version checked out into
+this worker's home, `model` may be a version NAME@HASH, and the final weights are published as the model
+version `publish_as`, the stage's result recorded in the store under its key (a recorded stage is skipped).
 Deployed on the `gpu` work pool; the same flow runs the tiny model on CPU.
 """
 
@@ -14,7 +17,9 @@ from prefect import flow
 from pydantic import Field
 
 from tasks import user_errors
-from tasks.train_rl import prepare_rl_run, run_rl
+from tasks.stages import record_stage, show_asset, stage_done
+from tasks.train import publish_model
+from tasks.train_rl import prepare_rl_run, rl_stage_key, rl_values, run_rl
 from thyme_core.base.home import resolve_home
 
 user_errors.install()
@@ -22,12 +27,14 @@ user_errors.install()
 
 @flow(name="train_rl", log_prints=True)
 def train_rl(model: str | None = None, data: str | None = None, max_steps: Annotated[int, Field(ge=1)] | None = None,
-             home: str | None = None, preset: str | None = None, overrides: dict | None = None) -> dict:
+             home: str | None = None, preset: str | None = None, overrides: dict | None = None,
+             dataset: str = "", store: str = "", publish_as: str = "",
+             system_prompt: str | None = None) -> dict:
     """GRPO-ATS RL with the sandbox in the rollout loop, on the catalog's RL prompts.
 
     Args:
-        model: The policy to train (a model folder on the worker's machine, e.g. SFT stage 2's final/).
-            Empty: the tiny offline Qwen2.5-VL of the home (a CPU demo).
+        model: The policy to train: a model folder on the worker's machine (e.g. SFT stage 2's final/) or a
+            model version NAME@HASH. Empty: the tiny offline Qwen2.5-VL of the home (a CPU demo).
         data: The split whose prompts to use. Empty: every split with an image (rl_samples, else
             sft_samples).
         max_steps: Optimizer steps in all. Empty: the preset's.
@@ -37,12 +44,31 @@ def train_rl(model: str | None = None, data: str | None = None, max_steps: Annot
         preset: infra/presets/<name>.yaml or a path. Empty: rl with a model, rl_tiny without.
         overrides: Config fields set over the preset, e.g. {"group_size": 8, "nproc": 4} (`thyme train-rl
             --help-config` lists them all).
+        dataset: A dataset version NAME@HASH whose prompts to use (checked out into the home first); the
+            stage is then recorded in `store` under its key and not run again. Empty: the home's catalog.
+        store: The version store: a folder, file:///path or s3://bucket/prefix. Empty: the worker's
+            THYME_STORE, else ~/.local/share/thyme-store.
+        publish_as: With `dataset`: the model name the final weights are published as. Empty: DATASET-rl.
+        system_prompt: A system prompt file, as in evaluate. Empty: infra/prompts/system.txt.
     """
     home_root = str(resolve_home(home).ensure().root)
+    overrides = {**(overrides or {}), **({"system_prompt": system_prompt} if system_prompt else {})}
     preset = preset or ("rl" if model else "rl_tiny")
-    values = {**(overrides or {}), "model": model, "split": data, "max_steps": max_steps}
-    spec = prepare_rl_run(home_root, preset, {k: v for k, v in values.items() if v is not None})
+    values = rl_values(model, data, max_steps, overrides)
+    key = rl_stage_key(preset, values, dataset, store) if dataset else None
+    done = stage_done(store, key)
+    if done:
+        print(f"RL: stage {key} already published {done['outputs']['model']}; skipped")
+        return {"key": key, "model": done["outputs"]["model"], "skipped": True}
+    spec = prepare_rl_run(home_root, preset, values, dataset, store)
     if spec.done:
         print(f"RL: run {spec.key} already finished (same prompts, config and code); skipped")
-    result = run_rl(spec, home_root)
-    return {**result, "skipped": spec.done}
+    result = {**run_rl(spec, home_root), "skipped": spec.done}
+    if dataset:
+        published, lineage = publish_model(store, str(spec.run_dir), result["final"],
+                                           publish_as or f"{dataset.partition('@')[0]}-rl", "rl", key,
+                                           {"dataset": dataset, "model": model or "tiny"})
+        show_asset(published, "model", [(dataset, "dataset"), (model or "", "model")], lineage)
+        record_stage(store, key, "rl", {"model": published}, run=spec.key)
+        result["model"] = published
+    return result

@@ -59,7 +59,7 @@ FROM read_parquet('shards/prepare/*/summary.run.parquet');
 -- Replay verification (thyme replay): one row per code block of a prepared sample. A sample prepared twice
 -- (a duplicate) may be replayed twice: one row per (sample, block) is kept, a match first.
 CREATE OR REPLACE VIEW replays AS
-SELECT sample_id, split, block, status, similarity, reason, detail, duration_s
+SELECT sample_id, split, block, status, similarity, reason, detail
 FROM read_parquet('shards/replay/*/replays.parquet')
 QUALIFY row_number() OVER (PARTITION BY sample_id, block ORDER BY status = 'match' DESC, reason) = 1;
 
@@ -86,9 +86,11 @@ SELECT run_id, sample_id, round, status, error_type, error, stdout, duration_s, 
 FROM read_parquet('shards/agent/*/executions.parquet')
 QUALIFY row_number() OVER (PARTITION BY run_id, sample_id, round ORDER BY duration_s) = 1;
 
+-- union_by_name: shards published before a column existed read it as NULL.
 CREATE OR REPLACE VIEW eval_results AS
-SELECT run_id, benchmark, "index", category, sample_id, prediction, choice, answer, correct, stop_reason
-FROM read_parquet('shards/agent/*/eval_results.parquet')
+SELECT run_id, benchmark, "index", category, sample_id, prediction, choice, answer, correct, stop_reason,
+       cycle_category, l2_category, protocol, matched_by, attempts
+FROM read_parquet('shards/agent/*/eval_results.parquet', union_by_name = true)
 QUALIFY row_number() OVER (PARTITION BY run_id, benchmark, "index" ORDER BY sample_id) = 1;
 
 -- RL rollouts (thyme train-rl): one row per rollout of a step; join trajectories / turns / executions on

@@ -6,7 +6,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from thyme_core import catalog, prepare
-from thyme_core.prepare import s3_mirror as source_sync
+from thyme_core.prepare import hub, s3_mirror as source_sync
 from thyme_core.base import workers
 from thyme_core.base.home import DataHome
 from thyme_core.prepare.report import PrepareReport, build_report, describe_shard
@@ -23,6 +23,22 @@ from tasks.retry import retry_unless_user_error
       cache_policy=NO_CACHE)
 def plan_shards(source: str, split: str, home_root: str, config: prepare.PrepareConfig) -> list[ShardSpec]:
     return prepare.plan(source, split, config, DataHome(home_root))
+
+
+@task(name="resolve-hub-source", retries=2, retry_delay_seconds=3, retry_condition_fn=retry_unless_user_error,
+      cache_policy=NO_CACHE)
+def resolve_hub_source(uri: str, home_root: str) -> hub.HubSnapshot:
+    """hf://datasets/...: the commit the revision points at now and its data files."""
+    snapshot = prepare.resolve_hub(uri, DataHome(home_root))
+    print(f"{uri}: commit {snapshot.sha}, {len(snapshot.files)} data files")
+    return snapshot
+
+
+@task(name="plan-hub-file", retries=2, retry_delay_seconds=3, retry_condition_fn=retry_unless_user_error,
+      cache_policy=NO_CACHE, task_run_name="plan-{filename}")
+def plan_hub_file(snapshot: hub.HubSnapshot, filename: str, split: str, config: prepare.PrepareConfig
+                  ) -> list[ShardSpec]:
+    return prepare.plan_hub_file(snapshot, filename, split, config)
 
 
 @task(name="sync-source", retries=2, retry_delay_seconds=3, retry_condition_fn=retry_unless_user_error,

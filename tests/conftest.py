@@ -13,6 +13,17 @@ REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
+def named_query_params(name: str):
+    """Harmless values for a named query's `$name` parameters (the viewer's queries), () when it has none."""
+    import re
+
+    from thyme_core import catalog
+
+    typed = {"limit": 10, "offset": 0, "step": 1, "only_samples": None, "sample_ids": []}
+    names = set(re.findall(r"\$([A-Za-z_]\w*)", catalog.sql_text(f"queries/{name}")))
+    return {k: typed.get(k, "") for k in names} if names else ()
+
+
 @pytest.fixture
 def home(tmp_path):
     from thyme_core.base.home import DataHome
@@ -23,8 +34,13 @@ def home(tmp_path):
 @pytest.hookimpl(tryfirst=True)  # before -m deselects: the tier markers must already be on the items
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        # (item.keywords also holds folder names, so ask for the marker itself)
-        if "/integration/" in str(item.fspath) and item.get_closest_marker("integration") is None:
+        # the tier is the folder under tests/ (not any "/gpu/" in the path: a checkout may live in one);
+        # item.keywords also holds folder names, so ask for the marker itself
+        try:
+            tier = Path(str(item.fspath)).resolve().relative_to(REPO / "tests").parts[0]
+        except ValueError:
+            continue
+        if tier == "integration" and item.get_closest_marker("integration") is None:
             item.add_marker(pytest.mark.integration)
-        if "/gpu/" in str(item.fspath) and item.get_closest_marker("gpu") is None:
+        if tier == "gpu" and item.get_closest_marker("gpu") is None:
             item.add_marker(pytest.mark.gpu)

@@ -1,4 +1,7 @@
-"""`thyme data push|pull|versions|query`: dataset versions in a local folder or on S3 (thyme_core.versions)."""
+"""`thyme data push|pull|versions|lineage|query`: dataset versions in a local folder or on S3 (thyme_core.versions).
+
+Model versions live in the same store and are handled by `thyme model` (cmd_model.py); `thyme data lineage`
+covers both."""
 
 from __future__ import annotations
 
@@ -34,6 +37,16 @@ def register(sub) -> None:
     p.add_argument("name")
     _common(p)
     p.set_defaults(handler=run_versions)
+
+    p = actions.add_parser("lineage", help="SQL over every version in the store and what it was made from "
+                                           "(view `versions`: name, tag, manifest, kind, stage, inputs, config, "
+                                           "code, run, flow_run, ...)")
+    p.add_argument("query", nargs="?", default="SELECT name, left(manifest, 16) AS version, tag, kind, stage, inputs, "
+                   "flow_run FROM versions WHERE current ORDER BY pushed_at", help="SQL (default: current versions)")
+    p.add_argument("--param", action="append", default=[], help="a value bound to the next `?` (repeatable)")
+    p.add_argument("--max-width", type=int, default=80, help="cut cells longer than this (default 80)")
+    _common(p)
+    p.set_defaults(handler=run_lineage)
 
     p = actions.add_parser("query", help="run SQL on a version in place (no download), with the catalog's views")
     p.add_argument("spec", metavar="NAME[@TAG|@HASH]")
@@ -106,11 +119,31 @@ def run_versions(args) -> int:
 
     with _store_errors():
         entries = versions(open_store(args.store), args.name)
-    columns = ["version", "tag", "pushed_at", "by", "files", "size", "images", "rows"]
+    columns = ["version", "tag", "pushed_at", "by", "files", "size", "images", "rows", "made from"]
     rows = [(("* " if e["current"] else "  ") + e["manifest"][:16], e["tag"], e["pushed_at"], e["by"], e["files"],
-             _size(e["bytes"]), e["images"], " ".join(f"{k}={v}" for k, v in sorted(e["rows"].items()) if v))
-            for e in entries]
+             _size(e["bytes"]), e["images"], " ".join(f"{k}={v}" for k, v in sorted(e["rows"].items()) if v),
+             made_from(e.get("lineage"))) for e in entries]
     print(format_table(columns, rows, max_width=200))
+    return 0
+
+
+def made_from(lineage: dict | None) -> str:
+    """A version's lineage in one cell: stage, inputs (versions shortened), flow run."""
+    if not lineage:
+        return ""
+    inputs = " ".join(f"{k}={str(v)[:30]}" for k, v in sorted((lineage.get("inputs") or {}).items()))
+    run = f" run {lineage['flow_run'][:8]}" if lineage.get("flow_run") else ""
+    return f"{lineage.get('stage', '')}: {inputs} config {lineage.get('config') or '-'} code {lineage.get('code') or '-'}{run}"
+
+
+def run_lineage(args) -> int:
+    from thyme_core.catalog import format_table
+    from thyme_core.versions.lineage import query_lineage
+    from thyme_core.versions.store import open_store
+
+    with _store_errors():
+        columns, rows = query_lineage(open_store(args.store), args.query, args.param)
+    print(format_table(columns, rows, args.max_width))
     return 0
 
 

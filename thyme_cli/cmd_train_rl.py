@@ -16,6 +16,8 @@ def register(sub) -> None:
                                                   "without --model)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set group_size=8; repeatable")
+    p.add_argument("--system-prompt", default=None,
+                   help="system prompt file (default infra/prompts/system.txt); same option as infer and eval")
     p.add_argument("--help-config", action="store_true", help="list every config field with its help and exit")
     add_home_arg(p)
     p.set_defaults(handler=run)
@@ -37,7 +39,7 @@ def run(args) -> int:
         from flows.train_rl import train_rl
 
         result = train_rl(model=args.model, data=args.data, max_steps=args.max_steps, home=args.home,
-                          preset=args.preset, overrides=overrides)
+                          preset=args.preset, overrides=overrides, system_prompt=args.system_prompt)
     print(f"RL run {result['key']}: {result['steps']} steps{' (skipped)' if result['skipped'] else ''}; "
           f"final weights: {result['final']}")
     return 0

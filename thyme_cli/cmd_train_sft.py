@@ -16,8 +16,18 @@ def register(sub) -> None:
                    help="infra/presets/<name>.yaml or a path (default: sft_stage<N>, or sft_tiny_stage<N> "
                         "without --model)")
     p.add_argument("--nproc", type=int, default=None, help="processes / GPUs per node (overrides the preset)")
+    p.add_argument("--nnodes", type=int, default=1, help="nodes of the run: start this command on each, with "
+                                                        "its --node-rank and the same --rdzv-id and --store")
+    p.add_argument("--node-rank", type=int, default=0, help="this node's rank (0 publishes the rendezvous address)")
+    p.add_argument("--rdzv-id", default="", help="names the multi-node run (the same on every node)")
+    p.add_argument("--dataset", default="", help="dataset version NAME@HASH to train on (pulled into the home) "
+                                                 "instead of the home's catalog; the weights become a model version")
+    p.add_argument("--store", default="", help="version store (default $THYME_STORE): datasets, models, "
+                                               "checkpoints, the rendezvous address")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field (YAML value), e.g. --set learning_rate=2e-5; repeatable")
+    p.add_argument("--system-prompt", default=None,
+                   help="system prompt file (default infra/prompts/system.txt); same option as infer and eval")
     p.add_argument("--help-config", action="store_true", help="list every config field with its help and exit")
     add_home_arg(p)
     p.set_defaults(handler=run)
@@ -52,6 +62,8 @@ def run(args) -> int:
         from flows.train_sft import train_sft
 
         result = train_sft(stage=args.stage, model=args.model, max_steps=args.max_steps, home=args.home,
-                           preset=args.preset, init_from=args.init_from, overrides=overrides)
-    print(f"final weights: {result['final']}")
+                           preset=args.preset, init_from=args.init_from, overrides=overrides,
+                           dataset=args.dataset, store=args.store, nnodes=args.nnodes, node_rank=args.node_rank,
+                           rdzv_id=args.rdzv_id, system_prompt=args.system_prompt)
+    print(f"final weights: {result.get('model') or result.get('final')}")
     return 0

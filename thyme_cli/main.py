@@ -37,6 +37,31 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
     return value
+def add_cluster_args(parser: argparse.ArgumentParser, dataset: str) -> None:
+    """--cluster/--store/--dataset: run the shard work on a Ray cluster and publish a dataset version."""
+    parser.add_argument("--cluster", default=None, metavar="ray://HOST:PORT",
+                        help="run the shards on this Ray cluster (default: $THYME_RAY_ADDRESS, else this machine)")
+    parser.add_argument("--store", default=None,
+                        help="with --cluster: the version store every worker writes to (s3://bucket/prefix, or a "
+                             "folder all of them see; default: $THYME_STORE, else ~/.local/share/thyme-store)")
+    parser.add_argument("--dataset", default=dataset,
+                        help=f"with --cluster: the dataset version to read and publish (default {dataset})")
+
+
+def cluster_kwargs(args) -> dict:
+    return {"cluster": args.cluster or "", "store": args.store or "", "dataset": args.dataset}
+
+
+def warm_up(cluster: str | None):
+    """What to do while the Prefect API starts: connect to the cluster, or warm the local process pool."""
+    from thyme_core.cluster.engine import address, engine
+
+    where = address(cluster)
+    if where:
+        return lambda: engine(where)
+    from thyme_core.base import workers
+
+    return workers.warm
 
 
 def build_parser() -> argparse.ArgumentParser:

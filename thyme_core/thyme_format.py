@@ -33,8 +33,15 @@ CODE_BLOCK_RE = re.compile(r"<code>(?P<body>.*?)</code>", re.S)
 SANDBOX_OUTPUT_RE = re.compile(r"<sandbox_output>(?P<body>.*?)</sandbox_output>", re.S)
 ANSWER_RE = re.compile(r"<answer>(?P<body>.*?)</answer>", re.S)
 _FENCE_RE = re.compile(r"^\s*```[ \t]*(?:python3?|py)?[ \t]*\n?(?P<code>.*?)\n?[ \t]*```\s*$", re.S | re.I)
-# The image placeholder some data uses in place of a printed path.
+# The image placeholder some data uses in place of a printed path; in a question, where the image goes.
 IMAGE_PLACEHOLDER = "<image>"
+
+# The output-format footer of Thyme's SFT questions and of its evaluation prompt (agent/prompt.user_turn).
+FORMAT_FOOTER = (
+    "### **Output Format (strict adherence required):**\n\n"
+    "<think>Your detailed reasoning process, including any code, should go here.</think>\n"
+    "<answer>Your final answer to the user's question goes here.</answer>"
+)
 
 
 def strip_fences(code: str) -> str:

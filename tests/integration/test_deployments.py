@@ -1,6 +1,7 @@
 """Deployments end to end: `thyme deploy` registers infra/prefect.yaml on a real server, a run is created
 through the API exactly as the UI's Run button does (custom parameters), a `thyme serve` process worker runs
-it; a rerun skips finished stages; a changed replay parameter recomputes only the replay stage."""
+it (stages in-process: test_distributed.py covers dispatch to the pools); a rerun skips finished stages; a
+changed replay parameter recomputes only the replay stage."""
 
 from __future__ import annotations
 
@@ -59,13 +60,14 @@ def test_ui_run_of_the_pipeline_deployment_then_reruns(tmp_path, deployed, prefe
 
     def run(**params):
         parameters = {"source": str(source), "split": "2round", "home": str(home), "shard_rows": 3,
-                      "dataset": "synthetic", "store": str(store), **params}
+                      "dataset": "synthetic", "store": str(store), "dispatch": "in-process", **params}
         run_id = _run_deployment(prefect_server, "thyme_pipeline/thyme-pipeline", parameters)
         thyme("serve", "--pool", "cpu", "--run-once", "--home", home, env=thyme_env, timeout=300)
         state = _state(prefect_server, run_id)
         assert state.is_completed(), f"{state.type}: {state.message}"
 
     versions = lambda: [h["manifest"] for h in json.loads((store / "refs/synthetic/latest.json").read_text())["history"]]
+    prepared_version = lambda: json.loads((store / "refs/synthetic/prepared.json").read_text())["manifest"]
     run()
     prepared, replayed = _folders(home, "prepare"), _folders(home, "replay")
     assert len(prepared) == 2 and len(replayed) == 2 and len(versions()) == 1
@@ -73,9 +75,10 @@ def test_ui_run_of_the_pipeline_deployment_then_reruns(tmp_path, deployed, prefe
     assert _folders(home, "prepare") == prepared and _folders(home, "replay") == replayed
     assert len(versions()) == 1
     run(min_similarity=0.9)  # only the replay depends on it (and the version, which holds the replays)
-    assert _folders(home, "prepare") == prepared
-    after = _folders(home, "replay")
-    assert len(after) == 4 and all(after[k] == v for k, v in replayed.items())
+    assert _folders(home, "prepare") == prepared and _folders(home, "replay") == replayed
+    # replayed on a checkout of the prepared version (the home holds the first replay's version)
+    checkout = home / "datasets" / prepared_version()
+    assert len(_folders(checkout, "replay")) == 2 and _folders(checkout, "prepare").keys() == prepared.keys()
     assert len(versions()) == 2
 
 
@@ -100,7 +103,8 @@ def test_every_deployment_is_registered_with_a_parameter_form(deployed, prefect_
 
     deployment = asyncio.run(go())
     props = deployment.parameter_openapi_schema["properties"]
-    assert "home" in props and deployment.work_pool_name == ("gpu" if name.startswith("train") else "cpu")
+    gpu = name.startswith(("train", "evaluate"))
+    assert "home" in props and deployment.work_pool_name == ("gpu" if gpu else "cpu")
     assert all(p.get("description") for p in props.values())  # the form explains every field
     if name.endswith("nightly"):
         assert deployment.schedules and deployment.schedules[0].schedule.cron == "0 2 * * *"

@@ -100,3 +100,17 @@ def test_bad_file_fails_clearly_and_writes_nothing(tmp_path, thyme_env):
     assert "no_response.parquet: missing column 'response'" in out.stderr
     shards = tmp_path / "home" / "shards" / "prepare"
     assert not shards.exists() or [p.name for p in shards.iterdir()] == ["_schema"]
+
+
+def test_prepare_a_hub_dataset_from_the_offline_cache(tmp_path, thyme_env, prefect_server):
+    """`thyme prepare hf://datasets/...` with HF_HUB_OFFLINE=1 reads what `huggingface-cli download` left (the
+    cache layout and the `datasets` export are built by tests/unit/test_hub_source.py's helpers)."""
+    from tests.unit.test_hub_source import REPO, SHA1, repo_files, write_cache
+
+    cache = tmp_path / "hf-cache"
+    write_cache(cache, SHA1, repo_files(tmp_path, 4))
+    env = {**thyme_env, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache)}
+    home = tmp_path / "home"
+    thyme("prepare", f"hf://datasets/{REPO}", "--split", "hub", "--home", home, "--shard-rows", 2, env=env)
+    _, rows = catalog.query(DataHome(home), "SELECT count(*), min(source_file) FROM sft_samples")
+    assert rows == [(4, "data/train.parquet")]

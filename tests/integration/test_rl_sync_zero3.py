@@ -34,7 +34,7 @@ def results(tmp_path_factory):
     from tests.integration.conftest import free_port
     from thyme_core.base.home import DataHome
     from thyme_core.model.tiny import ensure_tiny_model
-    from thyme_core.sft.launch import environment
+    from thyme_core.runs.launch import environment
 
     root = tmp_path_factory.mktemp("rl-sync-zero3")
     model_dir = ensure_tiny_model(DataHome(root / "home").ensure())

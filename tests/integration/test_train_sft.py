@@ -19,7 +19,8 @@ import pytest
 from thyme_core import prepare
 from thyme_core.base.home import DataHome
 from thyme_core.synth import write_dataset
-from thyme_core.sft import checkpoint, launch
+from thyme_core.runs import checkpoint
+from thyme_core.sft import launch
 from thyme_core.sft.config import load_preset
 
 # Stage 1 on the 4 samples of the 2round split: global batch 4 = 2 ranks x micro 1 x accumulation 2,
@@ -107,6 +108,14 @@ def test_killed_run_resumes_with_the_same_losses(reference, resumed):
         assert got["lr"] == pytest.approx(ref["lr"])
         assert got["tokens"] == ref["tokens"]  # the same data order
     assert (checkpoint.final_dir(spec.run_dir) / "config.json").exists()
+    # the step records as TensorBoard scalars (read back by TensorBoard), the grad norm among them
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(spec.run_dir))
+    events.Reload()
+    assert {e.step: e.value for e in events.Scalars("sft_stage1/loss")} == pytest.approx(
+        {m["step"]: m["loss"] for m in metrics}, rel=1e-5)  # float32 in the event file
+    assert all(m["grad_norm"] > 0 for m in metrics) and "sft_stage1/grad_norm" in events.Tags()["scalars"]
 
 
 def test_cli_skips_finished_stage1_then_stage2_never_mixes(home, resumed, thyme_env):

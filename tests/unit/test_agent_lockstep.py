@@ -98,7 +98,7 @@ def test_lockstep_on_the_tiny_model_sampling_at_temperature_one(tmp_path_factory
     steer = steer_through_scripts({"crop": crop}, backend.codec)
     backend.logits_processors = lambda request, n_in: steer(request, n_in) if "crop" in request.sample_id else []
     config = AgentConfig(max_length=1200, max_new_tokens=96, text_temperature=1.0, code_temperature=0.0,
-                         top_k=50, top_p=0.9)
+                         top_k=50, top_p=0.9, seed=1)  # a seed whose free draw does not end at EOS at once (the new prompt)
     torch.manual_seed(123)  # the global RNG state must not matter either
     one_by_one, together, _ = sequential_and_lockstep(Agent(backend, home, config, pool=pool), ["free", "p:crop"])
     assert [view(t) for t in together] == [view(t) for t in one_by_one]

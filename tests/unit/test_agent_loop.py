@@ -179,5 +179,9 @@ def test_config_validates():
     assert AgentConfig().fingerprint() == replace(AgentConfig(), isolation="none").fingerprint()
     # max_images changes trajectories; its default (0, no limit) keeps the keys runs had before the field
     assert AgentConfig(max_images=10).fingerprint() != AgentConfig().fingerprint()
+    # (the system prompt enters by its text's hash, not its file name: test_prompt_contract.py)
+    from thyme_core.agent.prompt import system_prompt_sha
+
     old = {k: v for k, v in asdict(AgentConfig()).items() if k not in ("isolation", "max_images")}
+    old["system_prompt"] = system_prompt_sha()
     assert AgentConfig().fingerprint() == hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:12]

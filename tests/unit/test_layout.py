@@ -72,9 +72,11 @@ def test_every_subcommand_takes_home():
 
 
 def test_named_queries_run_on_an_empty_catalog(home):
+    from tests.conftest import named_query_params
+
     catalog.publish(home)
     for name in catalog.named_queries():
-        columns, rows = catalog.named(home, name)
+        columns, rows = catalog.named(home, name, named_query_params(name))
         assert columns and rows == [], name
 
 

@@ -151,3 +151,19 @@ def test_shape_and_reference_checks_and_doctests():
     with pytest.raises(ThymeError, match="shapes"):
         policy_loss(logp, None, None, mask[:, :3], adv, GrpoLossConfig(beta=0.0))
     assert doctest.testmod(grpo).failed == 0
+
+
+def test_a_huge_log_ratio_gives_a_bounded_kl_and_finite_gradients():
+    # the policy put a token 100 nats below the reference: unclamped, exp(100) is inf in fp32 and the
+    # gradient NaN; clamped (d to 20, kl to 10) the token costs beta * KL_MAX and the rest of the sequence
+    # still trains
+    logp = torch.tensor([[-100.0, -1.0, -2.0]], requires_grad=True)
+    ref = torch.tensor([[0.0, -1.0, -2.0]])
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    assert math.isinf(float(torch.exp(ref - logp.detach()).max()))
+    cfg = GrpoLossConfig(beta=0.5)
+    loss, m = policy_loss(logp, None, ref, mask, torch.tensor([1.0]), cfg)
+    loss.backward()
+    assert torch.isfinite(loss) and bool(torch.isfinite(logp.grad).all())
+    assert m["kl_mean"] == pytest.approx(grpo.KL_MAX / 3)
+    assert float(logp.grad[0, 1]) != 0.0  # an ordinary token keeps its policy gradient

@@ -22,6 +22,10 @@ PROMPTS = [RLPrompt(f"p{i}", image_bytes(), QUESTION, "A") for i in range(2)]
 
 
 
+def rows_of(home, sql):
+    return catalog.query(home, sql)[1]
+
+
 class Killed(Exception):
     pass
 
@@ -72,6 +76,29 @@ def test_run_lands_in_the_catalog_resumes_and_skips(home):
     assert catalog.named(home, "rl_errors_by_step")[1] == []
     cols, rows = catalog.named(home, "rl_zero_variance_by_step")
     assert [dict(zip(cols, r))["zero_variance_groups"] for r in rows] == [0] * 3
+
+    # the step records as TensorBoard scalars, read back by TensorBoard itself (step 2, redone, is there twice)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(spec.run_dir))
+    events.Reload()
+    by_step = {e.step: e.value for e in events.Scalars("rl/reward_mean")}
+    assert by_step == pytest.approx({m["step"]: m["reward_mean"] for m in rl_run.read_metrics(spec.run_dir)})
+    assert {"rl/kl_mean", "rl/grad_norm", "rl/rollouts_per_s", "rl/engine_wait_share"} <= set(events.Tags()["scalars"])
+
+    # the viewer's RL pages over this run: curves, the step's group side by side, a rollout with its fed-back image
+    # (a crop of a flat red image: no region is claimed, since a flat patch matches anywhere)
+    from thyme_core.viewer.db import Catalog
+    from thyme_core.viewer.links import LiveLinks
+    from thyme_core.viewer.pages import Pages
+
+    pages = Pages(Catalog(home), LiveLinks())
+    assert pages.rl_run(spec.key).count("<polyline") >= 6
+    step = pages.rl_step(spec.key, 2)
+    assert step.count('class="rollout kept"') == 2 and ">2.0<" in step and ">0.5<" in step
+    sid = rows_of(home, "SELECT sample_id FROM rl_rollouts WHERE step = 2 AND member = 0")[0][0]
+    rollout = pages.trajectory(f"rl-{spec.key}", sid)
+    assert 'class="fed-back"' in rollout and "not a crop or zoom of the input" in rollout and ">2.0<" in rollout
 
     # nothing changed: skipped; more steps: the same run goes on from its last checkpoint
     again = rl_run.prepare_run(home, cfg, PROMPTS)

@@ -2,6 +2,7 @@
 
 import pytest
 
+from thyme_core.agent.prompt import Prompt
 from thyme_core.sft.masking import (
     Piece, harness_spans, images_shown, last_round_start, prompt_pieces, response_pieces,
 )
@@ -75,22 +76,20 @@ def test_harness_spans_number_only_image_outputs():
     assert images_shown(response) == 1
 
 
-@pytest.mark.parametrize("question, has_image, want", [
-    # the <image> tag (and its newline) becomes image 0, in place
-    ("<image>\nQ?", True, ["S", 0, "Q?E"]),
-    ("Look: <image> Q?", True, ["SLook: ", 0, " Q?E"]),
-    # no tag: the image goes first, like Qwen's chat template
-    ("Q?", True, ["S", 0, "Q?E"]),
-    # text-only: no image slot at all
-    ("Q?", False, ["SQ?E"]),
+@pytest.mark.parametrize("user, want", [
+    # the <image> tag becomes image 0, in place (its newline stays, as Thyme's data and ms-swift have it)
+    ("<image>\nQ?", ["S", 0, "\nQ?E"]),
+    ("Look: <image> Q?", ["SLook: ", 0, " Q?E"]),
+    # no tag: a text-only turn, no image slot at all
+    ("Q?", ["SQ?E"]),
 ])
-def test_prompt_pieces(question, has_image, want):
+def test_prompt_pieces(user, want):
     head = "<|im_start|>system\nsys<|im_end|>\n<|im_start|>user\n"
     tail = "<|im_end|>\n<|im_start|>assistant\n"
     got = [p.image if p.image is not None else p.text.replace(head, "S").replace(tail, "E")
-           for p in prompt_pieces("sys", question, has_image)]
+           for p in prompt_pieces(Prompt("sys", user))]
     assert got == want
-    assert not any(p.trainable for p in prompt_pieces("sys", question, has_image))  # prompts never train
+    assert not any(p.trainable for p in prompt_pieces(Prompt("sys", user)))  # prompts never train
 
 
 def test_piece_defaults_are_context():

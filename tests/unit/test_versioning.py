@@ -32,15 +32,18 @@ def _versions(root):
     # the markup SFT masks are built from, also read by prepare's path rewriting and replay's comparison
     ("thyme_format.py", {"prepare", "replay", "sft", "rl"}),
     # the sandbox runs replay's code blocks and RL's rollouts; SFT and prepare never run code
-    ("sandbox/pool.py", {"replay", "rl"}),
+    # (SFT builds its prompts with the agent's prompt contract, so the agent package's imports are SFT's too)
+    ("sandbox/pool.py", {"replay", "rl", "sft"}),
     # image decoding is prepare's (RL rollouts store fed-back images through it too)
-    ("images/store.py", {"prepare", "rl"}),
-    # SFT's loss: the RL update reuses SFT's modules, so RL changes too
-    ("sft/masking.py", {"sft", "rl"}),
+    ("images/store.py", {"prepare", "rl", "sft"}),  # SFT builds its prompts with the agent's prompt module
+    # SFT's loss masks: RL builds its own sequences and shares only runs/ with SFT
+    ("sft/masking.py", {"sft"}),
+    # the run framework both trainers use
+    ("runs/checkpoint.py", {"sft", "rl"}),
     # dataset versions on S3 are nobody's run content
     ("versions/s3.py", set()),
     # a package __init__ runs on every import of its modules
-    ("agent/__init__.py", {"rl"}),
+    ("agent/__init__.py", {"rl", "sft"}),
 ])
 def test_an_edit_changes_exactly_the_keys_of_the_stages_that_import_it(copy, edited, changed):
     before = _versions(copy)

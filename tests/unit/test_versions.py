@@ -166,9 +166,11 @@ def test_query_in_place_has_the_local_views(source_home, store):
     push(source_home, store, "sft")
     for name, sql in VIEW_QUERIES.items():
         assert query_version(store, "sft", sql)[1] == catalog.query(source_home, sql)[1], name
+    from tests.conftest import named_query_params
+
     for name in catalog.named_queries():
-        columns, rows = query_version(store, "sft", name)
-        local = catalog.named(source_home, name)[1]
+        columns, rows = query_version(store, "sft", name, named_query_params(name))
+        local = catalog.named(source_home, name, named_query_params(name))[1]
         if name == "prepare_runs":  # run facts (images written, timings) are local to the home that ran
             keep = [i for i, c in enumerate(columns) if c not in ("images_written", "images_per_cpu_second")]
             assert all(r[i] is None for r in rows for i in range(len(columns)) if i not in keep)

@@ -8,12 +8,12 @@ from thyme_core.agent.codec import ByteCodec, Codec, HFCodec
 from thyme_core.agent.config import AgentConfig
 from thyme_core.agent.ledger import ImageSlot, TokenLedger, fit_image, image_tokens
 from thyme_core.agent.loop import AgentSample, Execution, Trajectory, Turn, run_trajectory
-from thyme_core.agent.prompt import Prompt, load_system_prompt, user_text
+from thyme_core.agent.prompt import Prompt, load_system_prompt, text_turn, user_turn
 from thyme_core.agent.runner import Agent
 
 __all__ = [
     "Agent", "AgentConfig", "AgentSample", "Backend", "ByteCodec", "Codec", "Execution", "FedImage", "Generation",
     "GenerationRequest", "HFCodec", "ImageSlot", "Prompt", "TokenLedger", "Trajectory", "Turn", "clean_answer",
     "extract_answer", "fit_image", "image_tokens", "load_system_prompt", "make_backend", "match_choice",
-    "run_trajectory", "score_choice", "user_text",
+    "run_trajectory", "score_choice", "text_turn", "user_turn",
 ]

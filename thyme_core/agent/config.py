@@ -72,10 +72,13 @@ class AgentConfig:
         return self.text_temperature != self.code_temperature
 
     def fingerprint(self) -> str:
-        """Hash of every setting that changes a trajectory (isolation does not). max_images 0 (no limit, the
-        behaviour from before the field existed) is left out, so earlier runs keep their keys."""
+        """Hash of every setting that changes a trajectory (isolation does not; the system prompt by its
+        text). max_images 0 (no limit, the behaviour from before the field existed) is left out."""
+        from thyme_core.agent.prompt import system_prompt_sha
+
         d = asdict(self)
         d.pop("isolation")
+        d["system_prompt"] = system_prompt_sha(self.system_prompt)  # the text, not the file name
         if not d["max_images"]:
             d.pop("max_images")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]

@@ -18,7 +18,7 @@ from pathlib import Path
 from thyme_core.agent.backends.base import Backend
 from thyme_core.agent.config import AgentConfig
 from thyme_core.agent.loop import AgentSample, BatchTiming, Trajectory, run_trajectories
-from thyme_core.agent.prompt import Prompt, load_system_prompt, user_text
+from thyme_core.agent.prompt import Prompt, load_system_prompt, user_turn
 from thyme_core.base.errors import ThymeError
 from thyme_core.base.home import DataHome
 from thyme_core.images.store import ImageStore, prepare_image
@@ -74,6 +74,6 @@ class Agent:
 
     def run_samples(self, samples: list[AgentSample]) -> tuple[list[Trajectory], BatchTiming]:
         """The trajectories of `samples` (in order, ids distinct), generated in lockstep, and the batch's timing."""
-        prompts = [Prompt(self.system, user_text(s.question, s.image_ref, s.width, s.height)) for s in samples]
+        prompts = [Prompt(self.system, user_turn(s.question, s.image_ref, s.width, s.height)) for s in samples]
         sessions = [f"agent-{self.run_id}-{s.sample_id}" for s in samples]
         return run_trajectories(samples, self.backend, self.pool, self.config, self._store_output, sessions, prompts)

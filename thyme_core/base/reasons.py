@@ -11,6 +11,8 @@ from enum import StrEnum
 class Reject(StrEnum):
     BAD_FIELD = "bad_field"  # a required field is missing, null, or of the wrong type
     INVALID_BASE64 = "invalid_base64"  # the image string is not valid base64
+    MISSING_IMAGE_FILE = "missing_image_file"  # the image value names a file that does not exist
+    UNREADABLE_IMAGE_FILE = "unreadable_image_file"  # the named file exists but cannot be read (a folder, no permission)
     EMPTY_IMAGE = "empty_image"  # zero bytes after decoding
     UNKNOWN_FORMAT = "unknown_format"  # bytes are not a supported image format
     TRUNCATED_IMAGE = "truncated_image"  # the image data ends early

@@ -112,11 +112,12 @@ def is_named(name: str) -> bool:
     return (SQL_DIR / "queries" / f"{name}.sql").is_file() and "/" not in name
 
 
-def query(home: DataHome, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
-    """Run SQL text on the catalog, read-only; returns (column names, rows)."""
+def query(home: DataHome, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> tuple[list[str], list[tuple]]:
+    """Run SQL text on the catalog, read-only; returns (column names, rows). Parameters: a sequence for `?`, or a
+    dict for `$name` (the viewer's named queries)."""
     con = read(home)
     try:
-        cur = con.execute(sql, list(params))
+        cur = con.execute(sql, params if isinstance(params, dict) else list(params))
         return [d[0] for d in cur.description], cur.fetchall()
     except duckdb.Error as exc:
         raise ThymeError(f"query failed: {exc}") from None
@@ -124,7 +125,7 @@ def query(home: DataHome, sql: str, params: Sequence[Any] = ()) -> tuple[list[st
         con.close()
 
 
-def named(home: DataHome, name: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
+def named(home: DataHome, name: str, params: Sequence[Any] | dict[str, Any] = ()) -> tuple[list[str], list[tuple]]:
     """Run the named query sql/queries/<name>.sql; an unknown name is answered with the valid ones."""
     if not is_named(name):
         raise ThymeError(f"no named query {name!r}; named queries: {', '.join(named_queries())}")

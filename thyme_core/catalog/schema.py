@@ -122,7 +122,8 @@ class ReplayRecord:
     similarity: float | None  # pixel similarity for image outputs; NULL for text
     reason: str  # "" on match; sandbox status (error, timeout...) or size_differs / pixels_differ / text_differs...
     detail: str
-    duration_s: float
+    # No run time here (unlike ExecutionRecord): a replay's version content holds only what code and data
+    # determine, so a replay on a cluster publishes the same version hash as a local one.
 
 
 
@@ -204,6 +205,11 @@ class EvalResult:
     answer: str
     correct: bool
     stop_reason: str
+    cycle_category: str  # HRBench: the cycle a row belongs to ("" elsewhere); accuracy averages over cycles
+    l2_category: str  # MME-RealWorld's `l2-category` ("" elsewhere)
+    protocol: str  # "thyme" (agent/answers.py) or "vlmevalkit" (eval/vlmevalkit.py)
+    matched_by: str  # how `choice` was found: thyme / rule / judge / judge_failed / no_judge / regex / exact
+    attempts: int  # trajectories run for this row (1 + retries of ones that ended without an answer)
 
 
 def arrow_schema(cls: type) -> pa.Schema:

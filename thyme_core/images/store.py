@@ -1,6 +1,6 @@
 """Decode, check and store the images of Thyme samples.
 
-Each image arrives as a base64 string. We decode it, sniff the real format from its magic bytes, check it
+Each image arrives as bytes (images/values.py resolves base64, paths and HF Image structs). We sniff the real format from its magic bytes, check it
 (size, pixel limit, truncation) and store it once under the sha256 of the stored bytes, atomically.
 
 JPEG and 8-bit PNG that are already RGB or L are stored byte-for-byte: no re-encode, so they are lossless
@@ -91,18 +91,6 @@ def decode_base64(text: str) -> bytes:
     if not data:
         raise Rejected(Reject.EMPTY_IMAGE, "zero bytes after base64 decoding")
     return data
-
-
-def prepare_images(entries: list, config: ImageConfig = ImageConfig()) -> list[PreparedImage]:
-    """A sample's image list (base64 strings) checked and ready to store; the first bad one rejects the
-    sample, its index in the detail. Nothing is written: a rejected sample leaves no orphan in the store."""
-    prepared = []
-    for i, entry in enumerate(entries):
-        try:
-            prepared.append(prepare_image(decode_base64(entry), config))
-        except Rejected as exc:
-            raise Rejected(exc.reason, f"image[{i}]: {exc.detail}") from None
-    return prepared
 
 
 def sniff(data: bytes) -> str:

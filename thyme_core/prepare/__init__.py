@@ -1,11 +1,12 @@
 """Data preparation: Thyme SFT and RL files into a clean catalog.
 
-source.py (reading Parquet/JSONL shards), paths.py (path rewriting), shards.py (one shard: decode, rewrite,
-write), rl.py (RL prompts), report.py (run summaries), s3_mirror.py (mirroring an S3 prefix). The stage's
+source.py (reading Parquet/JSONL shards), hub.py (hf:// sources), paths.py (path rewriting), shards.py (one
+shard: decode, rewrite, write), rl.py (RL prompts), report.py (run summaries), s3_mirror.py (mirroring an S3 prefix). The stage's
 entry points are re-exported here.
 """
 
-from thyme_core.prepare.shards import (PrepareConfig, ShardResult, code_version, finished, plan, prepare_shard, read_summary,
-                                      shard_dir)
+from thyme_core.prepare.shards import (PrepareConfig, ShardResult, code_version, finished, plan, plan_hub_file,
+                                       prepare_shard, read_summary, resolve_hub, shard_dir)
 
-__all__ = ["PrepareConfig", "ShardResult", "code_version", "finished", "plan", "prepare_shard", "read_summary", "shard_dir"]
+__all__ = ["PrepareConfig", "ShardResult", "code_version", "finished", "plan", "plan_hub_file", "prepare_shard",
+           "read_summary", "resolve_hub", "shard_dir"]

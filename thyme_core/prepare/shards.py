@@ -29,16 +29,19 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from thyme_core.images import store as img
+from thyme_core.images.values import as_list, prepare_values
 from thyme_core import catalog
 from thyme_core.base import versioning
 from thyme_core.base.errors import BadParameter
 from thyme_core.base.fsio import atomic_dir, clean_stale_staging
+from thyme_core.base.errors import ThymeError
 from thyme_core.base.home import DataHome
+from thyme_core.prepare import hub
 from thyme_core.prepare.paths import rewrite_paths
 from thyme_core.prepare.rl import build_rl_sample
 from thyme_core.base.reasons import Reject, Rejected, require_strings
 from thyme_core.catalog.schema import ImageRecord, RejectRecord, RlSample, SftSample, ShardRun, ShardSummary, to_table
-from thyme_core.prepare.source import ShardSpec, plan_shards, read_shard
+from thyme_core.prepare.source import ShardSpec, image_fetcher, plan_shards, read_shard
 from thyme_core.thyme_format import code_blocks
 
 TABLE = "prepare"
@@ -67,11 +70,40 @@ def code_version() -> str:
 
 
 def plan(source: str | Path, split: str, config: PrepareConfig, home: DataHome | None = None) -> list[ShardSpec]:
-    """The shards of a run. With a home, also clear staging debris a crashed earlier run left in its tmp/."""
+    """The shards of a run. With a home, also clear staging debris a crashed earlier run left in its tmp/.
+    An hf:// source is resolved to one commit and every file fetched here (the flow streams them instead:
+    resolve once, then plan_hub_file per file while earlier files' shards run)."""
     if home is not None:
         home.ensure()
         clean_stale_staging(home.tmp_dir)
-    return plan_shards(source, split, config.shard_rows, f"{config.fingerprint()}:{code_version()}")
+    if hub.is_hub(source):
+        snapshot = hub.resolve(str(source))
+        return [spec for name in snapshot.files for spec in plan_hub_file(snapshot, name, split, config)]
+    return plan_shards(source, split, config.shard_rows, _salt(config))
+
+
+def resolve_hub(uri: str, home: DataHome | None = None) -> hub.HubSnapshot:
+    """The commit and data files of an hf:// source (the flow's first step); with a home, staging debris is
+    cleared as by `plan`."""
+    if home is not None:
+        home.ensure()
+        clean_stale_staging(home.tmp_dir)
+    return hub.resolve(uri)
+
+
+def plan_hub_file(snapshot: hub.HubSnapshot, filename: str, split: str, config: PrepareConfig) -> list[ShardSpec]:
+    """Fetch one data file of a hub snapshot and plan its shards; their keys hold the commit sha."""
+    try:
+        local = hub.fetch(snapshot.repo_id, snapshot.sha, filename)
+    except FileNotFoundError as exc:
+        raise ThymeError(str(exc)) from None
+    salt = f"{_salt(config)}:hf:{snapshot.repo_id}@{snapshot.sha}:{filename}"
+    return [dataclasses.replace(s, display_name=filename, hub_base=snapshot.base(filename))
+            for s in plan_shards(local, split, config.shard_rows, salt)]
+
+
+def _salt(config: PrepareConfig) -> str:
+    return f"{config.fingerprint()}:{code_version()}"
 
 
 def shard_dir(home: DataHome, key: str) -> Path:
@@ -125,7 +157,9 @@ class _ShardOutput:
         self.spec = spec
         self.store = img.ImageStore(home.root, home.tmp_dir)
         self.image_config = image_config
-        self.source_file = Path(spec.path).name
+        self.source_file = spec.display_name or Path(spec.path).name
+        self.base = Path(spec.path).parent  # relative image paths are taken from the data file's folder
+        self.fetch = image_fetcher(spec)
         self.samples: list[SftSample] = []
         self.rl_samples: list[RlSample] = []
         self.rejects: list[RejectRecord] = []
@@ -135,7 +169,7 @@ class _ShardOutput:
     def add(self, row: int, record: dict | str) -> None:
         build, into = (build_rl_sample, self.rl_samples) if self.spec.schema == "rl" else (build_sample, self.samples)
         try:
-            sample, prepared = build(record, self.spec.split, self.image_config)
+            sample, prepared = build(record, self.spec.split, self.image_config, self.base, self.fetch)
         except Rejected as exc:
             self.rejects.append(RejectRecord(self.spec.split, self.source_file, row, exc.reason, exc.detail, self.spec.key))
             return
@@ -176,13 +210,15 @@ def _image_record(p: img.PreparedImage) -> ImageRecord:
     return ImageRecord(p.sha256, p.relpath, p.format, p.width, p.height, len(p.data), str(p.repair), p.source_format)
 
 
-def build_sample(record: dict | str, split: str, image_config: img.ImageConfig) -> tuple[SftSample, list[img.PreparedImage]]:
-    """One source record -> (sample, images to store), or Rejected with the reason.
+def build_sample(record: dict | str, split: str, image_config: img.ImageConfig, base: Path | None = None,
+                 fetch=None) -> tuple[SftSample, list[img.PreparedImage]]:
+    """One source record -> (sample, images to store), or Rejected with the reason. Image values may be
+    base64, data URIs, paths (relative to `base`), file:// URIs or HF Image structs (images/values.py).
 
     Nothing is written here: a sample rejected for its third image leaves no orphan in the store.
     """
     question, response, raw_images = _fields(record)
-    prepared = img.prepare_images(raw_images, image_config)
+    prepared = prepare_values(raw_images, image_config, base, fetch)
     stored = [p.relpath for p in prepared]
     rewrite = rewrite_paths(question, response, stored)
     if rewrite.problem is not None:
@@ -201,7 +237,7 @@ def build_sample(record: dict | str, split: str, image_config: img.ImageConfig) 
 
 def _fields(record: dict | str) -> tuple[str, str, list]:
     record = require_strings(record, ("question", "response"))
-    images = record.get("image")
+    images = as_list(record.get("image"))
     if images is None:
         images = []  # text-only samples may carry a null image list
     if not isinstance(images, list):

@@ -54,6 +54,8 @@ class ShardSpec:
     byte_start: int = 0  # jsonl: byte range of the shard's lines
     byte_stop: int = 0
     schema: str = "sft"  # "sft" or "rl": the file's schema (detect_schema)
+    display_name: str = ""  # source_file in the catalog ("" = the file name); hub files: their path in the repo
+    hub_base: str = ""  # hub files: "hf://datasets/OWNER/NAME@SHA/FOLDER", to fetch images named relative to it
 
 
 def list_source_files(source: str | Path) -> list[Path]:
@@ -159,9 +161,21 @@ def check_parquet_schema(path: Path, schema: pa.Schema) -> str:
 
 
 def _check_image_list(path: Path, schema: pa.Schema, col: str) -> None:
+    """An image column holds a list of image values (strings: base64, data URIs or paths; binary; HF `Image`
+    structs {bytes, path}: images/values.py tells them apart per value), or one HF Image struct per row."""
     t = schema.field(col).type
-    if not (pa.types.is_list(t) or pa.types.is_large_list(t)) or not _is_string(t.value_type):
-        raise ThymeError(f"{path}: column '{col}' has type {t}, expected list<string> of base64 images")
+    is_list = pa.types.is_list(t) or pa.types.is_large_list(t)
+    ok = (is_list and (_is_image_value(t.value_type) or pa.types.is_null(t.value_type))) or \
+        (pa.types.is_struct(t) and _is_image_value(t))
+    if not ok:
+        raise ThymeError(f"{path}: column '{col}' has type {t}, expected a list of images (base64 strings, "
+                         f"paths, binary or HF Image structs {{bytes, path}})")
+
+
+def _is_image_value(t: pa.DataType) -> bool:
+    if _is_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return True
+    return pa.types.is_struct(t) and {f.name for f in t} >= {"bytes", "path"}
 
 
 def _check_rl_types(path: Path, schema: pa.Schema) -> None:
@@ -230,6 +244,16 @@ def _plan_jsonl(path: Path, split: str, shard_rows: int, digest: str, salt: str)
         specs.append(ShardSpec(key, split, str(path.absolute()), "jsonl", digest, start_row, row, (),
                                start_byte, pos, kind))
     return specs
+
+
+def image_fetcher(spec: ShardSpec):
+    """For a shard of a hub file: a function fetching an image file named relative to the data file from the
+    same repo at the same commit (None for local files, whose images are on disk)."""
+    if not spec.hub_base:
+        return None
+    from thyme_core.prepare import hub
+
+    return hub.relative_fetcher(spec.hub_base)
 
 
 def read_shard(spec: ShardSpec) -> Iterator[tuple[int, dict | str]]:

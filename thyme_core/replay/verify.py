@@ -115,7 +115,7 @@ def replay_sample(sample: dict, home: DataHome, pool, config: ReplayConfig) -> l
             result = pool.run(code, images[:1], session)
             status, similarity, reason, detail = _compare(result, shown, expected_image, pool, session, config)
             records.append(ReplayRecord(sample["id"], sample["split"], block.index, status, similarity, reason,
-                                        detail, round(result.duration_s, 4)))
+                                        detail))
     finally:
         pool.close_session(session)
     return records

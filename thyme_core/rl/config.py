@@ -9,11 +9,7 @@ of the run key: a longer rerun continues the same run.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass
-
 
 from thyme_core.base import presets
 from thyme_core.base.errors import ThymeError
@@ -23,12 +19,13 @@ from thyme_core.agent.config import pick
 from thyme_core.rl.rollout import RolloutConfig
 from thyme_core.rl.step import StepConfig
 from thyme_core.base.presets import setting as _f
-
-_NOT_HASHED = {"max_steps", "save_steps", "device", "vllm_gpu_memory", "isolation"}
+from thyme_core.runs.config import RunConfig
 
 
 @dataclass(frozen=True)
-class RlConfig(RolloutConfig):
+class RlConfig(RolloutConfig, RunConfig):
+    NOT_HASHED = frozenset({"max_steps", "save_steps", "device", "vllm_gpu_memory", "isolation", "dataset"})
+
     model: str = _f("", "policy to train: a model folder; '' = the tiny offline Qwen2.5-VL in the home")
     split: str = _f("", "data split of rl_samples (or of sft_samples, the fallback); '' = every split")
     limit: int = _f(0, "use the first N prompts by id (0 = all)")
@@ -54,6 +51,7 @@ class RlConfig(RolloutConfig):
     logprob_chunk: int = _f(1024, "positions per chunk of the training log-probs (bounds the fp32 logits)")
     gradient_checkpointing: bool = _f(False, "recompute activations in backward (nproc >= 1; long trajectories, big models)")
     freeze_vision: bool = _f(False, "keep the vision tower and merger fixed")
+    dataset: str = _f("", "dataset version NAME@HASH to take prompts from (pulled into the home); '' = the home")
 
     def __post_init__(self):
         super().__post_init__()
@@ -73,9 +71,6 @@ class RlConfig(RolloutConfig):
                              "every rank rolls out whole groups of its own")
         self.step_config()  # its own checks
 
-    def replace(self, **changes) -> "RlConfig":
-        return dataclasses.replace(self, **changes)
-
     def rollout_config(self, step: int) -> RolloutConfig:
         """Step `step`'s rollouts: every rollout/agent field by name, sampled with seed + step."""
         return pick(RolloutConfig, self, seed=self.seed + step)
@@ -84,22 +79,6 @@ class RlConfig(RolloutConfig):
         return StepConfig(rewards=self.rewards, inner_steps=self.inner_steps, max_grad_norm=self.max_grad_norm,
                           logprob_chunk=self.logprob_chunk,
                           loss=GrpoLossConfig(clip_eps=self.clip_eps, beta=self.beta), reward=RewardConfig())
-
-    def deepspeed_path(self):
-        from thyme_core.sft.config import deepspeed_config_path
-
-        return deepspeed_config_path(self.deepspeed)
-
-    @classmethod
-    def from_json(cls, text: str) -> "RlConfig":
-        return cls(**json.loads(text))
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    def config_hash(self) -> str:
-        data = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NOT_HASHED}
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def load_preset(name_or_path: str, **overrides) -> RlConfig:

@@ -3,8 +3,9 @@
 The source is the `rl_samples` view (RL data in the released form, ingested by `thyme prepare`): its
 `question` and `solution`, and its first stored image. Until a home has that view, or where it is empty,
 prompts are derived from `sft_samples` with an image (the fallback):
-- question: `question_orig` without the `<image>` line, the `User Image Path` / `User Image Size` lines (any
-  decoration) and the output-format footer (the agent adds its own system prompt and the real image path);
+- question: `question_orig` cleaned (agent/prompt.clean_question: without the `<image>` tag, the `User Image
+  Path` / `User Image Size` lines and the output-format footer); the agent loop builds the user turn back
+  from it (agent/prompt.user_turn) exactly as SFT examples do, with the home's image path;
 - solution: the answer inside the SFT response's `<answer>` (agent.answers.extract_answer); samples without
   one are skipped;
 - image: image_paths[0], the original image (home-relative).
@@ -13,34 +14,12 @@ Prompts come back ordered by id, so the first `limit` are the same on every call
 
 from __future__ import annotations
 
-import re
-
 from thyme_core import catalog
 from thyme_core.agent.answers import extract_answer
+from thyme_core.agent.prompt import clean_question
 from thyme_core.base.errors import ThymeError
 from thyme_core.base.home import DataHome
 from thyme_core.rl.rollout import RLPrompt
-
-_IMAGE_LINE = re.compile(r"^\W*User Image (Path|Size)\b", re.IGNORECASE)
-_FOOTER = re.compile(r"^\W*Output Format\b", re.IGNORECASE)
-
-
-def clean_question(question: str) -> str:
-    """The question a user asked, without the image lines and the output-format footer.
-
-    >>> clean_question('<image>\\nWhat is it?\\n**User Image Path:** "a.jpg"\\nUser Image Size: 3x4\\n\\n'
-    ...                '### **Output Format (strict adherence required):**\\n<think>...</think>')
-    'What is it?'
-    """
-    kept = []
-    for line in question.splitlines():
-        if _FOOTER.match(line):
-            break  # the footer and its template lines run to the end
-        if line.strip() == "<image>" or _IMAGE_LINE.match(line):
-            continue
-        kept.append(line)
-    return "\n".join(kept).strip()
-
 
 def _has_view(home: DataHome, name: str) -> bool:
     _, rows = catalog.query(home, "SELECT count(*) FROM duckdb_views() WHERE view_name = ?", [name])

@@ -12,7 +12,7 @@ run.json (the data home, the key) and prompts.jsonl. Each rank holds:
   a stand-in); after every update sync.py copies the engine's weights into it, gathering ZeRO-3
   parameters block by block (every rank takes part).
 Rank 0 writes metrics.jsonl, the catalog rows, final/ and DONE; every rank saves its DeepSpeed checkpoint
-shard, and a checkpoint counts once rank 0 marked it COMPLETE (train/checkpoint.py), so a run killed mid-save
+shard, and a checkpoint counts once rank 0 marked it COMPLETE (runs/checkpoint.py), so a run killed mid-save
 resumes from the one before. Lines `METRICS {json}` on stdout carry each step's record to the launcher.
 """
 
@@ -61,11 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     learner = Learner(engine, reference, DeepSpeedUpdate(engine), ranks)
 
     from thyme_core.rl.sync import sync_weights
-    from thyme_core.sft import checkpoint
+    from thyme_core.runs import checkpoint
 
-    start = checkpoint.latest_step(spec.run_dir) or 0
+    start = checkpoint.resume_deepspeed(engine, spec.run_dir)
     if start:
-        engine.load_checkpoint(str(checkpoint.checkpoints_dir(spec.run_dir)), tag=checkpoint.tag(start))
         sync_weights(engine.module, new_sink())
         _say(ranks, {"event": "resumed", "step": start})
     rl_run.run_steps(home, spec, backend, learner, inputs_for, judge, start,
@@ -89,7 +88,7 @@ def _policy_and_reference(cfg, world: int, device, cuda: bool):
     zero3 = ds_config["zero_optimization"]["stage"] == 3
     policy, processor = _load(cfg, device, bf16=cuda)
     if cfg.freeze_vision:
-        from thyme_core.sft.loop import freeze_vision
+        from thyme_core.runs.engine import freeze_vision
 
         freeze_vision(policy)
     if cfg.gradient_checkpointing:
@@ -105,24 +104,21 @@ def _policy_and_reference(cfg, world: int, device, cuda: bool):
 
 def _save(engine, run_dir: Path, step: int, ranks) -> None:
     """Every rank writes its shard; the checkpoint counts once rank 0 marks it COMPLETE after all did."""
-    from thyme_core.sft import checkpoint
+    from thyme_core.runs import checkpoint
 
-    engine.save_checkpoint(str(checkpoint.checkpoints_dir(run_dir)), tag=checkpoint.tag(step))
-    ranks.barrier()
-    if ranks.is_main:
-        checkpoint.mark_complete(run_dir, step, {})
-        checkpoint.prune(run_dir, 1)
-    ranks.barrier()
+    checkpoint.save_deepspeed(engine, run_dir, step, {}, 1, ranks.is_main, ranks.barrier)
     hooks.after_step(step)
 
 
 def _say(ranks, record: dict) -> None:
     if ranks.is_main:
-        print(f"METRICS {json.dumps(record)}", flush=True)
+        from thyme_core.runs.metrics import say
+
+        say(record)
 
 
 def _deepspeed_config(cfg, world: int, bf16: bool) -> dict:
-    from thyme_core.sft.loop import fill_deepspeed_config
+    from thyme_core.runs.engine import fill_deepspeed_config
 
     # one sequence per micro-step, accumulation driven by hand (update.DeepSpeedUpdate)
     return fill_deepspeed_config(cfg.deepspeed_path(), world, 1, 1, cfg.max_grad_norm, bf16)
@@ -153,7 +149,9 @@ def _reference(cfg, device, ds_config: dict, zero3: bool):
 
 
 def _rollout_engine(cfg, home, device, processor, cuda: bool):
-    """(backend, a new weight sink per sync, inputs builder) for this rank's rollouts."""
+    """(backend, a new weight sink per sync, inputs builder) for this rank's rollouts. The backend resizes
+    images with the trainer's `processor` (the run's min/max pixels): the training forward of a fed-back image
+    then sees the grid the rollout's ledger counted."""
     import functools
 
     import torch
@@ -169,7 +167,7 @@ def _rollout_engine(cfg, home, device, processor, cuda: bool):
         # colocated, in this rank's process (TRL's "colocate" layout): the engine must live here for
         # sync.VLLMSink to reach its model; one engine per rank (tensor parallel 1) under torchrun
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        backend = VLLMBackend.load(cfg.model, home, max_images=cfg.max_images,
+        backend = VLLMBackend.load(cfg.model, home, processor=processor, max_images=cfg.max_images,
                                    gpu_memory_utilization=cfg.vllm_gpu_memory, enforce_eager=True,
                                    distributed_executor_backend="external_launcher", tensor_parallel_size=1,
                                    max_model_len=cfg.max_length, seed=cfg.seed)
@@ -180,7 +178,7 @@ def _rollout_engine(cfg, home, device, processor, cuda: bool):
 
     model, _ = _load(cfg, device, bf16=cuda)
     model.requires_grad_(False)
-    backend = TransformersBackend(model, processor, device=str(device), name=name)
+    backend = TransformersBackend(model, processor, device=str(device), name=name)  # the trainer's processor
     return backend, lambda: sync.HFSink(backend.hf_model), backend.model_inputs
 
 

@@ -48,6 +48,7 @@ class Verdict:
     reason: str = ""  # a JudgeFailure code when value is None
     detail: str = ""  # human-readable: the status, the exception, or the start of the bad reply
     attempts: int = 1
+    text: str = ""  # the reply itself (kind="text": the caller reads it, e.g. VLMEvalKit's option matcher)
 
     @property
     def ok(self) -> bool:
@@ -103,6 +104,8 @@ def parse_verdict(reply: str, kind: str = "yes_no") -> float | None:
     (1.0, 0.0, 1.0)
     >>> parse_verdict("Yes, mostly"), parse_verdict("0.75", kind="score"), parse_verdict("1.5", kind="score")
     (None, 0.75, None)
+    >>> parse_verdict("B", kind="text"), parse_verdict("  ", kind="text")  # any non-empty reply; read by the caller
+    (1.0, None)
     """
     text = _THINK.sub("", reply).strip().lower()
     if len(text) >= 4 and text.startswith("**") and text.endswith("**"):
@@ -113,7 +116,9 @@ def parse_verdict(reply: str, kind: str = "yes_no") -> float | None:
     if kind == "score":
         m = _NUMBER.match(text)
         return float(m.group(1)) if m and 0.0 <= float(m.group(1)) <= 1.0 else None
-    raise ValueError(f"kind must be 'yes_no' or 'score', not {kind!r}")
+    if kind == "text":
+        return 1.0 if text else None
+    raise ValueError(f"kind must be 'yes_no', 'score' or 'text', not {kind!r}")
 
 
 def accuracy_messages(question: str, solution: str, answer: str) -> list[dict]:
@@ -219,7 +224,7 @@ def _verdict_of(body: bytes, kind: str, attempts: int) -> Verdict:
     value = parse_verdict(reply, kind)
     if value is None or not math.isfinite(value):
         return Verdict(None, JudgeFailure.NO_VERDICT, reply[:200], attempts)
-    return Verdict(value, attempts=attempts)
+    return Verdict(value, attempts=attempts, text=reply if kind == "text" else "")
 
 
 class StaticJudge:

@@ -2,7 +2,7 @@
 
 For a 7B policy (vocabulary ~152k) and a ~10k-token trajectory, fp32 logits alone are ~6 GB, kept again for
 the backward of log-softmax. `sequence_logprobs` runs the model once for the backbone's hidden states (the
-whole model with logits_to_keep=1, see `backbone_states` for why not the backbone alone), then applies
+whole model with logits_to_keep=1, model/forward.py `backbone_states` says why not the backbone alone), then applies
 the LM head and a fp32 log-softmax to `chunk_size` positions at a time; each chunk runs under
 torch.utils.checkpoint, so only its (chunk,) result is stored and the backward recomputes that chunk's
 logits. Peak extra memory is about chunk_size x V instead of T x V (the backbone's activations are as
@@ -23,32 +23,11 @@ from torch.utils.checkpoint import checkpoint
 
 from thyme_core.base.errors import ThymeError
 from thyme_core.rl.grpo import token_logprobs
-from thyme_core.rl.sync import unwrap
+from thyme_core.model.forward import backbone_states
 
 
 def _chunk_logprobs(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return token_logprobs(head(hidden), targets)
-
-
-def backbone_states(model, inputs: dict) -> tuple[torch.Tensor, torch.nn.Module]:
-    """(last hidden states (1, T, H), the LM head) from one forward of the WHOLE model (an engine or a module)
-    with logits_to_keep=1, the base model's output taken by a forward hook.
-
-    Not `model.model(...)` directly: under ZeRO-3 the root module's forward hooks are part of DeepSpeed's
-    parameter bookkeeping, and skipping them gave gradients 6.8x off in the two-rank RL test
-    (tests/integration/test_train_rl.py compares the update with a one-process run)."""
-    inner = unwrap(model)
-    got: dict[str, torch.Tensor] = {}
-
-    def keep(module, args, output):
-        got["hidden"] = output[0]  # returns None: the output is left as it is
-
-    handle = inner.model.register_forward_hook(keep)
-    try:
-        model(**{"use_cache": False, **inputs}, logits_to_keep=1)
-    finally:
-        handle.remove()
-    return got["hidden"], inner.get_output_embeddings()
 
 
 def sequence_logprobs(model, inputs: dict, chunk_size: int = 1024) -> torch.Tensor:

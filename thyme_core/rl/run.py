@@ -1,6 +1,6 @@
 """An RL run: policy + frozen reference, N GRPO-ATS steps, checkpoints and resume, in one of two modes.
 
-Keyed like SFT runs (train/launch.py) by (prompts, config hash, code version): <home>/runs/rl/<key>/ holds
+Keyed like SFT runs (runs/folder.py) by (prompts, config hash, code version): <home>/runs/rl/<key>/ holds
 config.json, run.json, prompts.jsonl (id, question, solution, image path; byte images are put in the home's
 image store first), metrics.jsonl (one line per step), checkpoints/, final/ (Hugging Face weights, tokenizer
 and processor files) and DONE (the steps it finished). A run whose DONE covers max_steps is skipped; an
@@ -11,7 +11,7 @@ always the start model, so a resumed run measures its KL against the same weight
   own weights (nothing to sync); checkpoints/step-<N>.pt (policy, optimizer, step; the newest is kept).
 - nproc N >= 1: `torchrun -m thyme_core.rl.entry RUN_DIR` (entry.py): a DeepSpeed engine (ZeRO-2/3) per rank,
   a rollout engine per rank (transformers, or vLLM on GPU) synced from the engine after every update, each
-  rank rolling out its share of the step's prompts; DeepSpeed checkpoints as in SFT (train/checkpoint.py).
+  rank rolling out its share of the step's prompts; DeepSpeed checkpoints as in SFT (runs/checkpoint.py).
 Both run the same step loop (`run_steps`); every step's rollouts go to the catalog (store.py, rank 0). Step s
 uses prompts [s*P, (s+1)*P) of the id-ordered list, cycling, and samples with seed + s, so a resumed step
 redoes what the killed one would have (on the same device; GPU kernels are not bit-reproducible).
@@ -35,12 +35,14 @@ from thyme_core.base.errors import ThymeError
 from thyme_core.base.fsio import atomic_dir, atomic_write_bytes
 from thyme_core.base.home import DataHome
 from thyme_core.model import resolve_model_path
+from thyme_core.runs import folder
+from thyme_core.runs import metrics as run_metrics
 from thyme_core.rl import store
 from thyme_core.rl.config import RlConfig
 from thyme_core.rl.data import load_prompts
 from thyme_core.rl.rollout import RLPrompt
+from thyme_core.base import tfevents
 
-REPO = Path(__file__).resolve().parents[2]
 _WEIGHTS = (".safetensors", ".bin", ".pt", ".safetensors.index.json", ".bin.index.json")
 
 
@@ -62,16 +64,12 @@ def code_version() -> str:
     return versioning.code_version(__name__, "thyme_core.rl.entry")
 
 
-def steps_done(run_dir: Path) -> int:
-    done = Path(run_dir) / "DONE"
-    return json.loads(done.read_text())["steps"] if done.exists() else 0
+steps_done = folder.steps_done
 
 
-def _identity(path: Path, home: DataHome) -> str:
-    try:
-        return home.relative(path)
-    except ValueError:
-        return str(Path(path).resolve())
+def _image_identity(image: str, home: DataHome, data: DataHome) -> str:
+    """A prompt image as the key sees it: relative to the home that holds it."""
+    return folder.identity(image, data if Path(image).resolve().is_relative_to(data.root.resolve()) else home)
 
 
 def _stored(home: DataHome, image) -> str:
@@ -90,29 +88,31 @@ def _stored(home: DataHome, image) -> str:
     return str(home.absolute(prepared.relpath))
 
 
-def prepare_run(home: DataHome, cfg: RlConfig, prompts: list[RLPrompt] | None = None) -> RlRunSpec:
-    """Load the prompts (data.load_prompts unless given), key the run, write its description once."""
-    prompts = prompts if prompts is not None else load_prompts(home, cfg.split, cfg.limit)
+def prepare_run(home: DataHome, cfg: RlConfig, prompts: list[RLPrompt] | None = None,
+                data: DataHome | None = None) -> RlRunSpec:
+    """Load the prompts (data.load_prompts from `data`, default the run's home, unless given), key the run,
+    write its description once."""
+    data = data or home
+    prompts = prompts if prompts is not None else load_prompts(data, cfg.split, cfg.limit)
     if not prompts:
         raise ThymeError("an RL run needs at least one prompt")
     prompts = sorted((dataclasses.replace(p, image=_stored(home, p.image)) for p in prompts),
                      key=lambda p: p.prompt_id)
     model = resolve_model_path(cfg.model or None, home)
     # the prompts' content, not only their ids (hand-made prompts may reuse an id); images by home-relative path
-    ids = hashlib.sha256(json.dumps([(p.prompt_id, p.question, p.solution, _identity(Path(p.image), home))
+    ids = hashlib.sha256(json.dumps([(p.prompt_id, p.question, p.solution, _image_identity(p.image, home, data))
                                      for p in prompts]).encode()).hexdigest()[:16]
-    parts = [ids, cfg.replace(model=_identity(model, home)).config_hash(), code_version()]
-    key = hashlib.sha256(":".join(parts).encode()).hexdigest()[:16]
+    parts = [ids, cfg.replace(model=folder.identity(model, home)).config_hash(), code_version()]
+    key = folder.run_key(parts)
     run_dir = rl_dir(home) / key
     resolved = cfg.replace(model=str(model))
-    if not (run_dir / "run.json").exists():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(run_dir / "config.json", resolved.to_json().encode())
-        atomic_write_bytes(run_dir / "prompts.jsonl", "".join(
-            json.dumps({"id": p.prompt_id, "question": p.question, "solution": p.solution, "image": p.image}) + "\n"
-            for p in prompts).encode())
-        atomic_write_bytes(run_dir / "run.json", json.dumps(
-            {"home": str(home.root), "key": key, "prompts": parts[0], "config": parts[1], "code": parts[2]}).encode())
+    # config.json and prompts.jsonl before run.json, the marker that the folder is complete
+    folder.write_once(run_dir, {
+        "config.json": resolved.to_json().encode(),
+        "prompts.jsonl": "".join(json.dumps({"id": p.prompt_id, "question": p.question, "solution": p.solution,
+                                             "image": p.image}) + "\n" for p in prompts).encode(),
+        "run.json": json.dumps({"home": str(home.root), "key": key, "prompts": parts[0], "config": parts[1],
+                                "code": parts[2]}).encode()}, marker="run.json")
     return RlRunSpec(run_dir, key, resolved, prompts, steps_done(run_dir) >= cfg.max_steps)
 
 
@@ -221,8 +221,8 @@ def run_steps(home: DataHome, spec: RlRunSpec, agent_backend, learner, inputs_fo
             store.publish_step(home, spec.key, step, result, rcfg.group_size, agent_backend.name,
                                agent_backend.model)
             record = {"step": step, **{k: float(v) for k, v in result.metrics.items()}}
-            with open(spec.run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+            run_metrics.append(spec.run_dir, record)
+            tfevents.append_scalars(spec.run_dir, step, record, "rl")
             if on_metrics:
                 on_metrics(record)
         if step % cfg.save_steps == 0 or step == cfg.max_steps:
@@ -230,8 +230,8 @@ def run_steps(home: DataHome, spec: RlRunSpec, agent_backend, learner, inputs_fo
 
 
 def finish(home: DataHome, spec: RlRunSpec) -> None:
-    atomic_write_bytes(spec.run_dir / "DONE", json.dumps({"steps": spec.config.max_steps}).encode())
-    atomic_write_bytes(rl_dir(home) / "LATEST", spec.key.encode())
+    folder.mark_done(spec.run_dir, spec.config.max_steps)
+    folder.set_latest(rl_dir(home), spec.key)
 
 
 def train(home: DataHome, spec: RlRunSpec, judge=None, steer: Callable | None = None,
@@ -248,8 +248,8 @@ def train(home: DataHome, spec: RlRunSpec, judge=None, steer: Callable | None = 
     else:
         if judge is not None or steer is not None:
             raise ThymeError("with nproc >= 1 the ranks take steer/judge from THYME_HOOKS, not from arguments")
-        from thyme_core.sft.checkpoint import latest_step
-        from thyme_core.sft.launch import run_torchrun
+        from thyme_core.runs.checkpoint import latest_step
+        from thyme_core.runs.launch import run_torchrun
 
         resumed = latest_step(run_dir)
         code = run_torchrun("thyme_core.rl.entry", run_dir, cfg.nproc, on_line, on_metrics or (lambda m: None))
@@ -275,12 +275,12 @@ def _train_in_process(home: DataHome, spec: RlRunSpec, judge, steer, on_metrics)
     torch.manual_seed(cfg.seed)
     model, processor = load_model_and_processor(cfg.model, home, device=device, min_pixels=cfg.min_pixels,
                                                 max_pixels=cfg.max_pixels)
-    backend = TransformersBackend(model, processor, device=device, name=_identity(Path(cfg.model), home))
+    backend = TransformersBackend(model, processor, device=device, name=folder.identity(cfg.model, home))
     if steer:
         steer(backend)
     policy = backend.hf_model
     if cfg.freeze_vision:
-        from thyme_core.sft.loop import freeze_vision
+        from thyme_core.runs.engine import freeze_vision
 
         freeze_vision(policy)
     reference = frozen_copy(policy) if cfg.beta > 0 else None
@@ -302,12 +302,7 @@ def _train_in_process(home: DataHome, spec: RlRunSpec, judge, steer, on_metrics)
 
 def read_metrics(run_dir: Path) -> list[dict]:
     """One record per step, the last written (a resumed run may rewrite a step it redid)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    by_step = {}
-    for line in path.read_text().splitlines() if path.exists() else []:
-        rec = json.loads(line)
-        by_step[rec["step"]] = rec
-    return [by_step[s] for s in sorted(by_step)]
+    return run_metrics.read_metrics(run_dir)
 
 
 def format_metrics(m: dict) -> str:

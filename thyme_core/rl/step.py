@@ -10,10 +10,13 @@ ranks (update.py). What this adds:
   generation used. Log-probs are at temperature 1 for every model token, code tokens sampled at 0 included
   (grpo.py says why), in chunks (logprobs.py) so a long trajectory never holds its full fp32 logits; the
   mask is the ledger's (1 = sampled by the policy).
-- old_logp: the rollout policy's log-probs, from one no-grad forward of the trainer's policy before the
-  first update. The rollout engine holds the same weights (the same module in-process, or synced after
-  every update: sync.py), so the first inner step has ratio 1, and KL 0 while the policy equals the reference.
-- ref_logp: the frozen initial policy (`frozen_copy`, or a ZeRO-3 inference engine), skipped when beta is 0.
+- old_logp: the rollout policy's log-probs. The rollout engine holds the same weights (the same module
+  in-process, or synced after every update: sync.py), so they are the trainer's own: with several inner steps
+  from one no-grad forward before the first update; with one (the default) the first inner step's log-probs,
+  detached (ratio 1, the same update without a second forward). KL is 0 while the policy equals the reference.
+- ref_logp: the frozen initial policy (`frozen_copy`, or a ZeRO-3 inference engine), skipped when beta is 0
+  and for the zero-weight padding passes (below) unless the reference is partitioned (ZeRO-3: its forward is
+  a collective every rank must run as often as the others).
 - dropped: groups with a missing reward (grpo.group_advantages), and with `mask_limited` the trajectories
   that hit a limit. Sequences are forwarded one at a time (batch of one: trajectories differ in images and
   length) and their gradients accumulate; each loss is scaled by world / (kept sequences on every rank), so
@@ -27,6 +30,7 @@ ranks (update.py). What this adds:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -131,23 +135,33 @@ def grpo_update(learner: Learner, inputs_for: InputsFor, rollouts: list[Rollout]
         return [], {}, 0.0
     # every rank runs `passes` forwards; the padding ones (weight 0) reuse a local rollout
     order = [(i, 1.0) for i in kept] + [(kept[0] if kept else 0, 0.0)] * (passes - len(kept))
+    # a partitioned (ZeRO-3) reference gathers its weights inside every forward: then every rank must run the
+    # same number of them, padding included; a whole copy (or beta 0) skips the padding passes' reference
+    ref_order = order if _collective(learner.reference) else order[:len(kept)]
     old, ref, masks = {}, {}, {}
     with torch.no_grad():
-        for i, _ in order:
-            old[i], masks[i] = trajectory_logprobs(learner.policy, inputs_for, rollouts[i], config.logprob_chunk)
-            if config.loss.beta > 0:
-                ref[i], _ = trajectory_logprobs(learner.reference, inputs_for, rollouts[i], config.logprob_chunk)
+        if config.inner_steps > 1:  # with one inner step the behaviour policy IS the current one: ratio 1
+            for i, _ in order:
+                old[i], masks[i] = trajectory_logprobs(learner.policy, inputs_for, rollouts[i], config.logprob_chunk)
+        if config.loss.beta > 0:
+            for i, _ in ref_order:
+                ref[i], masks[i] = trajectory_logprobs(learner.reference, inputs_for, rollouts[i],
+                                                       config.logprob_chunk)
+    padding_loss = dataclasses.replace(config.loss, beta=0.0)  # its loss is weighted 0: only the backward counts
     scale = ranks.world / total  # DeepSpeed averages gradients over ranks
     inner, grad_norm = [], 0.0
-    for _ in range(config.inner_steps):
+    for step in range(config.inner_steps):
         learner.update.begin()
         # loss, pg_loss (sequence means, summed), then token-weighted ratio, clip fraction, kl, and tokens
         sums = [0.0] * 6
         for n, (i, weight) in enumerate(order):
             learner.update.micro(last=n == len(order) - 1)
-            logp, _ = trajectory_logprobs(learner.policy, inputs_for, rollouts[i], config.logprob_chunk)
-            loss, m = policy_loss(logp[None], old[i][None], ref[i][None] if i in ref else None, masks[i][None],
-                                  advantages[i:i + 1].to(logp.device), config.loss)
+            logp, masks[i] = trajectory_logprobs(learner.policy, inputs_for, rollouts[i], config.logprob_chunk)
+            if step == 0 and i not in old:
+                old[i] = logp.detach()  # one inner step: the rollout policy's log-probs, from this very pass
+            loss, m = policy_loss(logp[None], old[i][None], ref[i][None] if weight and i in ref else None,
+                                  masks[i][None], advantages[i:i + 1].to(logp.device),
+                                  config.loss if weight else padding_loss)
             learner.update.backward(loss * (weight * scale))
             if weight:
                 tokens = int(masks[i].sum())
@@ -160,6 +174,12 @@ def grpo_update(learner: Learner, inputs_for: InputsFor, rollouts: list[Rollout]
                       "clip_fraction": clip / max(tokens, 1), "kl_mean": kl / max(tokens, 1),
                       "sequences": float(total), "tokens": tokens})
     return inner, {i: old[i] for i in kept}, grad_norm
+
+
+def _collective(model) -> bool:
+    """True for a ZeRO-3 engine: its forward all-gathers partitioned weights (a collective)."""
+    stage = getattr(model, "zero_optimization_stage", None)
+    return bool(stage and stage() == 3)
 
 
 def grpo_step(agent, learner: Learner, inputs_for: InputsFor, prompts: list[RLPrompt],

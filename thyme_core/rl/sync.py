@@ -30,17 +30,9 @@ from typing import Iterable, Iterator, Protocol
 import torch
 
 from thyme_core.base.errors import ThymeError
+from thyme_core.model.forward import unwrap
 
-_WRAPPERS = ("DeepSpeedEngine", "DistributedDataParallel")
 VLLM_MODEL_PATH = "llm_engine.model_executor.driver_worker.worker.model_runner.model"
-
-
-def unwrap(module: torch.nn.Module) -> torch.nn.Module:
-    """The HF model inside a DeepSpeed engine (or DDP); the module itself otherwise. Names then carry no
-    "module." prefix."""
-    while any(c.__name__ in _WRAPPERS for c in type(module).__mro__):
-        module = module.module
-    return module
 
 
 def _is_partitioned(p: torch.Tensor) -> bool:

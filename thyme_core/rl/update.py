@@ -1,7 +1,7 @@
 """Who applies the GRPO gradient, and across how many ranks: the two things step.py leaves open.
 
-- `Ranks`: the collectives a step needs (sum, max, gather to rank 0). `Ranks()` is one process (no
-  torch.distributed); `Ranks.from_dist()` wraps an initialised process group (torchrun, gloo or nccl).
+- `Ranks` (base/ranks.py, shared with SFT): the collectives a step needs (sum, max, gather to rank 0), their
+  tensors on the device the backend needs. `Ranks()` is one process; `Ranks.from_dist()` a process group.
 - `TorchUpdate`: plain AdamW on one process (tests, the CPU demo's in-process mode).
 - `DeepSpeedUpdate`: a DeepSpeed engine (ZeRO-2 or ZeRO-3). The engine's gradient accumulation is driven by
   hand: every sequence's backward is a micro-step and only the last one is a boundary, so the number of
@@ -21,65 +21,9 @@ from typing import Any
 
 import torch
 
+from thyme_core.base.ranks import DistRanks, Ranks
 
-class Ranks:
-    """One process: every collective is the identity."""
-
-    rank, world = 0, 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def sum(self, values: list[float]) -> list[float]:
-        return list(values)
-
-    def max(self, value: int) -> int:
-        return value
-
-    def gather(self, obj: Any) -> list[Any] | None:
-        """Every rank's `obj` on rank 0 (in rank order), None elsewhere."""
-        return [obj]
-
-    def barrier(self) -> None:
-        pass
-
-    @staticmethod
-    def from_dist() -> "Ranks":
-        import torch.distributed as dist
-
-        return DistRanks() if dist.is_available() and dist.is_initialized() else Ranks()
-
-
-class DistRanks(Ranks):
-    """An initialised torch.distributed process group. Every method is a collective: call on every rank."""
-
-    def __init__(self):
-        import torch.distributed as dist
-
-        self.dist = dist
-        self.rank, self.world = dist.get_rank(), dist.get_world_size()
-        # gloo reduces CPU tensors; nccl needs them on this rank's GPU
-        self.device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" \
-            else torch.device("cpu")
-
-    def sum(self, values: list[float]) -> list[float]:
-        t = torch.tensor(values, dtype=torch.float64, device=self.device)
-        self.dist.all_reduce(t)
-        return t.tolist()
-
-    def max(self, value: int) -> int:
-        t = torch.tensor([value], dtype=torch.int64, device=self.device)
-        self.dist.all_reduce(t, op=self.dist.ReduceOp.MAX)
-        return int(t.item())
-
-    def gather(self, obj: Any) -> list[Any] | None:
-        out = [None] * self.world if self.is_main else None
-        self.dist.gather_object(obj, out, dst=0)
-        return out
-
-    def barrier(self) -> None:
-        self.dist.barrier()
+__all__ = ["DeepSpeedUpdate", "DistRanks", "Learner", "Ranks", "TorchUpdate"]
 
 
 class TorchUpdate:

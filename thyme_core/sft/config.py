@@ -7,27 +7,23 @@ version) identifies a run and a rerun with nothing changed is skipped.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
-
+from thyme_core.agent.prompt import resolved_system_prompt
 from thyme_core.base import presets
 from thyme_core.base.errors import ThymeError
 from thyme_core.base.presets import setting as _f
+from thyme_core.runs.config import DEEPSPEED_DIR, REPO, RunConfig, deepspeed_config_path  # noqa: F401
 
-REPO = Path(__file__).resolve().parents[2]
 PRESETS_DIR = presets.PRESETS_DIR
-DEEPSPEED_DIR = REPO / "infra" / "deepspeed"
-
-# Fields that say where or how often, not what: they stay out of the config hash.
-_NOT_HASHED = {"output_dir", "save_steps", "keep_checkpoints", "log_steps", "nproc", "init_from"}
 
 
 @dataclass(frozen=True)
-class SftConfig:
+class SftConfig(RunConfig):
+    # Fields that say where or how often, not what: they stay out of the config hash.
+    NOT_HASHED = frozenset({"output_dir", "save_steps", "keep_checkpoints", "log_steps", "nproc", "nnodes",
+                            "init_from", "dataset", "loss_chunk"})
+
     stage: int = _f(1, "1: SFT on image data; 2: annealing on computation data from stage 1's weights")
     model: str | None = _f(None, "model folder to start from; None = the tiny offline model (stage 1)")
     init_from: str | None = _f(None, "stage 2: folder of stage 1's final weights (found in the home if None)")
@@ -37,7 +33,7 @@ class SftConfig:
     separate_kinds: bool = _f(False, "never put image and text-only samples in one batch (stage 2)")
     image_ratio: float | None = _f(None, "stage 2: share of image steps (None: proportional to pool sizes)")
     last_round_only: bool = _f(False, "multi-round responses: loss only on the last code round and after")
-    system_prompt: str = _f("You are a helpful assistant.", "system turn of every example")
+    system_prompt: str = _f("", "system prompt file ('' = infra/prompts/system.txt); its text is in the run key")
     max_length: int = _f(10240, "longest example in tokens; longer ones are dropped (reason too_long)")
     min_pixels: int = _f(3136, "image processor min pixels (Qwen2.5-VL default 56*56)")
     max_pixels: int = _f(3_211_264, "image processor max pixels (Thyme SFT: 3211264)")
@@ -57,48 +53,35 @@ class SftConfig:
     attn_implementation: str | None = _f(None, "None = flash_attention_2 on CUDA when installed, else sdpa")
     deepspeed: str = _f("zero2", "DeepSpeed config: a name in infra/deepspeed/ (zero2, zero3) or a path")
     nproc: int = _f(1, "processes (GPUs) per node for torchrun")
+    nnodes: int = _f(1, "nodes of the run (each runs nproc ranks; node runs meet at a c10d rendezvous)")
+    dataset: str = _f("", "dataset version NAME@HASH to train on (pulled into the home); '' = the home's catalog")
     save_steps: int = _f(500, "checkpoint every N optimizer steps (and at the end)")
     keep_checkpoints: int = _f(2, "how many step checkpoints to keep")
     log_steps: int = _f(1, "log metrics every N steps")
+    loss_chunk: int = _f(1024, "labelled positions per chunk of the loss's LM head (bounds the fp32 logits)")
 
     def __post_init__(self):
         if self.stage not in (1, 2):
             raise ThymeError(f"stage must be 1 or 2, not {self.stage}")
-        if self.global_batch % (self.micro_batch * self.nproc):
-            raise ThymeError(f"global_batch {self.global_batch} is not a multiple of micro_batch * nproc "
-                             f"({self.micro_batch} * {self.nproc})")
+        if self.nnodes < 1:
+            raise ThymeError(f"nnodes must be >= 1, not {self.nnodes}")
+        if self.global_batch % (self.micro_batch * self.world):
+            raise ThymeError(f"global_batch {self.global_batch} is not a multiple of micro_batch * nproc * nnodes "
+                             f"({self.micro_batch} * {self.nproc} * {self.nnodes})")
         if self.image_ratio is not None and not 0.0 <= self.image_ratio <= 1.0:
             raise ThymeError(f"image_ratio must be in [0, 1], not {self.image_ratio}")
-        if self.max_length < 16 or self.epochs < 1 or self.save_steps < 1:
-            raise ThymeError("max_length >= 16, epochs >= 1 and save_steps >= 1 are required")
+        if self.max_length < 16 or self.epochs < 1 or self.save_steps < 1 or self.loss_chunk < 1:
+            raise ThymeError("max_length >= 16, epochs >= 1, save_steps >= 1 and loss_chunk >= 1 are required")
         object.__setattr__(self, "splits", tuple(self.splits))
+        object.__setattr__(self, "system_prompt", resolved_system_prompt(self.system_prompt))
+
+    @property
+    def world(self) -> int:
+        return self.nproc * self.nnodes
 
     @property
     def accumulation(self) -> int:
-        return self.global_batch // (self.micro_batch * self.nproc)
-
-    def replace(self, **changes) -> "SftConfig":
-        return dataclasses.replace(self, **changes)
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "SftConfig":
-        return cls(**json.loads(text))
-
-    def config_hash(self) -> str:
-        data = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NOT_HASHED}
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-
-    def deepspeed_path(self) -> Path:
-        return deepspeed_config_path(self.deepspeed)
-
-
-def deepspeed_config_path(name: str) -> Path:
-    """A DeepSpeed config by name (infra/deepspeed/<name>.json) or a path to a .json file."""
-    path = Path(name)
-    return path if path.suffix == ".json" else DEEPSPEED_DIR / f"{name}.json"
+        return self.global_batch // (self.micro_batch * self.world)
 
 
 def load_preset(name_or_path: str, **overrides) -> SftConfig:

@@ -26,8 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     import pyarrow.parquet as pq
     import torch
 
+    from thyme_core.agent.prompt import load_system_prompt
     from thyme_core.model import load_model, load_processor
-    from thyme_core.sft import checkpoint, loop
+    from thyme_core.runs import checkpoint, folder
+    from thyme_core.sft import loop
     from thyme_core.sft.batching import padding_ratio, plan_batches
     from thyme_core.sft.config import SftConfig
     from thyme_core.sft.examples import ExampleOptions, build_examples
@@ -36,15 +38,15 @@ def main(argv: list[str] | None = None) -> int:
     cuda = torch.cuda.is_available()
     deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo")
     rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-    if world != cfg.nproc:
-        raise SystemExit(f"config says nproc={cfg.nproc} but {world} processes were started")
+    if world != cfg.world:
+        raise SystemExit(f"config says nproc={cfg.nproc} x nnodes={cfg.nnodes} but {world} processes were started")
     local = int(os.environ.get("LOCAL_RANK", "0"))
     device = torch.device(f"cuda:{local}") if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)
     processor = load_processor(cfg.model, min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels)
     opts = ExampleOptions(max_length=cfg.max_length, last_round_only=cfg.last_round_only,
-                          system_prompt=cfg.system_prompt, min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels)
+                          system_prompt=load_system_prompt(cfg.system_prompt), min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels)
     samples = pq.read_table(run_dir / "samples.parquet").to_pylist()
     home_root = Path(json.loads((run_dir / "run.json").read_text())["home"])
     examples, drops = build_examples(samples, home_root, processor, opts)
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint.save_final(engine, model, processor, run_dir, zero_stage, ctx.is_main)
     torch.distributed.barrier()
     if ctx.is_main:
-        (run_dir / "DONE").write_text(json.dumps({"steps": total}))
+        folder.mark_done(run_dir, total)
     torch.distributed.destroy_process_group()
     return 0
 
@@ -76,19 +78,20 @@ def main(argv: list[str] | None = None) -> int:
 def _write_plan_report(run_dir, samples, examples, drops, plan, total, lengths, cfg, padding_ratio) -> None:
     from collections import Counter
 
+    from thyme_core.runs import metrics
     from thyme_core.sft.batching import micro_batches
 
     with open(run_dir / "drops.jsonl", "w") as f:
         for d in drops:
             f.write(json.dumps({"sample_id": d.sample_id, "reason": str(d.reason), "detail": d.detail}) + "\n")
-    micro = [[lengths[i] for i in mb] for step in plan.steps[:total] for r in range(cfg.nproc)
-             for mb in micro_batches(step, lengths, cfg.nproc, r, cfg.micro_batch)]
+    micro = [[lengths[i] for i in mb] for step in plan.steps[:total] for r in range(cfg.world)
+             for mb in micro_batches(step, lengths, cfg.world, r, cfg.micro_batch)]
     report = {"event": "plan", "samples": len(samples), "examples": len(examples),
               "drops": dict(Counter(str(d.reason) for d in drops)), "steps": total, "steps_planned": len(plan),
               "left_out_per_epoch_sum": plan.left_out, "kinds": dict(Counter(plan.kinds[:total])),
               "planned_padding": round(padding_ratio(micro), 4)}
     (run_dir / "plan.json").write_text(json.dumps(report, indent=1))
-    print(f"METRICS {json.dumps(report)}", flush=True)
+    metrics.say(report)
 
 
 if __name__ == "__main__":

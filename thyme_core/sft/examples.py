@@ -1,6 +1,9 @@
 """Training examples: a catalog sample -> token ids, labels and image slots, or a drop with its reason.
 
-Pieces from masking.py are tokenized one by one; an image slot becomes <|vision_start|>, as many
+The prompt is the contract of agent/prompt.py: the system prompt text (ExampleOptions, from the config's
+file) and the user turn rebuilt from the stored question (`user_turn`: `<image>` tag, the cleaned question,
+the image's home path and size, the format footer), so RL and evaluation start from the very prompt SFT
+trains on. Pieces from masking.py are tokenized one by one; an image slot becomes <|vision_start|>, as many
 <|image_pad|> as the resized image has merged patches, <|vision_end|>. Labels are -100 wherever the piece
 is not trainable, so sandbox outputs (their text and their image tokens) never carry loss. The image grid is
 computed from the image header and the processor's pixel limits (the same smart_resize the processor
@@ -18,6 +21,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from thyme_core.agent.prompt import Prompt, load_system_prompt, text_turn, user_turn
 from thyme_core.sft.masking import Piece, images_shown, prompt_pieces, response_pieces
 
 IGNORE = -100
@@ -35,7 +39,7 @@ class Drop(StrEnum):
 class ExampleOptions:
     max_length: int
     last_round_only: bool = False
-    system_prompt: str = "You are a helpful assistant."
+    system_prompt: str = ""  # the system prompt's text; '' = infra/prompts/system.txt (agent/prompt.py)
     min_pixels: int = 4 * 28 * 28
     max_pixels: int = 3_211_264
 
@@ -85,11 +89,16 @@ class TokenSpec:
     def grid(self, path: Path, min_pixels: int, max_pixels: int) -> tuple[int, int, int]:
         from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
-        with Image.open(path) as img:
-            width, height = img.size
+        width, height = image_size(path)
         h, w = smart_resize(height, width, factor=self.patch * self.merge, min_pixels=min_pixels,
                             max_pixels=max_pixels)
         return 1, h // self.patch, w // self.patch
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the image header (no pixels decoded)."""
+    with Image.open(path) as img:
+        return img.size
 
 
 def build_example(sample: dict, home_root: Path, spec: TokenSpec, opts: ExampleOptions) -> Example | Dropped:
@@ -99,14 +108,16 @@ def build_example(sample: dict, home_root: Path, spec: TokenSpec, opts: ExampleO
     if sample["has_image"] and images_shown(sample["response"]) != len(paths) - 1:
         return Dropped(sid, Drop.IMAGE_COUNT_MISMATCH,
                        f"{images_shown(sample['response'])} outputs show images, {len(paths) - 1} given")
-    pieces = prompt_pieces(opts.system_prompt, sample["question"], bool(sample["has_image"]))
-    pieces += response_pieces(sample["response"], opts.last_round_only)
     try:
         grids = [spec.grid(p, opts.min_pixels, opts.max_pixels) for p in paths]
+        user = (user_turn(sample["question"], sample["image_paths"][0], *image_size(paths[0]))
+                if sample["has_image"] else text_turn(sample["question"]))
     except FileNotFoundError as exc:
         return Dropped(sid, Drop.IMAGE_MISSING, str(exc))
     except (OSError, ValueError) as exc:
         return Dropped(sid, Drop.IMAGE_UNREADABLE, str(exc))
+    pieces = prompt_pieces(Prompt(opts.system_prompt or load_system_prompt(), user))
+    pieces += response_pieces(sample["response"], opts.last_round_only)
     input_ids, labels = _tokenize(pieces, grids, spec)
     if len(input_ids) > opts.max_length:
         return Dropped(sid, Drop.TOO_LONG, f"{len(input_ids)} tokens > max_length {opts.max_length}")

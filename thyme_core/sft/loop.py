@@ -3,7 +3,10 @@
 Loss is the mean over every label token of the global batch: each micro-batch contributes its summed
 token NLL divided by the global batch's label-token count (known from the plan), scaled by ranks *
 accumulation because DeepSpeed divides by both (gradient averaging and accumulation). So the update is the
-same whatever the micro-batch size or the number of ranks.
+same whatever the micro-batch size or the number of ranks (tests/unit/test_train_scaling.py checks both
+against one big batch). The NLL is taken over labelled positions only, with the LM head applied in chunks
+(model/forward.py), so no micro-batch ever holds its full fp32 logits. The step's totals are summed over the
+ranks through base/ranks.py, on the device the process group needs (CUDA under NCCL).
 """
 
 from __future__ import annotations
@@ -15,14 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 
 from thyme_core.base import hooks
-from thyme_core.sft import checkpoint
+from thyme_core.base.ranks import Ranks
+from thyme_core.model.forward import labelled_nll_sum
+from thyme_core.runs import checkpoint
+from thyme_core.runs.engine import fill_deepspeed_config, freeze_vision  # noqa: F401 (the SFT engine's pieces)
 from thyme_core.sft.batching import BatchPlan, micro_batches
 from thyme_core.sft.collate import batch_stats, collate
 from thyme_core.sft.config import SftConfig
 from thyme_core.sft.examples import Example
+from thyme_core.base import tfevents
 
 
 @dataclass
@@ -41,13 +47,6 @@ class Context:
         return self.rank == 0
 
 
-def freeze_vision(model) -> int:
-    """Freeze the vision tower and merger; returns how many parameters stay trainable."""
-    for p in model.model.visual.parameters():
-        p.requires_grad_(False)
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 def lr_lambda(total_steps: int, warmup_ratio: float):
     warmup = max(1, math.ceil(total_steps * warmup_ratio)) if warmup_ratio > 0 else 0
 
@@ -63,16 +62,6 @@ def lr_lambda(total_steps: int, warmup_ratio: float):
 def deepspeed_config(cfg: SftConfig, use_bf16: bool) -> dict:
     return fill_deepspeed_config(cfg.deepspeed_path(), cfg.global_batch, cfg.micro_batch, cfg.accumulation,
                                  cfg.max_grad_norm, use_bf16)
-
-
-def fill_deepspeed_config(path: Path, global_batch: int, micro_batch: int, accumulation: int, clip: float,
-                          bf16: bool) -> dict:
-    """A DeepSpeed config file with its "auto" fields filled (SFT and RL share the infra/deepspeed files)."""
-    ds = json.loads(Path(path).read_text())
-    ds.update(train_batch_size=global_batch, train_micro_batch_size_per_gpu=micro_batch,
-              gradient_accumulation_steps=accumulation, gradient_clipping=clip)
-    ds["bf16"] = {"enabled": bf16}
-    return ds
 
 
 def build_engine(model, cfg: SftConfig, total_steps: int, use_bf16: bool):
@@ -94,11 +83,14 @@ def build_engine(model, cfg: SftConfig, total_steps: int, use_bf16: bool):
 
 def resume(engine, ctx: Context) -> int:
     """Load the newest complete checkpoint; returns the number of steps already taken."""
-    step = checkpoint.latest_step(ctx.run_dir)
-    if step is None:
-        return 0
-    engine.load_checkpoint(str(checkpoint.checkpoints_dir(ctx.run_dir)), tag=checkpoint.tag(step))
-    return step
+    return checkpoint.resume_deepspeed(engine, ctx.run_dir)
+
+
+def micro_loss(engine, batch: dict, chunk: int) -> torch.Tensor:
+    """Summed token NLL of one micro-batch's labelled positions, the LM head applied `chunk` positions at a
+    time (model/forward.py): the full fp32 logits of a 10k-token micro-batch are never held."""
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    return labelled_nll_sum(engine, inputs, batch["labels"], chunk)
 
 
 def train_step(engine, ctx: Context, step: int) -> dict:
@@ -113,43 +105,43 @@ def train_step(engine, ctx: Context, step: int) -> dict:
     started = time.perf_counter()
     # nll sum, tokens, padded positions, label tokens, then how many micro-batches held images / text only
     # / both: the last must stay 0 when separate_kinds is on (the stage-2 test reads it from the metrics)
-    totals = torch.zeros(7, dtype=torch.float64)
+    totals = [0.0] * 7
     for ids in micro_batches(batch_ids, lengths, ctx.world, ctx.rank, ctx.cfg.micro_batch):
         examples = [ctx.examples[i] for i in ids]
         batch = {k: v.to(ctx.device) for k, v in collate(examples, ctx.processor, image_pad, pad).items()}
         stats = batch_stats(examples)
-        out = engine(**batch)
-        nll_sum = out.loss * stats["label_tokens"]
+        nll_sum = micro_loss(engine, batch, ctx.cfg.loss_chunk)
         engine.backward(nll_sum * scale)
         engine.step()
         kinds = {e.has_image for e in examples}
-        totals += torch.tensor([nll_sum.item(), stats["tokens"], stats["padded"], stats["label_tokens"],
-                                kinds == {True}, kinds == {False}, len(kinds) == 2], dtype=torch.float64)
-    dist.all_reduce(totals)
+        row = [nll_sum.item(), stats["tokens"], stats["padded"], stats["label_tokens"], kinds == {True},
+               kinds == {False}, len(kinds) == 2]
+        totals = [a + float(b) for a, b in zip(totals, row)]
+    nll, tokens, padded, labels, image_mb, text_mb, mixed_mb = Ranks.from_dist().sum(totals)
     seconds = time.perf_counter() - started
-    nll, tokens, padded, labels, image_mb, text_mb, mixed_mb = totals.tolist()
+    grad_norm = engine.get_global_grad_norm()  # of the step's update (clipping applies after it is measured)
     return {"step": step + 1, "loss": nll / labels, "lr": lr, "tokens": int(tokens),
             "tokens_per_s": tokens / seconds, "padding": 1.0 - tokens / padded, "label_tokens": int(labels),
+            "grad_norm": float(grad_norm) if grad_norm is not None else None,
             "kind": ctx.plan.kinds[step], "seconds": seconds,
             "micro_batches": {"image": int(image_mb), "text": int(text_mb), "mixed": int(mixed_mb)}}
 
 
 def save(engine, ctx: Context, step: int, metrics: dict) -> None:
-    engine.save_checkpoint(str(checkpoint.checkpoints_dir(ctx.run_dir)), tag=checkpoint.tag(step))
-    dist.barrier()
-    if ctx.is_main:
-        checkpoint.mark_complete(ctx.run_dir, step, {"loss": metrics.get("loss")})
-        checkpoint.prune(ctx.run_dir, ctx.cfg.keep_checkpoints)
-    dist.barrier()
+    checkpoint.save_deepspeed(engine, ctx.run_dir, step, {"loss": metrics.get("loss")}, ctx.cfg.keep_checkpoints,
+                              ctx.is_main, Ranks.from_dist().barrier)
 
 
 def log(ctx: Context, record: dict) -> None:
-    """Rank 0: one JSON line in metrics.jsonl and on stdout (the launcher streams lines starting METRICS)."""
+    """Rank 0: one JSON line in metrics.jsonl and on stdout (the launcher streams lines starting METRICS); a
+    step's numbers also go to the run's TensorBoard event file."""
     if not ctx.is_main:
         return
     line = json.dumps(record)
     with open(ctx.run_dir / "metrics.jsonl", "a") as f:
         f.write(line + "\n")
+    if "loss" in record:
+        tfevents.append_scalars(ctx.run_dir, record["step"], record, f"sft_stage{ctx.cfg.stage}")
     print(f"METRICS {line}", flush=True)
 
 

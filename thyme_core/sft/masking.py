@@ -2,7 +2,7 @@
 
 A conversation is cut into pieces: (text, trainable) or an image slot. Trainable means model-written:
 the assistant's reasoning, its <code> blocks and answer, and the closing <|im_end|>. Never trainable: the
-system and user turns, the assistant header, and every sandbox output. At inference the model stops at
+system and user turns (the prompt contract of agent/prompt.py, the same text the agent loop starts from), the assistant header, and every sandbox output. At inference the model stops at
 `</code>` and the harness appends `<sandbox_output>...</sandbox_output>` (text, or the processed image as a
 vision block), so the whole span from the end of `</code>` to the end of `</sandbox_output>` is harness text,
 tags included.
@@ -16,13 +16,12 @@ Pure functions on strings: tests/unit/test_train_masking.py checks them on liter
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-from thyme_core.thyme_format import IMAGE_PLACEHOLDER, code_blocks, sandbox_outputs
+from thyme_core.agent.prompt import Prompt
+from thyme_core.thyme_format import code_blocks, sandbox_outputs
 
 VISION_BLOCK = "<|vision_start|><|image_pad|><|vision_end|>"
-_IMAGE_TAG_RE = re.compile(re.escape(IMAGE_PLACEHOLDER) + r"\n?")
 
 
 @dataclass(frozen=True)
@@ -34,15 +33,12 @@ class Piece:
     image: int | None = None
 
 
-def prompt_pieces(system: str, question: str, has_image: bool) -> list[Piece]:
-    """System turn, user turn (image 0 where the question's <image> tag is, else first), assistant header."""
-    head = f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n"
-    tail = "<|im_end|>\n<|im_start|>assistant\n"
-    if not has_image:
-        return [Piece(head + question + tail)]
-    m = _IMAGE_TAG_RE.search(question)
-    before, after = (question[: m.start()], question[m.end():]) if m else ("", question)
-    return [Piece(head + before), Piece(image=0), Piece(after + tail)]
+def prompt_pieces(prompt: Prompt) -> list[Piece]:
+    """System turn, user turn with image 0 where its `<image>` tag is, assistant header: the text of
+    agent/prompt.Prompt (the contract the agent loop's ledger starts from), never trainable."""
+    if not prompt.has_image:
+        return [Piece(prompt.head())]
+    return [Piece(prompt.head()), Piece(image=0), Piece(prompt.tail())]
 
 
 def harness_spans(response: str) -> list[tuple[int, int, int | None]]:

@@ -11,12 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from thyme_core.synth.codegen import pick
+from thyme_core.thyme_format import FORMAT_FOOTER
 
-FORMAT_FOOTER = (
-    "### **Output Format (strict adherence required):**\n\n"
-    "<think>Your detailed reasoning process, including any code, should go here.</think>\n"
-    "<answer>Your final answer to the user's question goes here.</answer>"
-)
 # (prefix, suffix) around the field name: `User Image Path: "..."`, `**User Image Path:** "..."`, ...
 DECORATIONS = (("", ":"), ("**", ":**"), ("### ", ":**"))
 SOURCES = (

@@ -43,9 +43,12 @@ class FileEntry:
 @dataclass(frozen=True)
 class Manifest:
     files: tuple[FileEntry, ...]
+    kind: str = "dataset"  # or "model" (an HF folder), "checkpoint" (a step checkpoint folder): folders.py
 
     def to_bytes(self) -> bytes:
         doc = {"format": FORMAT, "files": [_compact(asdict(f)) for f in self.files]}
+        if self.kind != "dataset":  # dataset manifests keep the bytes (and hashes) they always had
+            doc["kind"] = self.kind
         return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
     @property
@@ -59,11 +62,14 @@ class Manifest:
         doc = json.loads(data)
         if doc.get("format") != FORMAT:
             raise ThymeError(f"manifest format {doc.get('format')!r} is not {FORMAT!r}")
-        return cls(tuple(FileEntry(**f) for f in doc["files"]))
+        return cls(tuple(FileEntry(**f) for f in doc["files"]), doc.get("kind", "dataset"))
 
     def summary(self) -> dict:
         """Totals shown by `thyme data versions`: files, bytes, images, rows per Parquet part name."""
         rows: dict[str, int] = {}
+        if self.kind != "dataset":
+            return {"files": len(self.files), "bytes": sum(f.bytes for f in self.files), "images": 0, "rows": {},
+                    "kind": self.kind}
         for f in self.files:
             if f.rows is not None:
                 table = f.path.split("/")[1]
@@ -103,10 +109,11 @@ def build_manifest(home: DataHome, threads: int = 4) -> Manifest:
     paths = version_paths(home)
     if not any(p.is_relative_to(home.shards_dir) and "_schema" not in p.parts for p in paths):
         raise ThymeError(f"{home.root}: no catalog content to push (no Parquet parts under shards/)")
-    return Manifest(tuple(parallel_map(lambda p: _entry(home, p), paths, threads)))
+    return Manifest(tuple(parallel_map(lambda p: file_entry(home, p), paths, threads)))
 
 
-def _entry(home: DataHome, path: Path) -> FileEntry:
+def file_entry(home: DataHome, path: Path) -> FileEntry:
+    """The manifest entry of one file of a home (also what a cluster shard step returns for its outputs)."""
     rel = home.relative(path)
     sha = sha256_file(path)
     size = path.stat().st_size

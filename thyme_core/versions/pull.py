@@ -146,3 +146,32 @@ def _exchange(a: Path, b: Path) -> None:
     os.rename(b, aside)
     os.rename(a, b)
     os.rename(aside, a)
+
+
+def datasets_cache(home: DataHome) -> Path:
+    return home.root / "datasets"
+
+
+def checkout(store: Store, spec: str, home: DataHome) -> tuple[DataHome, str]:
+    """A data home holding exactly the version NAME[@TAG|@HASH], to read (and, for replay, add to): the home
+    itself when it already holds that version, else <home>/datasets/<sha256>/, pulled once and kept as a
+    cache keyed by the manifest hash. The pull goes into a staging home renamed into place in one step, so
+    two runs checking out one version on one machine at once are safe (the later rename keeps the first)."""
+    name, sha, _ = load_manifest(store, spec)
+    if has_data(home) and build_manifest(home).sha256 == sha:
+        return home, sha
+    final = datasets_cache(home) / sha
+    if (final / "catalog.duckdb").is_file():
+        return DataHome(final), sha
+    datasets_cache(home).mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=datasets_cache(home), prefix=f".{sha[:12]}.{os.getpid()}."))
+    try:
+        pull(store, f"{name}@{sha}", DataHome(stage))
+        try:
+            os.rename(stage, final)
+        except OSError:
+            if not (final / "catalog.duckdb").is_file():
+                raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return DataHome(final), sha

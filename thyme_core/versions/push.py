@@ -30,6 +30,7 @@ class PushPlan:
     manifest: Manifest
     ref: refs.Ref | None  # the ref as read before uploading
     etag: str | None
+    lineage: dict | None = None  # what the version was made from (recorded in the ref's history entry)
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,10 @@ def publish(plan: PushPlan, uploaded: tuple[int, int] = (0, 0)) -> PushResult:
     if not plan.store.exists(manifest_key(sha)):
         plan.store.put_bytes(manifest_key(sha), plan.manifest.to_bytes())
     ref = refs.Ref(plan.name, plan.tag, list(plan.ref.history) if plan.ref else [])
-    ref.history.append(refs.history_entry(sha, plan.manifest.summary()))
+    entry = refs.history_entry(sha, plan.manifest.summary())
+    if plan.lineage:
+        entry["lineage"] = plan.lineage
+    ref.history.append(entry)
     try:
         plan.store.write_ref(ref_key(plan.name, plan.tag), ref.to_bytes(), plan.etag)
     except RefConflict as exc:
@@ -87,8 +91,10 @@ def publish(plan: PushPlan, uploaded: tuple[int, int] = (0, 0)) -> PushResult:
     return PushResult(plan.name, plan.tag, sha, False, n_objects, *uploaded)
 
 
-def push(home: DataHome, store: Store, name: str, tag: str = refs.DEFAULT_TAG) -> PushResult:
+def push(home: DataHome, store: Store, name: str, tag: str = refs.DEFAULT_TAG, lineage: dict | None = None
+         ) -> PushResult:
     plan = plan_push(home, store, name, tag)
+    plan.lineage = lineage
     n_objects = len({f.sha256 for f in plan.manifest.files})
     if plan.ref is not None and plan.ref.manifest == plan.manifest.sha256:
         return PushResult(name, tag, plan.manifest.sha256, True, n_objects, 0, 0)

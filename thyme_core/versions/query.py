@@ -19,7 +19,7 @@ from thyme_core.versions.manifest import Manifest
 from thyme_core.versions.pull import load_manifest
 from thyme_core.versions.keys import Store, object_key
 
-_READ = re.compile(r"read_parquet\((\[[^\]]*\]|'[^']*')\)")
+_READ = re.compile(r"read_parquet\((\[[^\]]*\]|'[^']*')(\s*,[^)]*)?\)")  # the files, then options kept
 _LITERAL = re.compile(r"'([^']*)'")
 _VIEW = re.compile(r"CREATE\s+OR\s+REPLACE\s+VIEW\s+(\w+)", re.I)
 
@@ -48,7 +48,8 @@ def view_statements(manifest: Manifest, url) -> tuple[list[str], list[str]]:
                 rx = glob_regex(pattern)
                 urls += [url(f.sha256) for f in manifest.files if rx.match(f.path)]
             empty = empty or not urls
-            return "read_parquet([" + ", ".join("'" + u.replace("'", "''") + "'" for u in urls) + "])"
+            files = ", ".join("'" + u.replace("'", "''") + "'" for u in urls)
+            return f"read_parquet([{files}]{m.group(2) or ''})"
 
         rewritten = _READ.sub(expand, stmt)
         if empty:
@@ -77,12 +78,14 @@ def connect_version(store: Store, spec: str) -> tuple[duckdb.DuckDBPyConnection,
     return con, sha, missing
 
 
-def query_version(store: Store, spec: str, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
-    """Run SQL (or a named query's name) on the version in place; returns (column names, rows)."""
+def query_version(store: Store, spec: str, sql: str, params: Sequence[Any] | dict[str, Any] = ()
+                  ) -> tuple[list[str], list[tuple]]:
+    """Run SQL (or a named query's name) on the version in place; returns (column names, rows). Parameters as in
+    catalog.query: a sequence for `?`, a dict for `$name`."""
     text = catalog.sql_text(f"queries/{sql}") if catalog.is_named(sql) else sql
     con, sha, missing = connect_version(store, spec)
     try:
-        cur = con.execute(text, list(params))
+        cur = con.execute(text, params if isinstance(params, dict) else list(params))
         return [d[0] for d in cur.description], cur.fetchall()
     except duckdb.Error as exc:
         hint = f" (views not in version {sha[:12]}: {', '.join(missing)})" if missing else ""

@@ -27,11 +27,13 @@ class TransformersBackend(Backend):
         self.logits_processors = logits_processors
 
     @classmethod
-    def load(cls, model: str | None, home, device: str = "cpu", **kw) -> "TransformersBackend":
+    def load(cls, model: str | None, home, device: str = "cpu", min_pixels: int | None = None,
+             max_pixels: int | None = None, **kw) -> "TransformersBackend":
         from thyme_core.model import load_model_and_processor, resolve_model_path
 
         folder = resolve_model_path(model, home)
-        hf_model, processor = load_model_and_processor(str(folder), home, device=device)
+        hf_model, processor = load_model_and_processor(str(folder), home, device=device, min_pixels=min_pixels,
+                                                       max_pixels=max_pixels)
         return cls(hf_model, processor, device=device, name=str(model or "tiny"), **kw)
 
     def model_inputs(self, ids: list[int], images) -> dict:

@@ -34,14 +34,17 @@ class OpenAIBackend(Backend):
 
     @classmethod
     def load(cls, base_url: str | None, home, served_model: str | None = None, api_key_env: str = "OPENAI_API_KEY",
-             tokenizer: str | None = None) -> "OpenAIBackend":
-        """`tokenizer`: a local folder with the served model's tokenizer (default: the tiny model's)."""
+             tokenizer: str | None = None, min_pixels: int | None = None,
+             max_pixels: int | None = None) -> "OpenAIBackend":
+        """`tokenizer`: a local folder with the served model's tokenizer (default: the tiny model's). Images
+        are sent already fitted to the pixel limits (the server's processor must allow at least as many)."""
         from thyme_core.agent.codec import HFCodec
         from thyme_core.model import load_processor, resolve_model_path
 
         if not base_url or not base_url.startswith(("http://", "https://")):
             raise ThymeError("the openai backend needs the server's base URL as --model, e.g. http://127.0.0.1:8000/v1")
-        codec = HFCodec(load_processor(resolve_model_path(tokenizer, home)))
+        codec = HFCodec(load_processor(resolve_model_path(tokenizer, home), min_pixels=min_pixels,
+                                       max_pixels=max_pixels))
         return cls(base_url, codec, served_model or "", os.environ.get(api_key_env, ""))
 
     def payload(self, request: GenerationRequest) -> dict:

@@ -4,7 +4,8 @@ Prompts go in as the ledger's compact token ids (one `<|image_pad|>` per image) 
 resized to their ledger sizes: vLLM expands each pad itself (expanded ids would be expanded twice). The
 image processor gets the same min/max pixels as the ledger, so both compute the same grid. Placeholders are
 banned through logit_bias; stop strings are included in the output, and the sampled token ids are taken as
-they are. `generate_many` sends a lockstep step's requests as one `llm.generate` call (a list of prompts,
+they are. The pixel limits come from the run (RL passes the trainer's processor), never silently from the
+checkpoint's saved processor. `generate_many` sends a lockstep step's requests as one `llm.generate` call (a list of prompts,
 one SamplingParams each, so each keeps its own seed, temperature and stops); vLLM schedules them together.
 """
 
@@ -24,7 +25,10 @@ class VLLMBackend(Backend):
 
     @classmethod
     def load(cls, model: str | None, home, max_images: int = 8, gpu_memory_utilization: float = 0.85,
+             processor=None, min_pixels: int | None = None, max_pixels: int | None = None,
              **llm_kwargs) -> "VLLMBackend":
+        """`processor`: the trainer's (RL), so rollouts and training resize images alike; else the
+        checkpoint's, with `min_pixels`/`max_pixels` when given. vLLM's own processor gets the same limits."""
         try:
             from vllm import LLM
         except ImportError:
@@ -32,7 +36,8 @@ class VLLMBackend(Backend):
         from thyme_core.model import load_processor, resolve_model_path
 
         folder = str(resolve_model_path(model, home))
-        codec = HFCodec(load_processor(folder), name=folder)
+        processor = processor or load_processor(folder, min_pixels=min_pixels, max_pixels=max_pixels)
+        codec = HFCodec(processor, name=folder)
         llm = LLM(model=folder, limit_mm_per_prompt={"image": max_images},
                   mm_processor_kwargs={"min_pixels": codec.min_pixels, "max_pixels": codec.max_pixels},
                   gpu_memory_utilization=gpu_memory_utilization, **llm_kwargs)

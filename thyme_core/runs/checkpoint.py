@@ -1,9 +1,9 @@
-"""Step checkpoints of a run folder, and the final Hugging Face-format weights.
+"""Step checkpoints of a run folder, and the final Hugging Face-format weights (SFT and RL alike).
 
 DeepSpeed writes checkpoints/<tag>/ (model, optimizer and scheduler state, per rank); a checkpoint counts
 only once rank 0 has written its COMPLETE marker after every rank finished, so a run killed mid-save
-resumes from the previous one. The batch plan is rebuilt from the config, so the step number is all the
-data position a resume needs.
+resumes from the previous one. Both trainers rebuild their data order from the config and the step
+number, so the step is all the data position a resume needs.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 from pathlib import Path
+from typing import Callable
 
 COMPLETE = "COMPLETE"
 _TAG_RE = re.compile(r"^step-(\d+)$")
@@ -59,6 +60,30 @@ def prune(run_dir: Path, keep: int) -> None:
         m = _TAG_RE.match(d.name)
         if m and int(m.group(1)) < cutoff:
             shutil.rmtree(d, ignore_errors=True)
+
+
+def save_deepspeed(engine, run_dir: Path, step: int, info: dict, keep: int, is_main: bool,
+                   barrier: Callable[[], None]) -> None:
+    """Every rank writes its shard; rank 0 marks the checkpoint COMPLETE after all did, announces it to the
+    launcher (a METRICS event, which may push it to the store: runs/remote.py) and prunes old ones."""
+    from thyme_core.runs.metrics import say
+
+    engine.save_checkpoint(str(checkpoints_dir(run_dir)), tag=tag(step))
+    barrier()
+    if is_main:
+        mark_complete(run_dir, step, info)
+        say({"event": "checkpoint", "step": step, "path": str(checkpoints_dir(run_dir) / tag(step))})
+        prune(run_dir, keep)
+    barrier()
+
+
+def resume_deepspeed(engine, run_dir: Path) -> int:
+    """Load the newest complete checkpoint into the engine; returns the steps already taken (0: none)."""
+    step = latest_step(run_dir)
+    if step is None:
+        return 0
+    engine.load_checkpoint(str(checkpoints_dir(run_dir)), tag=tag(step))
+    return step
 
 
 def final_dir(run_dir: Path) -> Path:

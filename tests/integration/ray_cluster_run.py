@@ -1,0 +1,121 @@
+"""Run inside a private network and PID namespace by test_ray_cluster.py (`unshare -n -p -f --kill-child
+--mount-proc`): start a real two-node Ray cluster on 127.0.0.1, run the `thyme` CLI against it, write what
+happened as JSON.
+
+In the namespace loopback is the only interface, so every Ray node is 127.0.0.1 (on the host network Ray picks
+the machine's address), and every process started here dies with the namespace when this script ends (or when
+the test's timeout kills `unshare`: --kill-child). The CLI reports to a `prefect server` started here too (one
+boot for the four runs). During the first prepare a watcher SIGKILLs one worker process while it runs a prepare
+step (its title is `ray::prepare_step`): Ray must rerun that shard.
+
+Usage: python ray_cluster_run.py PLAN.json  (keys: bin, repo, work, source, split, shard_rows, tsv, responses)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+HEAD_PORT, CLIENT_PORT = 6390, 10001  # the client port must lie outside the worker port range (10002-19999)
+
+
+def sh(*args, env, log: Path, check=True) -> subprocess.CompletedProcess:
+    out = subprocess.run([str(a) for a in args], env=env, capture_output=True, text=True)
+    with open(log, "a") as f:
+        f.write(f"$ {' '.join(map(str, args))}\n{out.stdout}\n{out.stderr}\n")
+    if check and out.returncode != 0:
+        raise SystemExit(f"{args[0]} failed ({out.returncode}): {out.stderr[-3000:]}")
+    return out
+
+
+def start_node(bin_: Path, args: list, env: dict, log: Path, attempts: int = 3) -> None:
+    """`ray start`, again if the node missed Ray's fixed 30 s start-up wait (a 2-core machine under load)."""
+    for attempt in range(attempts):
+        if sh(bin_ / "ray", "start", *args, env=env, log=log, check=attempt == attempts - 1).returncode == 0:
+            return
+        if "--head" in args:  # a half-started head would hold its ports: clear this namespace's Ray first
+            sh(bin_ / "ray", "stop", "--force", env=env, log=log, check=False)
+
+
+def kill_one_running(step: str, stop: threading.Event, killed: list) -> None:
+    """SIGKILL the first process found running `step` (its Ray process title), then stop looking."""
+    while not stop.is_set():
+        for line in subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout.splitlines():
+            pid, _, args = line.strip().partition(" ")
+            if args.startswith(f"ray::{step}"):
+                os.kill(int(pid), signal.SIGKILL)
+                killed.append({"pid": int(pid), "title": args})
+                return
+        time.sleep(0.02)
+
+
+def main() -> None:
+    plan = json.loads(Path(sys.argv[1]).read_text())
+    work, bin_ = Path(plan["work"]), Path(plan["bin"])
+    log = work / "cluster.log"
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    env = dict(os.environ, PYTHONPATH=plan["repo"], RAY_USAGE_STATS_ENABLED="0", THYME_SCRATCH=str(work / "scratch"),
+               PREFECT_HOME=str(work / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_SERVER_UI_ENABLED="false")
+    env.pop("PREFECT_API_URL", None)
+    server = subprocess.Popen([str(bin_ / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", "4210"],
+                              env=env, stdout=open(work / "prefect.log", "w"), stderr=subprocess.STDOUT)
+    tmp = Path(f"/tmp/rt{os.getpid()}")  # short: Ray's socket paths must fit in 107 bytes
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--object-store-memory=100000000"]
+    start = lambda *a: start_node(bin_, [*a, *common], env, log)
+    start("--head", f"--port={HEAD_PORT}", f"--ray-client-server-port={CLIENT_PORT}", "--include-dashboard=false",
+          "--num-gpus=0", f"--temp-dir={tmp}")
+    start(f"--address=127.0.0.1:{HEAD_PORT}", "--num-gpus=1")
+    wait_healthy("http://127.0.0.1:4210/api", server)
+    env["PREFECT_API_URL"] = "http://127.0.0.1:4210/api"
+    cluster = ["--cluster", f"ray://127.0.0.1:{CLIENT_PORT}", "--store", str(work / "store")]
+    thyme = lambda *a: sh(bin_ / "thyme", *a, *cluster, env=env, log=log)
+    results: dict = {"killed": []}
+
+    stop = threading.Event()
+    watcher = threading.Thread(target=kill_one_running, args=("prepare_step", stop, results["killed"]), daemon=True)
+    watcher.start()
+    prep = ["prepare", plan["source"], "--split", plan["split"], "--shard-rows", plan["shard_rows"]]
+    try:
+        out = thyme(*prep, "--home", work / "home")
+    finally:
+        stop.set()
+    results["prepare_stderr"] = out.stderr[-2000:]
+    results["after_prepare"] = ref(work / "store", "sft")
+    thyme("replay", "--split", plan["split"], "--unsafe-no-isolation", "--home", work / "home")
+    results["after_replay"] = ref(work / "store", "sft")
+    out = thyme("eval", plan["tsv"], "--backend", "scripted", "--response-file", plan["responses"], "--shard-rows", 3,
+                "--unsafe-no-isolation", "--home", work / "eval-home")
+    results["eval_stdout"] = out.stdout[-2000:]
+    results["eval_version"] = ref(work / "store", "eval")
+    out = thyme(*prep, "--home", work / "home-again")  # everything is in the store: nothing runs on the cluster
+    results["rerun_output"] = (out.stdout + out.stderr)[-6000:]  # the report comes through Prefect's log (stderr)
+    results["after_rerun"] = ref(work / "store", "sft")
+    sh(bin_ / "ray", "stop", "--force", env=env, log=log, check=False)  # only this PID namespace's processes
+    (work / "results.json").write_text(json.dumps(results))
+
+
+def wait_healthy(url: str, server: subprocess.Popen, limit_s: float = 180) -> None:
+    deadline = time.time() + limit_s
+    while server.poll() is None and time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise SystemExit("the prefect server in the namespace did not start")
+
+
+def ref(store: Path, name: str) -> str:
+    return json.loads((store / "refs" / name / "latest.json").read_text())["manifest"]
+
+
+if __name__ == "__main__":
+    main()

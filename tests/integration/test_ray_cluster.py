@@ -1,0 +1,89 @@
+"""`--cluster` on a real Ray cluster: a head and a second node (one CPU each, the second with one GPU slot) as
+separate processes on 127.0.0.1 in a private network namespace (ray_cluster_run.py). Prepare and replay of
+synthetic data publish the version a local run's push makes, byte for byte, although a worker process was
+killed mid-shard; the scripted evaluation scores as the local one; a rerun runs nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import REPO
+from tests.integration.conftest import BIN
+from thyme_core import prepare, replay
+from thyme_core.agent.config import AgentConfig
+from thyme_core.agent.infer import BackendSpec
+from thyme_core.base.home import DataHome
+from thyme_core.eval import evaluate
+from thyme_core.synth import bad, generate_records
+from thyme_core.synth.benchmark import write_demo_benchmark
+from thyme_core.synth.writer import SCHEMA
+from thyme_core.versions.push import push
+from thyme_core.versions.query import query_version
+from thyme_core.versions.store import LocalStore
+
+SPLIT = "2round"
+SHARD_ROWS = 4
+EVAL_ROWS = "SELECT index, category, prediction, choice, answer, correct, stop_reason FROM eval_results ORDER BY index::INT"
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None or not (BIN / "ray").exists(),
+    reason="needs root (unshare -n for a private network namespace) and Ray (the cluster extra)")
+
+
+def local_run(source, tsv, responses, root: Path) -> dict:
+    """The same work on this machine through the same core functions a local `thyme` run calls."""
+    home, store = DataHome(root / "home"), LocalStore(root / "store")
+    config = prepare.PrepareConfig(shard_rows=SHARD_ROWS)
+    for spec in prepare.plan(source, SPLIT, config, home):
+        prepare.prepare_shard(spec, home, config)
+    prepared = push(home, store, "sft").manifest
+    for shard in replay.prepared_shards(home, SPLIT):
+        replay.replay_shard(Path(shard), home, replay.ReplayConfig(isolation="none"))
+    replayed = push(home, store, "sft").manifest
+    spec, agent = BackendSpec("scripted", response_file=str(responses)), AgentConfig(isolation="none")
+    eval_home = DataHome(root / "eval-home")
+    for shard in evaluate.plan(tsv, spec, agent, shard_rows=3):
+        evaluate.eval_shard(shard, eval_home, spec, agent)
+    push(eval_home, store, "eval")
+    return {"prepared": prepared, "replayed": replayed, "eval": query_version(store, "eval", EVAL_ROWS)[1]}
+
+
+def test_cluster_runs_publish_what_local_runs_make_despite_a_killed_worker(tmp_path):
+    rows = list(generate_records(SPLIT, 22, 11, 640, 480, 1))
+    rows += [bad.with_image(rows[0], bad.truncated_jpeg(), 1), bad.missing_processed_image(rows[1]).record]
+    source = tmp_path / "src" / "data.parquet"
+    source.parent.mkdir()
+    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), source, row_group_size=2)
+    tsv, responses = write_demo_benchmark(tmp_path / "bench", n=7)
+    local = local_run(source, tsv, responses, tmp_path / "local")
+
+    work = tmp_path / "cluster"
+    work.mkdir()
+    plan = {"bin": str(BIN), "repo": str(REPO), "work": str(work), "source": str(source), "split": SPLIT,
+            "shard_rows": SHARD_ROWS, "tsv": str(tsv), "responses": str(responses)}
+    (work / "plan.json").write_text(json.dumps(plan))
+    run = subprocess.run(["unshare", "-n", "-p", "-f", "--kill-child", "--mount-proc", sys.executable,
+                          str(Path(__file__).with_name("ray_cluster_run.py")), str(work / "plan.json")],
+                         capture_output=True, text=True, timeout=900)
+    log = (work / "cluster.log").read_text()[-6000:] if (work / "cluster.log").exists() else ""
+    assert run.returncode == 0, f"{run.stderr[-3000:]}\n{log}"
+    got = json.loads((work / "results.json").read_text())
+
+    assert got["killed"], "no worker process was caught running a prepare step"
+    assert got["after_prepare"] == local["prepared"]  # the same version hash, a killed shard rerun by Ray
+    assert got["after_replay"] == local["replayed"]
+    assert "samples=" in got["prepare_stderr"] and "rejects=" in got["prepare_stderr"]  # progress, as locally
+    cluster_eval = query_version(LocalStore(work / "store"), "eval", EVAL_ROWS)[1]
+    assert cluster_eval == local["eval"] and [r[5] for r in cluster_eval] == [i % 3 != 0 for i in range(7)]
+    assert "4/7 correct (0/3 shards already done)" in got["eval_stdout"]
+    assert got["after_rerun"] == got["after_replay"]  # nothing new to publish
+    assert "0 processed, 6 already done" in got["rerun_output"]

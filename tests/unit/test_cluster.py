@@ -1,0 +1,103 @@
+"""The cluster steps without Ray (thyme_core/cluster/stored.py and publish.py, called in this process): a run
+whose shards go straight into the store publishes the version a local run's push makes, byte for byte; a
+finished shard is known by its marker and never read again; a failed attempt leaves no marker."""
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from thyme_core import prepare, replay
+from thyme_core.base.errors import ThymeError
+from thyme_core.base.home import DataHome
+from thyme_core.cluster import publish as cluster
+from thyme_core.cluster import stored
+from thyme_core.cluster.engine import Resources
+from thyme_core.synth import bad, generate_records
+from thyme_core.synth.writer import SCHEMA
+from thyme_core.versions.manifest import build_manifest
+from thyme_core.versions.push import push
+from thyme_core.versions.store import LocalStore
+
+SPLIT = "2round"
+CONFIG = prepare.PrepareConfig(shard_rows=4)
+REPLAY = replay.ReplayConfig(isolation="none")
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """10 samples and two damaged records (reason codes), in row groups of 2: 3 shards."""
+    rows = list(generate_records(SPLIT, 10, 7, 256, 192, 1))
+    rows += [bad.with_image(rows[0], bad.truncated_jpeg(), 1), bad.missing_processed_image(rows[1]).record]
+    path = tmp_path_factory.mktemp("src") / "data.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), path, row_group_size=2)
+    return path
+
+
+@pytest.fixture(scope="module")
+def local(source, tmp_path_factory):
+    """The local run: prepare and replay in one home, pushed after each stage: (prepare hash, replay hash)."""
+    home = DataHome(tmp_path_factory.mktemp("local") / "home")
+    store = LocalStore(tmp_path_factory.mktemp("local-store"))
+    for spec in prepare.plan(source, SPLIT, CONFIG, home):
+        prepare.prepare_shard(spec, home, CONFIG)
+    prepared = push(home, store, "sft").manifest
+    for shard in replay.prepared_shards(home, SPLIT):
+        replay.replay_shard(Path(shard), home, REPLAY)
+    return prepared, push(home, store, "sft").manifest
+
+
+def test_stored_shards_publish_the_version_a_local_push_makes(source, local, tmp_path):
+    store, home = LocalStore(tmp_path / "store"), DataHome(tmp_path / "driver")
+    shards = [stored.prepare_step(spec, store.uri, CONFIG) for spec in prepare.plan(source, SPLIT, CONFIG)]
+    assert len(shards) == 3 and not any(s.reused for s in shards)
+    out = cluster.publish_shards(store, "sft", shards, home)
+    assert out.manifest == local[0]
+    assert out.home_updated and build_manifest(home).sha256 == local[0]  # the driver's home pulled it
+
+    inputs = [(k, cluster.shard_parts(store, "sft", "prepare", k)) for k in cluster.prepared_shards(store, "sft", SPLIT)]
+    assert len(inputs) == 3 and all(len(parts) == 6 for _, parts in inputs)
+    replayed = [stored.replay_step(k, parts, store.uri, REPLAY) for k, parts in inputs]
+    assert sum(s.result.blocks for s in replayed) > 0
+    assert cluster.publish_shards(store, "sft", replayed, home).manifest == local[1]
+
+
+def test_a_finished_shard_is_known_by_its_marker_and_never_read_again(source, tmp_path):
+    store = LocalStore(tmp_path / "store")
+    copy = tmp_path / "copy.parquet"
+    copy.write_bytes(source.read_bytes())
+    spec = prepare.plan(copy, SPLIT, CONFIG)[0]
+    first = stored.prepare_step(spec, store.uri, CONFIG)
+    copy.unlink()  # a rerun that read the source now would fail
+    again = stored.prepare_step(spec, store.uri, CONFIG)
+    assert again.reused and again.entries == first.entries and again.result.summary == first.result.summary
+    # the driver does not even reach the cluster for it (no Ray is running at this address)
+    skipped = cluster.run_shard("ray://127.0.0.1:1", store, "prepare", spec.key, stored.prepare_step, (), Resources())
+    assert skipped.reused and skipped.entries == first.entries
+
+
+def test_a_failed_attempt_leaves_no_marker_and_the_next_one_completes(source, tmp_path, monkeypatch):
+    store = LocalStore(tmp_path / "store")
+    monkeypatch.setenv(stored.SCRATCH_ENV, str(tmp_path / "scratch"))
+    spec = prepare.plan(source, SPLIT, CONFIG)[0]
+
+    def dies_after_its_work(home):
+        prepare.prepare_shard(spec, home, CONFIG)
+        raise ThymeError("worker lost")
+
+    with pytest.raises(ThymeError):
+        stored.run_stored(store.uri, "prepare", spec.key, dies_after_its_work)
+    assert stored.read_marker(store, "prepare", spec.key) is None
+    assert not list((tmp_path / "scratch" / "thyme-shards").iterdir())  # its scratch home is gone
+    done = stored.prepare_step(spec, store.uri, CONFIG)
+    assert not done.reused and stored.read_marker(store, "prepare", spec.key).entries == done.entries
+
+
+def test_without_a_cluster_address_runs_stay_local(monkeypatch):
+    from thyme_core.cluster.engine import ADDRESS_ENV, address
+
+    monkeypatch.delenv(ADDRESS_ENV, raising=False)
+    assert address("") is None and address(None) is None
+    monkeypatch.setenv(ADDRESS_ENV, "ray://head:10001")
+    assert address("") == "ray://head:10001" and address("ray://other:1") == "ray://other:1"

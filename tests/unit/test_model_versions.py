@@ -1,0 +1,151 @@
+"""Model versions, dataset checkouts, stage results and lineage in a local store (thyme_core.versions.folders,
+versions.pull.checkout, pipeline.stages, versions.lineage), and checkpoints in the store (runs.remote)."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from tests.unit.test_versions import make_home
+from thyme_core.base.errors import ThymeError
+from thyme_core.base.home import DataHome
+from thyme_core.pipeline import stages
+from thyme_core.runs import checkpoint, remote
+from thyme_core.versions import refs
+from thyme_core.versions.folders import folder_manifest, pull_folder, push_folder, resolve_model
+from thyme_core.versions.keys import manifest_key, object_key
+from thyme_core.versions.lineage import query_lineage
+from thyme_core.versions.manifest import Manifest
+from thyme_core.versions.pull import checkout
+from thyme_core.versions.push import push
+from thyme_core.versions.store import open_store
+
+
+def weights(folder, scale=1):
+    """A stand-in HF folder: config, two safetensors shards and their index, tokenizer files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl", "hidden_size": 64}))
+    for i in (1, 2):
+        (folder / f"model-0000{i}-of-00002.safetensors").write_bytes(bytes([i * scale % 256]) * 5000)
+    (folder / "model.safetensors.index.json").write_text("{}")
+    (folder / "tokenizer.json").write_text('{"v": 1}')
+    (folder / ".cache").mkdir()
+    (folder / ".cache" / "junk").write_text("not part of the model")
+    return folder
+
+
+def test_a_model_folder_round_trips_by_content_and_is_cached(tmp_path):
+    store = open_store(str(tmp_path / "store"))
+    src = weights(tmp_path / "final")
+    lineage = {"stage": "sft1", "inputs": {"dataset": "d@abc"}, "flow_run": "run-1"}
+    first = push_folder(src, store, "m", lineage=lineage)
+    assert first.objects == 5 and first.uploaded == 5  # config, two shards, index, tokenizer (no .cache)
+    home = DataHome(tmp_path / "worker").ensure()
+    name, sha, got = pull_folder(store, "m@latest", home.root / "models" / "store")
+    assert (name, sha) == ("m", first.manifest) and got.name == sha
+    assert sorted(p.name for p in got.iterdir()) == sorted(p.name for p in src.iterdir() if p.name != ".cache")
+    assert (got / "model-00002-of-00002.safetensors").read_bytes() == (src / "model-00002-of-00002.safetensors").read_bytes()
+    # cached by manifest hash: a second pull downloads nothing (the objects may even be gone)
+    for f in Manifest.from_bytes(store.get_bytes(manifest_key(sha))).files:
+        (tmp_path / "store" / object_key(f.sha256)).unlink(missing_ok=True)
+    assert pull_folder(store, f"m@{sha[:12]}", home.root / "models" / "store")[2] == got
+    # the same content pushed again moves nothing; the lineage is in the ref's history
+    assert push_folder(src, store, "m").unchanged
+    assert refs.versions(store, "m")[0]["lineage"] == lineage
+    assert resolve_model(f"m@{sha}", home, store) == (str(got), sha)
+    assert resolve_model(str(src), home, store) == (str(src), None)  # a folder stays a folder
+
+
+def test_model_manifests_never_equal_dataset_manifests(tmp_path):
+    folder = weights(tmp_path / "w")
+    model = folder_manifest(folder)
+    as_dataset = Manifest(model.files)  # the same files, kind dataset
+    assert model.sha256 != as_dataset.sha256 and b'"kind"' not in as_dataset.to_bytes()
+    assert Manifest.from_bytes(model.to_bytes()).kind == "model"
+
+
+def test_two_pulls_of_one_version_at_once_both_get_the_complete_folder(tmp_path):
+    store = open_store(str(tmp_path / "store"))
+    sha = push_folder(weights(tmp_path / "w"), store, "m").manifest
+    cache, got, errors = tmp_path / "cache", [], []
+
+    def pull():
+        try:
+            got.append(pull_folder(store, "m", cache)[2])
+        except Exception as exc:  # a failure is the test's finding
+            errors.append(exc)
+
+    threads = [threading.Thread(target=pull) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(set(got)) == 1
+    assert folder_manifest(cache / sha).sha256 == sha  # complete and verified
+    assert [p.name for p in cache.iterdir() if not p.name.startswith(".")] == [sha]
+
+
+def test_checkout_uses_the_home_that_holds_the_version_else_a_cache(tmp_path):
+    store = open_store(str(tmp_path / "store"))
+    home = make_home(tmp_path / "home")
+    spec = f"d@{push(home, store, 'd').manifest}"
+    assert checkout(store, spec, home) == (home, spec.split("@")[1])  # no copy when it is the home itself
+    other = DataHome(tmp_path / "worker").ensure()
+    got, sha = checkout(store, spec, other)
+    assert got.root == other.root / "datasets" / sha and (got.root / "catalog.duckdb").is_file()
+    assert checkout(store, spec, other)[0] == got  # cached
+
+
+def test_a_stage_is_done_only_once_its_result_is_recorded(tmp_path):
+    store = open_store(str(tmp_path / "store"))
+    key = stages.stage_key("sft", dataset="a" * 64, model="tiny", config="c", code="x")
+    assert key == stages.stage_key("sft", code="x", config="c", model="tiny", dataset="a" * 64)  # order-free
+    assert key != stages.stage_key("sft", dataset="a" * 64, model="tiny", config="c", code="y")
+    assert stages.published(store, key) is None
+    stages.record(store, key, "sft1", {"model": "m@123"}, "flow-1")
+    assert stages.published(store, key)["outputs"] == {"model": "m@123"}
+    with pytest.raises(ThymeError, match="is a version: a store is needed"):
+        stages.model_identity(None, "m@latest")
+
+
+def test_lineage_is_queryable_with_sql(tmp_path):
+    store = open_store(str(tmp_path / "store"))
+    push_folder(weights(tmp_path / "a"), store, "d-sft1", lineage={"stage": "sft1", "inputs": {"dataset": "d@1"},
+                                                                     "code": "c0de", "flow_run": "fr-1"})
+    push_folder(weights(tmp_path / "b", scale=3), store, "d-sft2", lineage={"stage": "sft2", "inputs": {"model": "d-sft1@x"}})
+    cols, rows = query_lineage(store, "SELECT name, kind, stage, inputs, code, flow_run FROM versions ORDER BY name")
+    assert rows == [("d-sft1", "model", "sft1", '{"dataset": "d@1"}', "c0de", "fr-1"),
+                    ("d-sft2", "model", "sft2", '{"model": "d-sft1@x"}', None, None)]
+
+
+def _checkpoint(run_dir, step):
+    folder = checkpoint.checkpoints_dir(run_dir) / checkpoint.tag(step)
+    folder.mkdir(parents=True)
+    (folder / "mp_rank_00_model_states.pt").write_bytes(bytes([step]) * 1000)
+    checkpoint.mark_complete(run_dir, step, {})
+    return folder
+
+
+def test_checkpoints_reach_the_store_and_only_complete_ones_are_resumed(tmp_path):
+    store_root = tmp_path / "store"
+    run_a, run_b = tmp_path / "a" / "run", tmp_path / "b" / "run"
+    for run in (run_a, run_b):
+        run.mkdir(parents=True)
+        (run / "run.json").write_text(json.dumps({"key": "k1", "store": str(store_root)}))
+    remote.upload(run_a, _checkpoint(run_a, 2))
+    later = _checkpoint(run_a, 4)
+    checkpoint.prune(run_a, 1)  # the local copy of step 2 goes; its upload was staged before
+    remote.upload(run_a, later)
+    assert remote.drain() == []
+    store = open_store(str(store_root))
+    assert remote.remote_steps(store, "k1") == [2, 4]
+    # a half-uploaded checkpoint (objects but no manifest) is not a resume point
+    store.put_bytes(object_key("f" * 64), b"partial")
+    assert remote.remote_steps(store, "k1") == [2, 4]
+    assert remote.restore(run_b) == 4
+    restored = checkpoint.checkpoints_dir(run_b) / checkpoint.tag(4)
+    assert checkpoint.latest_step(run_b) == 4
+    assert (restored / "mp_rank_00_model_states.pt").read_bytes() == bytes([4]) * 1000
+    assert remote.restore(run_b) is None  # nothing newer than what it holds

@@ -1,0 +1,74 @@
+"""`thyme model push|pull|versions`: model versions (Hugging Face folders) in the store of dataset versions.
+
+A model version is a folder's files by content (versions/folders.py); `pull` lands it in the home's model
+cache, <home>/models/store/<manifest sha256>/, and prints that folder, which every `--model` takes. Training
+stages take and publish versions themselves (`model=NAME@HASH`); these commands are for doing it by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from thyme_cli.cmd_data import STORE_HELP, _home, _size, _store_errors, made_from
+from thyme_cli.main import add_home_arg
+
+
+def register(sub) -> None:
+    group = sub.add_parser("model", help="model versions: push a weights folder, pull one, list them")
+    group.add_argument("--home", dest="group_home", default=None, help=argparse.SUPPRESS)
+    actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    p = actions.add_parser("push", help="publish a Hugging Face weights folder as the model version NAME/TAG")
+    p.add_argument("folder")
+    p.add_argument("name", help="model name (letters, digits, '.', '_', '-')")
+    p.add_argument("--tag", default="latest", help="ref to move to the new version (default: latest)")
+    p.add_argument("--store", default=None, help=STORE_HELP)
+    add_home_arg(p)
+    p.set_defaults(handler=run_push)
+
+    p = actions.add_parser("pull", help="fetch a model version into the home's model cache; prints its folder")
+    p.add_argument("spec", metavar="NAME[@TAG|@HASH]")
+    p.add_argument("--store", default=None, help=STORE_HELP)
+    add_home_arg(p)
+    p.set_defaults(handler=run_pull)
+
+    p = actions.add_parser("versions", help="list a model's versions with what each was made from")
+    p.add_argument("name")
+    p.add_argument("--store", default=None, help=STORE_HELP)
+    add_home_arg(p)
+    p.set_defaults(handler=run_versions)
+
+
+def run_push(args) -> int:
+    from thyme_core.versions.folders import push_folder
+    from thyme_core.versions.store import open_store
+
+    with _store_errors():
+        store = open_store(args.store)
+        r = push_folder(args.folder, store, args.name, (args.tag,))
+    state = "already there" if r.unchanged else f"{r.uploaded} of {r.objects} files uploaded, {_size(r.uploaded_bytes)}"
+    print(f"{r.name}/{r.tag} -> {r.manifest}  ({state}) in {store.uri}")
+    return 0
+
+
+def run_pull(args) -> int:
+    from thyme_core.versions.folders import models_cache, pull_folder
+    from thyme_core.versions.store import open_store
+
+    with _store_errors():
+        _, _, folder = pull_folder(open_store(args.store), args.spec, models_cache(_home(args).ensure()))
+    print(folder)
+    return 0
+
+
+def run_versions(args) -> int:
+    from thyme_core.catalog import format_table
+    from thyme_core.versions.refs import versions
+    from thyme_core.versions.store import open_store
+
+    with _store_errors():
+        entries = versions(open_store(args.store), args.name)
+    rows = [(("* " if e["current"] else "  ") + e["manifest"][:16], e["tag"], e["pushed_at"], e["files"],
+             _size(e["bytes"]), made_from(e.get("lineage"))) for e in entries]
+    print(format_table(["version", "tag", "pushed_at", "files", "size", "made from"], rows, max_width=200))
+    return 0

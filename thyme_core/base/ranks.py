@@ -1,0 +1,93 @@
+"""The collectives a training step needs (sum, max, gather to rank 0, barrier), with their tensors on the
+device the process group's backend needs.
+
+NCCL reduces only tensors on the rank's own CUDA device; gloo reduces CPU tensors. A tensor on the wrong one
+is an error only NCCL raises, so a CPU test run never sees it: SFT crashed after its first step on CUDA for
+that reason. Hence one rule, in one place: every tensor this code base hands to torch.distributed is made
+by `comm_tensor(values, dtype, comm_device())`. tests/unit/test_device_discipline.py records every
+torch.distributed collective of one SFT step and one RL step, with `comm_device` declared as an NCCL
+group's (cuda:0), and fails when a collective gets a tensor that was not made for that device.
+
+`Ranks()` is one process (no torch.distributed: every collective is the identity); `Ranks.from_dist()`
+wraps an initialised process group (torchrun, gloo or nccl). Object collectives (`gather`) are left to
+torch, which places their byte tensors itself (on the current CUDA device under NCCL).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def comm_device() -> torch.device:
+    """Where this rank's collective tensors must live: its current CUDA device under NCCL, else the CPU."""
+    import torch.distributed as dist
+
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def comm_tensor(values, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The one way a tensor for a collective is made (the device-discipline test wraps it)."""
+    return torch.tensor(values, dtype=dtype, device=device)
+
+
+class Ranks:
+    """One process: every collective is the identity."""
+
+    rank, world = 0, 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def sum(self, values: list[float]) -> list[float]:
+        return [float(v) for v in values]
+
+    def max(self, value: int) -> int:
+        return value
+
+    def gather(self, obj: Any) -> list[Any] | None:
+        """Every rank's `obj` on rank 0 (in rank order), None elsewhere."""
+        return [obj]
+
+    def barrier(self) -> None:
+        pass
+
+    @staticmethod
+    def from_dist() -> "Ranks":
+        import torch.distributed as dist
+
+        return DistRanks() if dist.is_available() and dist.is_initialized() else Ranks()
+
+
+class DistRanks(Ranks):
+    """An initialised torch.distributed process group. Every method is a collective: call on every rank."""
+
+    def __init__(self):
+        import torch.distributed as dist
+
+        self.dist = dist
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        self.device = comm_device()
+
+    def sum(self, values: list[float]) -> list[float]:
+        """Element-wise sums over the ranks, in float64 (token counts stay exact far past 2**24)."""
+        t = comm_tensor(values, torch.float64, self.device)
+        self.dist.all_reduce(t)
+        return t.tolist()
+
+    def max(self, value: int) -> int:
+        t = comm_tensor([value], torch.int64, self.device)
+        self.dist.all_reduce(t, op=self.dist.ReduceOp.MAX)
+        return int(t.item())
+
+    def gather(self, obj: Any) -> list[Any] | None:
+        out = [None] * self.world if self.is_main else None
+        self.dist.gather_object(obj, out, dst=0)
+        return out
+
+    def barrier(self) -> None:
+        self.dist.barrier()

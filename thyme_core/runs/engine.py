@@ -1,0 +1,23 @@
+"""Engine pieces SFT and RL both use: a DeepSpeed config with its "auto" fields filled, ViT freezing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def fill_deepspeed_config(path: Path, global_batch: int, micro_batch: int, accumulation: int, clip: float,
+                          bf16: bool) -> dict:
+    """A DeepSpeed config file with its "auto" fields filled (SFT and RL share the infra/deepspeed files)."""
+    ds = json.loads(Path(path).read_text())
+    ds.update(train_batch_size=global_batch, train_micro_batch_size_per_gpu=micro_batch,
+              gradient_accumulation_steps=accumulation, gradient_clipping=clip)
+    ds["bf16"] = {"enabled": bf16}
+    return ds
+
+
+def freeze_vision(model) -> int:
+    """Freeze the vision tower and merger; returns how many parameters stay trainable."""
+    for p in model.model.visual.parameters():
+        p.requires_grad_(False)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,186 @@
+"""Checkpoints in the store, so a run killed on one worker resumes on another with an empty home.
+
+When a run's run.json names a store, the launcher process (not the ranks: storage code stays out of the
+ranks' code version) pushes every checkpoint rank 0 announces as COMPLETE, in a background thread, so
+training does not wait: the folder's files are hard-linked into a private staging folder first (so pruning
+the local copy cannot pull files from under the upload), uploaded as content-addressed objects, and only then
+is its manifest written under checkpoints/<run key>/<tag>.json. That manifest is the checkpoint's COMPLETE
+marker in the store: a half-uploaded checkpoint has none and is never taken as the newest complete one.
+`restore` (before a launch) brings the newest complete checkpoint of the run from the store into a run folder
+that has none; the data order comes back with the step number (both trainers rebuild it from the config).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import threading
+from pathlib import Path
+
+from thyme_core.runs import checkpoint
+
+_TAG_PREFIX = "checkpoints/"
+
+
+def _remote_key(run_key: str, tag: str) -> str:
+    return f"{_TAG_PREFIX}{run_key}/{tag}.json"
+
+
+def _store_of(run_dir: Path):
+    info_path = Path(run_dir) / "run.json"
+    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    if not info.get("store"):
+        return None, None
+    from thyme_core.versions.store import open_store
+
+    return open_store(info["store"]), info["key"]
+
+
+class Uploader:
+    """One background thread uploading checkpoints in the order they were saved."""
+
+    def __init__(self, store, run_key: str, run_dir: Path):
+        self.store, self.run_key, self.run_dir = store, run_key, Path(run_dir)
+        self.todo: queue.Queue = queue.Queue()
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._work, name="checkpoint-upload", daemon=True)
+        self.thread.start()
+
+    def __call__(self, folder: Path) -> None:
+        staged = self.run_dir / ".upload" / folder.name
+        shutil.rmtree(staged, ignore_errors=True)
+        try:
+            files = sorted(p for p in folder.rglob("*") if p.is_file())
+            for src in files:
+                dest = staged / src.relative_to(folder)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.link(src, dest)
+            whole = (folder / checkpoint.COMPLETE).is_file() and files == sorted(
+                p for p in folder.rglob("*") if p.is_file())
+        except FileNotFoundError:  # pruned while being staged: a newer checkpoint is on its way
+            whole = False
+        if whole:
+            self.todo.put(staged)
+        else:
+            shutil.rmtree(staged, ignore_errors=True)
+
+    def _work(self) -> None:
+        from thyme_core.versions.folders import folder_manifest
+        from thyme_core.versions.keys import object_key
+        from thyme_core.versions.store import parallel_map
+
+        while True:
+            staged = self.todo.get()
+            try:
+                manifest = folder_manifest(staged, kind="checkpoint")
+
+                def one(entry) -> None:
+                    key = object_key(entry.sha256)
+                    if not self.store.exists(key):
+                        self.store.put_file(key, staged / entry.path, entry.sha256)
+
+                parallel_map(one, list({f.sha256: f for f in manifest.files}.values()), 4)
+                self.store.put_bytes(_remote_key(self.run_key, staged.name), manifest.to_bytes())
+            except BaseException as exc:  # reported by drain(); a failed upload only loses a resume point
+                self.errors.append(exc)
+            finally:
+                shutil.rmtree(staged, ignore_errors=True)
+                self.todo.task_done()
+
+    def drain(self) -> None:
+        self.todo.join()
+
+
+_uploaders: dict[str, Uploader] = {}
+
+
+def uploader_for(run_dir: Path) -> Uploader | None:
+    """This process's uploader for the run (None when its run.json names no store)."""
+    key = str(Path(run_dir).resolve())
+    if key not in _uploaders:
+        store, run_key = _store_of(run_dir)
+        if store is None:
+            return None
+        _uploaders[key] = Uploader(store, run_key, run_dir)
+    return _uploaders[key]
+
+
+def drain() -> list[BaseException]:
+    """Wait for every queued upload of this process; returns the failures."""
+    errors = []
+    for up in _uploaders.values():
+        up.drain()
+        errors += up.errors
+    return errors
+
+
+def remote_steps(store, run_key: str) -> list[int]:
+    prefix = f"{_TAG_PREFIX}{run_key}/"
+    steps = []
+    for k in store.list_keys(prefix):
+        name = k[len(prefix):].removesuffix(".json")
+        if name.startswith("step-") and name[5:].isdigit():
+            steps.append(int(name[5:]))
+    return sorted(steps)
+
+
+def restore(run_dir: Path) -> int | None:
+    """Bring the store's newest complete checkpoint of the run into a run folder whose own checkpoints are
+    older (a fresh worker has none); returns its step, or None when nothing was brought."""
+    store, run_key = _store_of(run_dir)
+    if store is None:
+        return None
+    steps = remote_steps(store, run_key)
+    local = checkpoint.latest_step(run_dir) or 0
+    if not steps or steps[-1] <= local:
+        return None
+    tag = checkpoint.tag(steps[-1])
+    cache = Path(run_dir) / ".restore"
+    folder = _pull(store, _remote_key(run_key, tag), cache)
+    target = checkpoint.checkpoints_dir(run_dir) / tag
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(target, ignore_errors=True)
+    os.rename(folder, target)
+    shutil.rmtree(cache, ignore_errors=True)
+    return steps[-1]
+
+
+def _pull(store, manifest_key: str, cache: Path) -> Path:
+    """A checkpoint manifest's files, verified, in a fresh folder under `cache`."""
+    from thyme_core.base.fsio import atomic_dir
+    from thyme_core.base.errors import ThymeError
+    from thyme_core.versions.keys import object_key
+    from thyme_core.versions.manifest import Manifest, sha256_file
+    from thyme_core.versions.store import parallel_map
+
+    manifest = Manifest.from_bytes(store.get_bytes(manifest_key))
+    final = cache / manifest.sha256
+    with atomic_dir(final, cache / ".tmp") as stage:
+        def one(entry) -> None:
+            dest = stage / entry.path
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            store.download(object_key(entry.sha256), dest)
+            if sha256_file(dest) != entry.sha256:
+                raise ThymeError(f"{store.uri}: checkpoint object {entry.sha256} ({entry.path}) is corrupted")
+
+        parallel_map(one, list(manifest.files), 4)
+    return final
+
+
+def upload(run_dir: Path, folder: Path) -> None:
+    """Queue a COMPLETE checkpoint for upload when the run has a store."""
+    up = uploader_for(run_dir)
+    if up is not None:
+        up(folder)
+
+
+def pushing(run_dir: Path, on_metrics):
+    """on_metrics for a launcher: checkpoint events of the ranks are queued for upload, then passed on."""
+    def handle(record: dict) -> None:
+        if record.get("event") == "checkpoint":
+            upload(run_dir, Path(record["path"]))
+        on_metrics(record)
+
+    return handle
