@@ -1,6 +1,12 @@
 """Sandbox execution speed: Thyme's crop-and-zoom on a 2500x1400 JPEG, isolated pool vs the two baselines.
 
     .venv/bin/python bench/sandbox_bench.py [--runs 200] [--isolation bwrap]
+    .venv/bin/python bench/sandbox_bench.py --compare REF [--rounds 6] [--runs 100]
+
+--compare REF measures only the same-session latency, of this checkout ("after") and of git revision REF
+("before", its thyme_core exported to a temporary folder), side by side in one run: `rounds` rounds, each
+runs both in fresh processes (alternating which goes first, so load drifts hit both alike), each process
+a fresh pool, 5 warm-up runs, then `runs` timed runs. p50 over all rounds and per round, and the ratio.
 
 Measured side by side, each after 5 warm-up runs, sequentially (latency of one call):
   isolated_session      our pool, every run in the same live session (a trajectory's later code blocks)
@@ -137,6 +143,54 @@ def bench_in_process(image: Path, out_dir: Path, runs: int) -> dict:
     return timed(one, runs)
 
 
+SAME_SESSION = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from thyme_core.sandbox import SandboxPool
+code, image, runs = open(sys.argv[2]).read(), sys.argv[3], int(sys.argv[4])
+with SandboxPool(isolation=sys.argv[5], workers=2) as pool:
+    times = []
+    for i in range(runs + 5):
+        t = time.perf_counter()
+        r = pool.run(code, [image], session_id="same")
+        took = time.perf_counter() - t
+        assert str(r.status) == "ok" and len(r.images) == 1, r
+        if i >= 5:
+            times.append(took)
+print(json.dumps(times))
+"""
+
+
+def bench_compare(ref: str, image: Path, tmp: Path, runs: int, rounds: int, isolation: str) -> dict:
+    """Same-session latency of this checkout vs git revision `ref`, interleaved in fresh processes."""
+    repo = Path(__file__).resolve().parents[1]
+    before = tmp / "before"
+    before.mkdir()
+    archive = subprocess.run(["git", "-C", str(repo), "archive", ref, "thyme_core"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(before)], input=archive.stdout, check=True)
+    code_file = tmp / "code.py"
+    code_file.write_text(CODE)
+    # The interpreter by a path the sandbox can see (a worktree's .venv is often a link elsewhere).
+    python = os.path.join(os.path.realpath(os.path.dirname(sys.executable)), os.path.basename(sys.executable))
+    times: dict[str, list[float]] = {"before": [], "after": []}
+    per_round = []
+    for r in range(rounds):
+        order = ("after", "before") if r % 2 == 0 else ("before", "after")
+        row = {}
+        for which in order:
+            root = repo if which == "after" else before
+            out = subprocess.run([python, "-c", SAME_SESSION, str(root), str(code_file), str(image), str(runs), isolation],
+                                 capture_output=True, text=True, check=True, cwd=tmp)
+            t = json.loads(out.stdout.strip().splitlines()[-1])
+            times[which] += t
+            row[which] = round(statistics.median(t) * 1000, 2)
+        per_round.append(row)
+        print("round", r, row, file=sys.stderr)
+    before_s, after_s = summarize(times["before"]), summarize(times["after"])
+    return {"ref": ref, "rounds": rounds, "runs_per_round": runs, "before": before_s, "after": after_s,
+            "per_round_p50_ms": per_round, "after_over_before_p50": round(after_s["p50_ms"] / before_s["p50_ms"], 3)}
+
+
 def machine() -> str:
     mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"{os.cpu_count()} cores, {mem_gb:.0f} GiB, {platform.machine()}, Linux {platform.release()}, Python {platform.python_version()}"
@@ -146,7 +200,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--isolation", default="bwrap", choices=["bwrap", "none"])
+    parser.add_argument("--compare", metavar="REF", help="same-session latency of this checkout vs git revision REF")
+    parser.add_argument("--rounds", type=int, default=6)
     args = parser.parse_args()
+    if args.compare:
+        with tempfile.TemporaryDirectory(prefix="sandbox-bench-") as tmp:
+            image = make_image(Path(tmp) / "scene.jpg")
+            results = {"machine": machine(), "isolation": args.isolation, "image": "2500x1400 JPEG q90",
+                       "same_session": bench_compare(args.compare, image, Path(tmp), args.runs, args.rounds,
+                                                     args.isolation)}
+        print(json.dumps(results))
+        return
     with tempfile.TemporaryDirectory(prefix="sandbox-bench-") as tmp:
         image = make_image(Path(tmp) / "scene.jpg")
         out_dir = Path(tmp) / "out"

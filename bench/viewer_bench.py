@@ -128,7 +128,8 @@ def build(home: DataHome, n_traj: int, exec_turn_rows: int, eval_shard: int = 10
             "run_id": [EVAL_RUN] * len(ids), "benchmark": [bench] * len(ids), "index": idx, "category": cats,
             "sample_id": ids, "prediction": ["A"] * len(ids), "choice": ["A"] * len(ids),
             "answer": ["A" if c else "B" for c in correct], "correct": correct,
-            "stop_reason": ["answer"] * len(ids)})
+            "stop_reason": ["answer"] * len(ids), "cycle_category": [""] * len(ids), "l2_category": [""] * len(ids),
+            "protocol": ["thyme"] * len(ids), "matched_by": ["thyme"] * len(ids), "attempts": [1] * len(ids)})
     group, steps = 4, max(1, n_rl // 400)
     per_step = n_rl // steps
     run = f"rl-{RL_KEY}"

@@ -36,6 +36,7 @@ def eval_shard(shard: evaluate.EvalShard, home_root: str, spec: BackendSpec, con
 @task(name="eval-report", cache_policy=NO_CACHE)
 def eval_report(home_root: str, run_id: str) -> str:
     markdown = evaluate.report_markdown(DataHome(home_root), run_id) + markdown_link("eval", run_id)
+    # (artifact_key makes any run id a valid key: before_sft and the like)
     return publish_markdown(markdown, ("eval", run_id.lower().removeprefix("eval-")),
                             "Accuracy by benchmark and category")
 

@@ -2,13 +2,16 @@
 
     thyme sandbox run --image photo.jpg --code crop.py [--home DIR] [--session ID] [--timeout S]
 
-Output images stay in <home>/sandbox/<session>/out/, the paths the JSON's `images` lists.
+Output images are written to <home>/sandbox/<session>/ (from the bytes the sandbox read once), the paths the
+JSON's `images` lists; `sandbox_paths` lists the paths the code used for them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 import uuid
 from pathlib import Path
@@ -33,6 +36,21 @@ def register(subparsers) -> None:
     )
     add_home_arg(run)
     run.set_defaults(handler=_run)
+    check = sub.add_parser("check", help="print what this machine's sandbox enforces per session, as JSON")
+    check.add_argument("--unsafe-no-isolation", action="store_true", help="check the unisolated mode")
+    check.set_defaults(handler=_check)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from thyme_core.sandbox import SandboxPool
+
+    isolation = "none" if args.unsafe_no_isolation else "bwrap"
+    with SandboxPool(isolation=isolation, workers=1, spares=0) as pool:
+        works = pool.run("print('ok')", session_id="check").stdout == "ok\n"
+        report = {"isolation": isolation, "mode": pool.mode, "works": works, "per_session": pool.cgroups,
+                  "uids": pool.uid_range}
+    print(json.dumps(report))
+    return 0 if works else 1
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -41,12 +59,19 @@ def _run(args: argparse.Namespace) -> int:
 
     code = sys.stdin.read() if args.code == "-" else _read(Path(args.code))
     limits = Limits(timeout_s=args.timeout, cpu_s=max(1, int(args.timeout)), memory_mb=args.memory_mb)
-    root = resolve_home(args.home).root / "sandbox"
+    session = args.session or uuid.uuid4().hex[:12]
+    keep = resolve_home(args.home).root / "sandbox" / re.sub(r"[^A-Za-z0-9_.-]", "_", session)[:64]
     isolation = "none" if args.unsafe_no_isolation else "bwrap"
-    with SandboxPool(isolation=isolation, workers=1, root=root, keep_outputs=True, limits=limits,
-                     spares=0) as pool:
-        result = pool.run(code, args.image, session_id=args.session or uuid.uuid4().hex[:12])
-    print(json.dumps(result.to_json_dict(), ensure_ascii=False))
+    with SandboxPool(isolation=isolation, workers=1, limits=limits, spares=0) as pool:
+        result = pool.run(code, args.image, session_id=session)
+    out = result.to_json_dict()
+    out["sandbox_paths"], out["images"] = out["images"], []
+    for i, image in enumerate(result.images):
+        keep.mkdir(parents=True, exist_ok=True)
+        path = keep / f"{i}_{os.path.basename(image.path)}"
+        path.write_bytes(image.data)
+        out["images"].append(str(path))
+    print(json.dumps(out, ensure_ascii=False))
     return 0
 
 

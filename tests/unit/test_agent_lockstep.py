@@ -140,9 +140,9 @@ class RecordingPool:
     def __getattr__(self, name):
         return getattr(self.pool, name)
 
-    def close_session(self, session_id, keep_outputs=None):
+    def close_session(self, session_id):
         self.closed.append(session_id)
-        self.pool.close_session(session_id, keep_outputs)
+        self.pool.close_session(session_id)
 
 
 def test_every_session_is_closed_when_a_generation_fails(home, pool):

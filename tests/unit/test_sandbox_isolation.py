@@ -78,7 +78,7 @@ for p in ("/etc/passwd", "/etc/hostname", {str(repo / 'pyproject.toml')!r}, "/ro
     except OSError as e:
         print("denied", p)
 print(sorted(os.listdir("/")))
-print(sorted(os.listdir({str(repo)!r})))
+print(sorted(os.listdir({str(repo)!r})) if os.path.isdir({str(repo)!r}) else [])
 """
     r = run(pool, code)
     assert "READ" not in r.stdout, r.stdout
@@ -180,12 +180,16 @@ if os.fork() == 0:
 while True:
     pass
 """
-    r = run(pool, code, session="orphans", timeout_s=1.0)
-    assert r.status == Status.TIMEOUT
-    beat = pool.session_dir("orphans") / "beat.txt"
-    first = beat.stat().st_mtime_ns
-    time.sleep(0.4)
-    assert beat.stat().st_mtime_ns == first, "a child of the timed-out code is still running"
+    run(pool, "pass", session="orphans")
+    folder = os.dup(pool._sessions["orphans"].out_fd)  # the session's tmpfs, held past the interpreter's end
+    try:
+        r = run(pool, code, session="orphans", timeout_s=1.0)
+        assert r.status == Status.TIMEOUT
+        first = os.stat("beat.txt", dir_fd=folder).st_mtime_ns
+        time.sleep(0.4)
+        assert os.stat("beat.txt", dir_fd=folder).st_mtime_ns == first, "a child of the timed-out code still runs"
+    finally:
+        os.close(folder)
 
 
 def test_fork_bomb_is_contained(pool):
@@ -217,9 +221,8 @@ def test_memory_limit(pool):
 
 
 def test_cpu_time_limit(pool):
-    start = time.monotonic()
-    r = run(pool, "while True:\n    pass", session="cpu", timeout_s=30, cpu_s=1)
-    assert r.status == Status.TIMEOUT and time.monotonic() - start < 10, r
+    r = run(pool, "while True:\n    pass", session="cpu", timeout_s=60, cpu_s=1)
+    assert r.status == Status.TIMEOUT and r.duration_s < 50, r  # stopped by the CPU limit, not the wall clock
     assert run(pool, "print('ok')", session="cpu").status == Status.OK
 
 
@@ -232,7 +235,8 @@ def test_output_file_size_is_capped(pool):
     code = "open('/mnt/data/temp_processed_images/big.bin', 'wb').write(b'0' * (3 * 1024 * 1024))"
     r = run(pool, code, session="fsize", max_file_mb=1)
     assert r.status == Status.ERROR and "File too large" in r.error, r
-    assert (pool.session_dir("fsize") / "big.bin").stat().st_size <= 1024 * 1024
+    size = run(pool, "import os; print(os.path.getsize('/mnt/data/temp_processed_images/big.bin'))", session="fsize")
+    assert int(size.stdout) <= 1024 * 1024
 
 
 def test_missing_bwrap_fails_clearly(monkeypatch):
@@ -246,7 +250,9 @@ def test_unisolated_mode_only_when_asked(tmp_path):
         SandboxPool(isolation="weak")
     with SandboxPool(isolation="none", root=tmp_path) as p:
         r = p.run("print('/mnt/data/temp_processed_images/x.png')\nimport os; print(os.getcwd())", session_id="s")
-        assert r.status == Status.OK and str(tmp_path) in r.stdout
+        # the code ran in a host folder under the pool's root, and the model still sees Thyme's folder
+        assert r.status == Status.OK and r.stdout.splitlines()[1] == "/mnt/data/temp_processed_images"
+        assert str(tmp_path) not in r.stdout and any(tmp_path.iterdir())
 
 
 def test_concurrent_sessions_run_in_parallel_without_mixing(pool, image):
@@ -324,7 +330,7 @@ def test_a_spare_interpreter_that_died_idle_is_replaced_transparently():
         while not pool._spares and time.time() < deadline:
             time.sleep(0.05)
         spare = pool._spares[0]
-        spare.template.request({"op": "kill", "pid": spare.pid})
+        spare.template.call("kill", spare.pid)
         result = pool.run("print('still here')", (), "after-dead-spare")
         assert result.status == Status.OK and result.stdout.strip() == "still here"
         assert pool.dead_before_run == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -61,8 +62,8 @@ print(b)
     assert r.status == Status.OK, r
     assert [(im.width, im.height) for im in r.images] == [(200, 100), (200, 200)]
     for line, im in zip(r.stdout.split(), r.images):
-        assert pool.resolve("outdir", line) == Path(im.path).resolve()
-        assert Path(im.path).parent == pool.session_dir("outdir")
+        assert r.printed_image(line) == im and im.path == line  # the path the code printed, and its bytes
+        assert Image.open(io.BytesIO(im.data)).size == (im.width, im.height)
 
 
 @pytest.mark.parametrize(

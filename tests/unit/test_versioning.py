@@ -40,6 +40,8 @@ def _versions(root):
     ("sft/masking.py", {"sft"}),
     # the run framework both trainers use
     ("runs/checkpoint.py", {"sft", "rl"}),
+    # how fed-back text is tokenized (special tokens as data): SFT examples and RL rollouts, not replay
+    ("base/tokens.py", {"sft", "rl"}),
     # dataset versions on S3 are nobody's run content
     ("versions/s3.py", set()),
     # a package __init__ runs on every import of its modules

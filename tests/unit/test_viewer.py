@@ -54,7 +54,8 @@ def hostile_shard(home: DataHome) -> None:
     turn = TurnRecord(HOSTILE_RUN, sid, 0, f"think {HOSTILE}<code>x</code>", f"print('</pre>{HOSTILE}')", 1, "code")
     ex = ExecutionRecord(HOSTILE_RUN, sid, 0, "error", "Evil<b>", f"Evil<b>: {HOSTILE}", f"out {HOSTILE}", 0.1,
                          ["f" * 64], "image", 1)
-    result = EvalResult(HOSTILE_RUN, "bench", "0", f"cat{HOSTILE}", sid, HOSTILE, "", HOSTILE, False, "answer")
+    result = EvalResult(HOSTILE_RUN, "bench", "0", f"cat{HOSTILE}", sid, HOSTILE, "", HOSTILE, False, "answer",
+                        "", "", "thyme", "thyme", 1)
     records.publish(home, "eval-hostile-shard", [(traj, [turn], [ex])], [result])
 
 

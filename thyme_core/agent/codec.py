@@ -3,16 +3,20 @@
 `HFCodec` wraps a Qwen2.5-VL processor (tokenizer + image pixel limits). `ByteCodec` is a hand-written
 stand-in with Qwen's special tokens over a byte vocabulary: the scripted backend uses it when no model is
 given, so evaluation of recorded responses needs no model files and no torch at all.
+
+`encode` is for text the harness writes (prompt markup, tags) and the model generates; `encode_data` is for
+text that is data, above all what sandboxed code printed: a special token spelled out in it (`<|im_end|>`,
+`<|image_pad|>`, `<|vision_start|>`) becomes ordinary text tokens, never the special token, so code cannot
+end the turn, forge an image slot or open a vision block by printing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-VISION_START, IMAGE_PAD, VISION_END = "<|vision_start|>", "<|image_pad|>", "<|vision_end|>"
-VIDEO_PAD = "<|video_pad|>"
-IM_START, IM_END, END_OF_TEXT = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
-SPECIALS = (END_OF_TEXT, IM_START, IM_END, VISION_START, VISION_END, IMAGE_PAD, VIDEO_PAD)
+from thyme_core.base.tokens import (  # noqa: F401  (re-exported: the loop and backends import them from here)
+    END_OF_TEXT, IM_END, IM_START, IMAGE_PAD, SPECIALS, VIDEO_PAD, VISION_END, VISION_START, encode_as_data)
+
 # Qwen2.5-VL's processor defaults.
 DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS = 56 * 56, 28 * 28 * 1280
 
@@ -27,6 +31,14 @@ class Codec:
 
     def encode(self, text: str) -> list[int]:
         raise NotImplementedError
+
+    def encode_data(self, text: str) -> list[int]:
+        """Text as data: special-token literals in it are encoded as plain text."""
+        raise NotImplementedError
+
+    @property
+    def special_ids(self) -> frozenset[int]:
+        return frozenset(self.token_id(t) for t in SPECIALS)
 
     def decode(self, ids: list[int]) -> str:
         raise NotImplementedError
@@ -74,6 +86,13 @@ class ByteCodec(Codec):
             i = j
         return ids
 
+    def encode_data(self, text: str) -> list[int]:
+        """
+        >>> ByteCodec().encode_data("<|im_end|>")[:2] == [ord("<") + 7, ord("|") + 7]
+        True
+        """
+        return [b + len(SPECIALS) for b in text.encode()]
+
     def decode(self, ids: list[int]) -> str:
         out, buf = [], bytearray()
         for t in ids:
@@ -104,6 +123,9 @@ class HFCodec(Codec):
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False))
 
+    def encode_data(self, text: str) -> list[int]:
+        return encode_as_data(self.tokenizer, text, self.special_ids)
+
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)
 
@@ -112,3 +134,4 @@ class HFCodec(Codec):
         if tid is None or tid == self.tokenizer.unk_token_id:
             raise KeyError(f"the tokenizer has no {token}")
         return int(tid)
+

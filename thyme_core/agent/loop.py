@@ -91,7 +91,8 @@ class Trajectory:
     turns: list[Turn] = field(default_factory=list)
     executions: list[Execution] = field(default_factory=list)
     stop_reason: str = ""  # answer / eos / round_limit / budget / length / image_limit
-    answer: str = ""
+    answer: str = ""  # from the model's own text only (model_text), never from what code printed
+    model_text: str = ""  # what the model generated, without the fed-back sandbox outputs
     generate_s: float = 0.0  # time in the generate calls that carried its requests (a batch call: all of it)
     sandbox_s: float = 0.0  # its own executions (image storing included), overlapped with others or not
     total_s: float = 0.0  # from the start of its batch to its end
@@ -119,8 +120,8 @@ class BatchTiming:
         return self.engine_wait_s / self.wall_s if self.wall_s > 0 else 0.0
 
 
-# Stores a sandbox output file in the data home: (sha256, stored host path, home-relative path).
-StoreImage = Callable[[Path], tuple[str, Path, str]]
+# Stores a sandbox output image's bytes in the data home: (sha256, stored host path, home-relative path).
+StoreImage = Callable[[bytes], tuple[str, Path, str]]
 
 
 class _Run:
@@ -232,7 +233,8 @@ class _Run:
     def feed_back(self, images: list[tuple[str, Path, str]], text: str) -> tuple[list[FedImage], int] | None:
         """Append one sandbox output (mask 0); None (nothing appended) when it cannot fit the budget."""
         codec, ledger = self.codec, self.traj.ledger
-        open_ids, close_ids, text_ids = codec.encode(SANDBOX_OPEN), codec.encode(SANDBOX_CLOSE), codec.encode(text)
+        # what the code printed is data: special-token literals in it stay plain text (codec.encode_data)
+        open_ids, close_ids, text_ids = codec.encode(SANDBOX_OPEN), codec.encode(SANDBOX_CLOSE), codec.encode_data(text)
         vs, ve = codec.token_id(VISION_START), codec.token_id(VISION_END)
         left = self.room - len(open_ids) - len(close_ids) - len(text_ids) - self.config.reserve_tokens
         fitted = []
@@ -330,7 +332,8 @@ def _finish(run: _Run, started: float, pool, open_sessions: set[str]) -> None:
     open_sessions.discard(run.session_id)
     pool.close_session(run.session_id)
     traj = run.traj
-    traj.answer = extract_answer(traj.response)
+    traj.model_text = run.generated
+    traj.answer = extract_answer(run.generated)  # the model's own text: an <answer> printed by code is not one
     traj.total_s = time.perf_counter() - started
 
 

@@ -56,8 +56,8 @@ class Agent:
         self.store.put(image)
         return image.sha256, self.home.absolute(image.relpath), image.relpath, image.width, image.height
 
-    def _store_output(self, path: Path) -> tuple[str, Path, str]:
-        sha, host, rel, _, _ = self.store_bytes(Path(path).read_bytes())
+    def _store_output(self, data: bytes) -> tuple[str, Path, str]:
+        sha, host, rel, _, _ = self.store_bytes(data)
         return sha, host, rel
 
     def sample(self, sample_id: str, image: bytes | str | Path, question: str) -> AgentSample:

@@ -1,7 +1,8 @@
 """Load a Qwen2.5-VL model and its processor: a real checkpoint path, or the tiny offline model.
 
 `load_model_and_processor(None, home)` builds (once) and loads the tiny model cached in the data home;
-`load_model_and_processor("/models/Qwen2.5-VL-7B-Instruct", home)` loads a real one. Training, the agent
+`load_model_and_processor("/models/Qwen2.5-VL-7B-Instruct", home)` loads a real one, and "tiny:NAME" a variant of
+the tiny model (tiny.VARIANTS). Training, the agent
 loop and RL all go through here, so the attention backend, dtype and image pixel limits are chosen in one
 place: flash-attn 2 on CUDA when it is installed, PyTorch sdpa otherwise.
 
@@ -41,9 +42,12 @@ def _processor_class():
 
 
 def resolve_model_path(path: str | os.PathLike | None, home: DataHome) -> Path:
-    """The folder to load: `path` itself, or the tiny model in `home` (built on first use)."""
+    """The folder to load: `path` itself, or a tiny model in `home` (built on first use): None, "" or "tiny"
+    for the tiny one, "tiny:NAME" for a variant of tiny.VARIANTS (e.g. tiny:learn)."""
     if path is None or str(path) in ("", "tiny"):
         return ensure_tiny_model(home)
+    if str(path).startswith("tiny:"):
+        return ensure_tiny_model(home, name=str(path).split(":", 1)[1])
     folder = Path(path).expanduser()
     if not (folder / "config.json").is_file():
         raise ThymeError(f"{folder}: not a model folder (no config.json); pass a local Qwen2.5-VL checkpoint")

@@ -6,14 +6,23 @@ a byte-level BPE tokenizer trained on a fixed Thyme-shaped text with Qwen's spec
 template, and a randomly initialised Qwen2_5_VLForConditionalGeneration (hidden 64, 2 layers, vision depth
 2; ~0.2M parameters). It is cached in the data home under models/, keyed by TINY_VERSION, and built
 atomically (staging folder + rename), so concurrent builders converge.
+
+Named variants (VARIANTS; `--model tiny:NAME` wherever a model is taken, loader.resolve_model_path):
+- "tiny": the model above, what tests and the demo use;
+- "learn": the same architecture scaled up as far as a few CPU minutes of training allow (bench/learn_cpu.py:
+  hidden 128, 4 layers, ~1.6M parameters), images at most 112x112 (16 tokens), and a 2048-token vocabulary
+  that also learned the default system prompt and the zoom task's wording (synth/zoom.py), as a real
+  tokenizer's vocabulary covers ordinary English and Python: sequences stay a few hundred tokens long.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
+from thyme_core.base.errors import ThymeError
 from thyme_core.base.home import DataHome
 
 TINY_VERSION = "tiny-qwen2_5-vl-v2"
@@ -42,18 +51,40 @@ CHAT_TEMPLATE = (
 )
 
 
-def tiny_model_dir(home: DataHome) -> Path:
-    return home.root / "models" / TINY_VERSION
+@dataclass(frozen=True)
+class Variant:
+    shape: str  # a key of SHAPES
+    vocab_size: int
+    min_pixels: int
+    max_pixels: int
+    learn_corpus: bool  # the tokenizer also learns _LEARN_CORPUS and the default system prompt
 
 
-def ensure_tiny_model(home: DataHome, seed: int = 0) -> Path:
-    """The tiny model's folder in `home`, building it first if it is not there yet."""
-    target = tiny_model_dir(home)
+VARIANTS = {
+    "tiny": Variant("tiny", VOCAB_SIZE, TINY_MIN_PIXELS, TINY_MAX_PIXELS, False),
+    "learn": Variant("learn", 2048, 4 * 28 * 28, 16 * 28 * 28, True),
+}
+
+
+def variant(name: str) -> Variant:
+    if name not in VARIANTS:
+        raise ThymeError(f"unknown tiny model {name!r}; known: {', '.join(VARIANTS)}")
+    return VARIANTS[name]
+
+
+def tiny_model_dir(home: DataHome, name: str = "tiny") -> Path:
+    variant(name)
+    return home.root / "models" / (TINY_VERSION if name == "tiny" else f"{TINY_VERSION}-{name}")
+
+
+def ensure_tiny_model(home: DataHome, seed: int = 0, name: str = "tiny") -> Path:
+    """The folder of tiny model `name` (VARIANTS) in `home`, building it first if it is not there yet."""
+    target = tiny_model_dir(home, name)
     if (target / MARKER).exists():
         return target
-    staging = home.ensure().tmp_dir / f"{TINY_VERSION}.{os.getpid()}"
+    staging = home.ensure().tmp_dir / f"{target.name}.{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
-    build_tiny_model(staging, seed=seed)
+    build_tiny_model(staging, seed=seed, name=name)
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         staging.rename(target)
@@ -64,23 +95,24 @@ def ensure_tiny_model(home: DataHome, seed: int = 0) -> Path:
     return target
 
 
-def build_tiny_model(out: Path, seed: int = 0) -> Path:
-    """Write tokenizer, image processor config, chat template and a random tiny model into `out`."""
+def build_tiny_model(out: Path, seed: int = 0, name: str = "tiny") -> Path:
+    """Write tokenizer, image processor config, chat template and a random model of variant `name` into `out`."""
     import json
 
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
 
+    spec = variant(name)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(spec.vocab_size, spec.learn_corpus)
     tokenizer.save_pretrained(out)
-    image_processor = build_image_processor()
+    image_processor = build_image_processor(spec.min_pixels, spec.max_pixels)
     image_processor.save_pretrained(out)
     torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(tiny_config(tokenizer))
+    model = Qwen2_5_VLForConditionalGeneration(tiny_config(tokenizer, spec.shape))
     model.save_pretrained(out)
-    (out / MARKER).write_text(json.dumps({"version": TINY_VERSION, "seed": seed}))
+    (out / MARKER).write_text(json.dumps({"version": TINY_VERSION, "variant": name, "seed": seed}))
     return out
 
 
@@ -152,30 +184,62 @@ The answer is B. The image shows a red, green and blue label; the price list is 
 """
 
 
-def _corpus() -> list[str]:
-    return _CORPUS.split("\n\n") * 4
+# What the "learn" variant's tokenizer also sees: the zoom task's words and code (synth/zoom.py), written out
+# here rather than imported, for the reason above.
+_LEARN_CORPUS = """Question: What colour is the small square?
+Options:
+A. red
+B. green
+C. blue
+D. yellow
+Please select the correct answer from the options above.
+<think>The square is too small to see. I will find it and zoom in.
+<code>
+```python
+import numpy as np
+from PIL import Image
+img = Image.open(image_path)
+s = np.asarray(img.convert("HSV"))[:, :, 1]
+y, x = np.argwhere(s > 100).mean(0).astype(int)
+path = "/mnt/data/temp_processed_images/zoom.png"
+img.crop((x - 32, y - 32, x + 32, y + 32)).save(path)
+print(path)
+```
+</code>
+<sandbox_output>images/ab/0123456789abcdef.png</sandbox_output>
+The square is red. The square is green. The square is blue. The square is yellow.</think>
+<answer>A</answer> <answer>B</answer> <answer>C</answer> <answer>D</answer>
+"""
 
 
-def build_tokenizer():
+def _corpus(learn: bool = False) -> list[str]:
+    extra = []
+    if learn:
+        system = (Path(__file__).resolve().parents[2] / "infra" / "prompts" / "system.txt").read_text()
+        extra = [_LEARN_CORPUS, system] * 8
+    return _CORPUS.split("\n\n") * 4 + extra
+
+
+def build_tokenizer(vocab_size: int = VOCAB_SIZE, learn_corpus: bool = False):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE, special_tokens=SPECIAL_TOKENS, show_progress=False,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(_corpus(), trainer)
+    tok.train_from_iterator(_corpus(learn_corpus), trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                    model_max_length=32768)
     fast.chat_template = CHAT_TEMPLATE
     return fast
 
 
-def build_image_processor():
+def build_image_processor(min_pixels: int = TINY_MIN_PIXELS, max_pixels: int = TINY_MAX_PIXELS):
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    return Qwen2VLImageProcessorPil(min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS)
+    return Qwen2VLImageProcessorPil(min_pixels=min_pixels, max_pixels=max_pixels)
 
 
 # Shapes a random model can take over the tiny tokenizer: the tiny default, and Qwen2.5-VL-7B's text and vision
@@ -184,6 +248,9 @@ SHAPES = {
     "tiny": dict(text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                            num_key_value_heads=2), mrope_section=[2, 3, 3], vocab_size=None,
                  vision=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, fullatt_block_indexes=[1])),
+    "learn": dict(text=dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4,
+                            num_key_value_heads=2), mrope_section=[4, 6, 6], vocab_size=None,
+                  vision=dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=2, fullatt_block_indexes=[1])),
     "7b": dict(text=dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
                          num_key_value_heads=4), mrope_section=[16, 24, 24], vocab_size=152064,
                vision=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16,
@@ -192,8 +259,7 @@ SHAPES = {
 
 
 def tiny_config(tokenizer, size: str = "tiny"):
-    """The model config over the tiny tokenizer's special tokens; `size` picks a shape of SHAPES (the tiny
-    model itself is always "tiny")."""
+    """The model config over the tiny tokenizer's special tokens; `size` picks a shape of SHAPES."""
     from transformers import Qwen2_5_VLConfig
 
     shape = SHAPES[size]

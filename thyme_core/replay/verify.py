@@ -16,6 +16,7 @@ to the real input through `image_path` (the sandbox rebinds that name itself). O
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import re
@@ -154,16 +155,22 @@ def _compare(result, shown, expected_image, pool, session, config) -> tuple[str,
     return _compare_text(result.stdout, shown.body, config)
 
 
-def _produced_image(result, pool, session) -> Path | None:
+def _produced_image(result, pool, session) -> bytes | None:
+    """The bytes of the image the code printed last (the sandbox read them once), else of the last saved."""
     for line in reversed(result.stdout.strip().splitlines()):
-        path = pool.resolve(session, line)
-        if path is not None:
-            return path
-    return Path(result.images[-1].path) if result.images else None
+        image = result.printed_image(line)
+        if image is not None:
+            return image.data
+    return result.images[-1].data if result.images else None
 
 
-def _compare_images(produced: Path, expected: Path, config: ReplayConfig) -> tuple[str, float | None, str, str]:
-    with Image.open(produced) as a, Image.open(expected) as b:
+def _compare_images(produced: bytes, expected: Path, config: ReplayConfig) -> tuple[str, float | None, str, str]:
+    try:
+        with Image.open(io.BytesIO(produced)) as a:
+            a.load()
+    except Exception as exc:  # a broken image that got past the sandbox's header checks
+        return "mismatch", None, "no_image", f"produced image unreadable ({type(exc).__name__})"
+    with a, Image.open(expected) as b:
         if a.size != b.size:
             return "mismatch", 0.0, "size_differs", f"produced {a.size[0]}x{a.size[1]}, recorded {b.size[0]}x{b.size[1]}"
         x = np.asarray(a.convert("RGB"), dtype=np.int16)

@@ -10,6 +10,7 @@
   or a number against words), the judge decides if one is given; without a judge the rule's 0 stands.
 - consistency: the judge says whether the end of the reasoning supports the answer (no judge: an error).
 - combined: r = w_acc * acc * (1 + w_cons * cons) + w_fmt * fmt, cons only asked and counted when acc > 0.
+- combined_negated: -combined, for control runs that must unlearn (bench/learn_cpu.py).
 
 A judge failure is a missing reward: None, with its reason code (judge.JudgeFailure) in the returned list's
 `reasons`. It is never scored 0. What the trainer does with a group holding a missing reward is in
@@ -313,11 +314,26 @@ def combined_reward(completions, solution, judge=None, config: RewardConfig | No
     return Scores([r.total for r in rows], [r.reason for r in rows])
 
 
+def combined_negated_reward(completions, solution, judge=None, config: RewardConfig | None = None,
+                            **kwargs) -> Scores:
+    """Minus the combined reward: the control run of bench/learn_cpu.py. Group-normalised advantages of -r are
+    exactly minus those of r, so training on it must lower the combined reward; a measurement that cannot
+    show that cannot tell learning from noise either.
+
+    >>> combined_negated_reward(["<think>3*4=12</think><answer>12</answer>", "<answer>12</answer>"],
+    ...                         solution=["12", "12"], config=RewardConfig(consistency_weight=0))
+    [-1.5, -1.0]
+    """
+    got = combined_reward(completions, solution, judge=judge, config=config, **kwargs)
+    return Scores([None if v is None else -v for v in got], got.reasons)
+
+
 REWARDS = {
     "format": format_reward,
     "accuracy": accuracy_reward,
     "consistency": consistency_reward,
     "combined": combined_reward,
+    "combined_negated": combined_negated_reward,
 }
 
 

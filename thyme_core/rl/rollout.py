@@ -81,8 +81,9 @@ class Rollout:
 
     @property
     def completion(self) -> str:
-        """The assistant turn as text (sandbox outputs included): what the rewards read."""
-        return self.trajectory.response
+        """What the rewards read: the model's own text of the assistant turn. Sandbox outputs are left out:
+        text printed by code is data, so an `<answer>` or `<think>` in it never counts as the model's."""
+        return self.trajectory.model_text
 
 
 def make_agent(backend: Backend, home, config: RolloutConfig, pool=None, run_id: str = "rl") -> Agent:

@@ -3,7 +3,8 @@
 The bwrap sandbox sees only: /usr (with the /lib, /lib64, /bin symlinks of a merged-/usr system), the Python
 runtime roots (interpreter prefix, virtualenv, the site folders of numpy / PIL / cv2), the worker script, a
 minimal /dev, a private /proc, and the pool's sessions folder (which each session then hides behind an empty
-tmpfs after mounting its own two folders). No /etc (except the loader cache), no /home, no /tmp, no network.
+tmpfs after mounting its own input folder and output tmpfs). No /etc (except the loader cache), no /home, no
+/tmp, no network. Each session then gets network, IPC and UTS namespaces of its own (_worker.py).
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import sys
 from pathlib import Path
 
 from thyme_core.base.errors import ThymeError
+from thyme_core.sandbox import _interp, _worker  # noqa: F401  (run inside the sandbox; imported here so they
+#                                                  are in the import closure that names a stage's code version)
 
 WORKER = Path(__file__).with_name("_worker.py")
 WORKER_IN_SANDBOX = "/opt/thyme_sandbox/worker.py"
+INTERP, INTERP_IN_SANDBOX = WORKER.with_name("_interp.py"), "/opt/thyme_sandbox/_interp.py"
 SANDBOX_ENV = {
     "PATH": "/usr/bin:/bin",
     "HOME": "/nonexistent",
@@ -55,7 +59,9 @@ def template_argv(isolation: str, sessions_root: Path, ctl_fd: int) -> list[str]
     mode = worker_mode(isolation)
     if mode == "none":
         return [sys.executable, "-I", str(WORKER), mode, str(ctl_fd)]
-    argv = [find_bwrap(), "--die-with-parent", "--new-session", "--clearenv"]
+    # No --die-with-parent: it fires when the launching *thread* ends (template.py says why); the template
+    # exits when its control socket closes instead.
+    argv = [find_bwrap(), "--new-session", "--clearenv"]
     if mode == "root":
         # No user namespace: the template keeps only what it needs to mount and to switch each session
         # to its own uid; sessions then hold no capability at all.
@@ -68,8 +74,15 @@ def template_argv(isolation: str, sessions_root: Path, ctl_fd: int) -> list[str]
     for key, value in SANDBOX_ENV.items():
         argv += ["--setenv", key, value]
     argv += _filesystem_args(sessions_root)
-    argv += [sys.executable, "-I", WORKER_IN_SANDBOX, mode, str(ctl_fd)]
+    argv += [python_in_sandbox(), "-I", WORKER_IN_SANDBOX, mode, str(ctl_fd)]
     return argv
+
+
+def python_in_sandbox() -> str:
+    """The interpreter by a path the sandbox can see: its folder's links resolved (a worktree's `.venv` is often
+    a link to another checkout's, and only resolved runtime roots are bound), its own name kept (a
+    virtualenv's `python` link must be run by that name for the venv to apply)."""
+    return os.path.join(os.path.realpath(os.path.dirname(sys.executable)), os.path.basename(sys.executable))
 
 
 def _filesystem_args(sessions_root: Path) -> list[str]:
@@ -85,6 +98,7 @@ def _filesystem_args(sessions_root: Path) -> list[str]:
     for root in runtime_roots():
         args += _parents(root, made) + ["--ro-bind", root, root]
     args += _parents(WORKER_IN_SANDBOX, made) + ["--ro-bind", str(WORKER), WORKER_IN_SANDBOX]
+    args += ["--ro-bind", str(INTERP), INTERP_IN_SANDBOX]
     args += ["--dev", "/dev", "--proc", "/proc"]
     args += ["--dir", "/mnt/data/temp_processed_images", "--dir", "/mnt/data/input"]
     args += ["--bind", str(sessions_root), "/sbx/sessions", "--chdir", "/"]

@@ -1,21 +1,26 @@
-"""The host side of the sandbox: a warm template process, one live interpreter per session, and `run`.
+"""The host side of the sandbox: warm templates, one live interpreter per session, and `run`.
 
-A session is a folder pair under the pool root (`<key>/in` read-only inputs, `<key>/out` outputs) plus one
-interpreter forked from the template. The pool talks to the template over a SEQPACKET control socket
-(spawn / kill) and to each interpreter over its own stream socket (run). Timeouts are enforced here, on the
-host: the template SIGKILLs the interpreter (pid 1 of its pid namespace, so all it started dies with it) and
-reaps it; the next run of that session starts a fresh interpreter.
+A session is a host folder of read-only inputs (`<root>/<key>/in`), an interpreter forked from the template,
+its output tmpfs (reached only through a directory descriptor the template sent), and, where the machine
+allows, its cgroups. One run: thaw the session, send the code, wait for the reply until the run's one
+deadline, freeze the session (every process and thread of it), collect the outputs from the descriptor
+(collect.py), return. Between runs the session stays frozen, so code left running in the background uses
+no CPU and cannot touch its files while the host reads them. A timeout, a broken reply or a crash kills
+the interpreter with everything it started (pid 1 of its pid namespace); the next run starts a new one.
+
+An interpreter found dead when code arrives (it was frozen, so the code of this session did not kill it)
+is replaced, the session's earlier blocks are replayed in the new one, the run is retried once there, and
+the reason lands in `ExecResult.retry_reason` (and `dead_before_run` counts it).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
+import secrets
 import shutil
 import socket
-import subprocess
 import tempfile
 import threading
 import time
@@ -25,19 +30,14 @@ from pathlib import Path
 from PIL import Image
 
 from thyme_core.base.errors import ThymeError
-from thyme_core.sandbox import launch
-from thyme_core.sandbox._worker import recv_msg, send_msg
-from thyme_core.sandbox.outputs import classify, failure_message, link_or_copy, new_images, snapshot
+from thyme_core.sandbox import cgroups, channel, collect, launch
 from thyme_core.sandbox.rewrite import prepare_code
-from thyme_core.sandbox.types import FATAL, ExecResult, Limits, Status
+from thyme_core.sandbox.template import CONTROL_TIMEOUT_S, Template
+from thyme_core.sandbox.types import FATAL, MAX_RETRY_REASON_CHARS, ExecResult, Limits, Status
+from thyme_core.sandbox.uids import BLOCK, UidBlock
 from thyme_core.thyme_format import OUTPUT_DIR
 
 SANDBOX_INPUT_DIR = "/mnt/data/input"
-# Root mode: each live session runs as its own uid from this range (per-uid process limits, no shared files).
-UID_BASE, UID_COUNT = 2_000_000, 60_000
-STARTUP_TIMEOUT_S = 60.0
-MAX_REPLY_BYTES = 32 * 1024 * 1024  # a reply claiming more is the code forging the protocol
-CONTROL_TIMEOUT_S = 15.0  # spawn and kill answer in milliseconds; longer means the template is broken
 
 
 @dataclass
@@ -49,71 +49,18 @@ class _Session:
     lock: threading.Lock = field(default_factory=threading.Lock)
     sock: socket.socket | None = None
     pid: int = 0
-    template: "_Template | None" = None
+    template: Template | None = None
+    out_fd: int | None = None  # the output folder, as the host reads it
+    group: cgroups.SessionGroup | None = None
+    frozen: bool = False
     inputs: dict[str, str] = field(default_factory=dict)  # host path -> name in the input folder
+    history: list[tuple[str, str | None]] = field(default_factory=list)  # blocks run in this interpreter
     runs: int = 0
-
-    @property
-    def out_dir(self) -> Path:
-        return self.dir / "out"
-
-    @property
-    def in_dir(self) -> Path:
-        return self.dir / "in"
+    seq: int = 0  # numbers each request; the interpreter's reply carries it back
 
 
-class _Template:
-    """One warm, pre-imported worker process; every session interpreter is forked from it."""
-
-    def __init__(self, isolation: str, sessions_root: Path):
-        self.isolation = isolation
-        self.mode = launch.worker_mode(isolation)
-        self.ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        # A file, not a pipe: nobody drains the template's stderr while it runs, and a full pipe would block it.
-        self._log = tempfile.TemporaryFile()
-        argv = launch.template_argv(isolation, sessions_root, theirs.fileno())
-        env = launch.SANDBOX_ENV if self.mode == "none" else {}
-        self.proc = subprocess.Popen(
-            argv, pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=self._log, start_new_session=True,
-        )
-        theirs.close()
-        self.lock = threading.Lock()
-        self.spawned = 0
-        self.live = 0
-        self.draining = False
-        self.ctl.settimeout(STARTUP_TIMEOUT_S)
-        try:
-            json.loads(self.ctl.recv(1 << 16) or b"null")["ready"]
-        except (OSError, TypeError, ValueError, KeyError):
-            self.close()
-            raise ThymeError(f"the sandbox worker did not start ({isolation}): {self._stderr()}") from None
-        self.ctl.settimeout(CONTROL_TIMEOUT_S)
-
-    def _stderr(self) -> str:
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace").strip()[-2000:]
-
-    def request(self, msg: dict, fds: list[int] = ()) -> dict:
-        with self.lock:
-            try:
-                socket.send_fds(self.ctl, [json.dumps(msg).encode()], list(fds))
-                data = self.ctl.recv(1 << 16)
-            except OSError:
-                self.close()  # a template that stops answering is replaced, with all it runs
-                raise
-        if not data:
-            raise EOFError("sandbox template closed its control socket")
-        return json.loads(data)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def close(self) -> None:
-        self.ctl.close()
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, 9)
-        self.proc.wait()  # the log file stays readable for the error message; it goes with this object
+class _DeadBeforeRun(Exception):
+    """The session's interpreter was gone before the code reached it."""
 
 
 class SandboxPool:
@@ -124,21 +71,20 @@ class SandboxPool:
     workers: how many runs execute at once (default: the number of cores).
     root: folder holding the session folders (default: a fresh temporary folder removed on close).
     recycle_after: sessions one template forks before a fresh template replaces it.
-    keep_outputs: keep session folders when a session (or the pool) closes.
     spares: interpreters kept forked ahead (with their own empty folders) for new sessions that use the
         pool's default limits (default: `workers`); a background thread refills them.
+    use_cgroups: per-session cgroups where the machine allows them (`cgroups` reports what holds).
     """
 
     def __init__(self, isolation: str = "bwrap", workers: int | None = None, root: str | os.PathLike | None = None,
-                 recycle_after: int = 500, keep_outputs: bool = False, limits: Limits | None = None,
-                 spares: int | None = None):
-        launch.worker_mode(isolation)
+                 recycle_after: int = 500, limits: Limits | None = None, spares: int | None = None,
+                 use_cgroups: bool = True):
+        self.mode = launch.worker_mode(isolation)
         if isolation == "bwrap":
             launch.find_bwrap()
         self.isolation = isolation
         self.limits = limits or Limits()
         self.recycle_after = recycle_after
-        self.keep_outputs = keep_outputs
         self._own_root = root is None
         self.root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="thyme-sandbox-"))
         self.root.mkdir(parents=True, exist_ok=True)
@@ -151,16 +97,24 @@ class SandboxPool:
         self._spare_target = workers if spares is None else spares
         self._spare_count = 0
         self._sessions: dict[str, _Session] = {}
-        self.dead_before_run = 0  # interpreters found dead when code arrived (see _restart_and_run)
-        self._free_uids = list(range(UID_BASE + UID_COUNT - 1, UID_BASE - 1, -1))
-        self._template: _Template | None = None
-        self._old: list[_Template] = []
+        self.dead_before_run = 0  # interpreters found dead when code arrived (each retried, see run)
+        self._uids = UidBlock() if self.mode == "root" else None
+        self._cg = cgroups.detect(use_cgroups)
+        self.cgroups = self._cg.report()
+        self._scrub = _host_names(self.root)
+        self._template: Template | None = None
+        self._old: list[Template] = []
         self._closed = False
         self._current_template(claim=False)  # start warm now, not on the first run
         self._refiller = threading.Thread(target=self._refill_spares, name="sandbox-spares", daemon=True)
         self._refiller.start()
 
     # ---- public API
+
+    @property
+    def uid_range(self) -> tuple[int, int] | None:
+        """The uids this pool's sessions run as (root mode; None otherwise): no other pool holds them."""
+        return (self._uids.first, self._uids.first + BLOCK - 1) if self._uids is not None else None
 
     def run(self, code: str, images: list[str | os.PathLike] = (), session_id: str = "default",
             limits: Limits | None = None) -> ExecResult:
@@ -177,53 +131,27 @@ class SandboxPool:
                 if session.sock is None:
                     self._start_interpreter(session, limits)
                 session.runs += 1
+                image_path, size = self._stage_inputs(session, [Path(p) for p in images])
+                out = str(session.dir / "out") if self.mode == "none" else None
+                prepared = prepare_code(code, image_path, size, output_dir=out)
                 try:
-                    result = self._run_in(session, code, [Path(p) for p in images], limits)
-                except _DeadBeforeRun:
-                    result = self._restart_and_run(session, code, images, limits, fresh)
-        return _finish(result, time.perf_counter() - start, fresh)
+                    result = self._run_in(session, prepared, image_path, limits)
+                except _DeadBeforeRun as dead:
+                    result, fresh = self._retry(session, prepared, image_path, limits, str(dead)), True
+        return replace(result, duration_s=time.perf_counter() - start, fresh_interpreter=fresh)
 
-    def _restart_and_run(self, session, code, images, limits, fresh) -> ExecResult:
-        """The interpreter was dead before this code reached it (a spare that died idle). With no earlier
-        block run in it, nothing is lost: start a new one and run there. Otherwise the session's state is
-        gone and the run reports KILLED, as for any crash."""
-        self._stop_interpreter(session)
-        self.dead_before_run += 1
-        if not fresh:
-            return ExecResult(Status.KILLED, error=failure_message(Status.KILLED, limits))
-        self._start_interpreter(session, limits)
-        try:
-            return self._run_in(session, code, [Path(p) for p in images], limits)
-        except _DeadBeforeRun:
-            self._stop_interpreter(session)
-            return ExecResult(Status.KILLED, error=failure_message(Status.KILLED, limits))
-
-    def session_dir(self, session_id: str) -> Path:
-        """The host folder the session sees as /mnt/data/temp_processed_images (its output images land here)."""
-        return self._session(session_id).out_dir
-
-    def resolve(self, session_id: str, printed_path: str) -> Path | None:
-        """The host file a path printed by the code means, when it names a file of the session's outputs."""
-        out = self._session(session_id).out_dir
-        text = printed_path.strip().strip("'\"")
-        for prefix in (OUTPUT_DIR, str(out)):
-            if text.startswith(prefix + "/"):
-                candidate = (out / text[len(prefix) + 1:]).resolve()
-                if candidate.is_file() and candidate.is_relative_to(out.resolve()):
-                    return candidate
-        return None
-
-    def close_session(self, session_id: str, keep_outputs: bool | None = None) -> None:
+    def close_session(self, session_id: str) -> None:
+        """End the session: its interpreter and all it started are killed, its folders removed."""
         with self._lock:
             session = self._sessions.pop(session_id, None)
         if session is None:
             return
         with session.lock:
             self._stop_interpreter(session)
-            with self._lock:
-                self._free_uids.append(session.uid)
-            if not (self.keep_outputs if keep_outputs is None else keep_outputs):
-                shutil.rmtree(session.dir, ignore_errors=True)
+            if self._uids is not None:
+                with self._lock:
+                    self._uids.give(session.uid)
+            collect.remove_tree(session.dir)
 
     def close(self) -> None:
         with self._lock:
@@ -235,14 +163,16 @@ class SandboxPool:
         for session in [*self._sessions.values(), *self._spares]:
             with session.lock:
                 self._stop_interpreter(session)
-            if not self.keep_outputs or not session.session_id:  # unused spares leave nothing behind
-                shutil.rmtree(session.dir, ignore_errors=True)
+            collect.remove_tree(session.dir)
         self._sessions.clear()
         self._spares.clear()
         for template in [self._template, *self._old]:
             if template is not None:
                 template.close()
-        if self._own_root and not self.keep_outputs:
+        self._cg.remove()
+        if self._uids is not None:
+            self._uids.release()
+        if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> "SandboxPool":
@@ -250,6 +180,88 @@ class SandboxPool:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    # ---- one run
+
+    def _run_in(self, session: _Session, prepared: str, image_path: str | None, limits: Limits) -> ExecResult:
+        deadline = time.monotonic() + limits.timeout_s
+        if session.template is None or not session.template.alive():
+            raise _DeadBeforeRun("its template process had exited")
+        before = collect.snapshot(session.out_fd)  # taken while still frozen
+        if session.frozen and not self._freeze(session, False):
+            raise _DeadBeforeRun("it could not be thawed")
+        session.seq += 1
+        request = {"code": prepared, "image_path": image_path, "cpu_s": limits.cpu_s,
+                   "max_output_chars": limits.max_output_chars, "seq": session.seq}
+        try:
+            channel.send(session.sock, request, deadline)
+        except TimeoutError:  # alive but not reading (its code filled the socket): this run's deadline
+            return self._fail(session, Status.TIMEOUT, limits)
+        except OSError as exc:
+            raise _DeadBeforeRun(f"its socket refused the code ({exc.strerror or type(exc).__name__})") from None
+        try:
+            reply = None
+            while not (isinstance(reply, dict) and reply.get("seq") == session.seq):  # skip earlier runs' replies
+                reply = channel.receive(session.sock, deadline, max_bytes=64 * limits.max_output_chars + (1 << 20))
+        except channel.Late:
+            return self._fail(session, Status.TIMEOUT, limits)
+        except channel.Broken:
+            return self._fail(session, None, limits)
+        if not collect.valid_reply(reply):
+            return self._fail(session, Status.KILLED, limits, "RuntimeError: the sandbox interpreter sent a malformed reply")
+        if not self._freeze(session, True):
+            return self._fail(session, Status.KILLED, limits, "RuntimeError: the session's processes would not stop")
+        images, problem = collect.new_images(session.out_fd, before, limits)
+        result = collect.result_from(reply, images, problem, limits, self._names(session))
+        if result.status in FATAL:
+            self._stop_interpreter(session)  # recycle after any failure: the next run starts clean
+        else:
+            session.history.append((prepared, image_path))
+        return result
+
+    def _fail(self, session: _Session, status: Status | None, limits: Limits, error: str = "") -> ExecResult:
+        """Kill the interpreter; the status (None: from how it died) and the message the model sees."""
+        oom = session.group is not None and session.group.memory_exceeded()
+        code = self._stop_interpreter(session)
+        if status is None:  # 24: SIGXCPU, the CPU-time limit
+            status = Status.MEMORY if oom else Status.TIMEOUT if code == -24 else Status.KILLED
+        return ExecResult(status, error=error or collect.failure_message(status, limits))
+
+    def _retry(self, session: _Session, prepared: str, image_path: str | None, limits: Limits,
+               why: str) -> ExecResult:
+        """Replace a dead interpreter, replay the session's earlier blocks in the new one, run this block."""
+        history = list(session.history)
+        self._stop_interpreter(session)
+        with self._lock:
+            self.dead_before_run += 1
+        reason = f"the interpreter was found dead before the run ({why}); retried in a fresh interpreter"
+        reason += f" after replaying {len(history)} earlier block(s)" if history else ""
+        try:
+            self._start_interpreter(session, limits)
+            for code, path in history:
+                if self._run_in(session, code, path, limits).status in FATAL:
+                    raise _DeadBeforeRun("an earlier block failed on replay")
+            result = self._run_in(session, prepared, image_path, limits)
+        except (_DeadBeforeRun, ThymeError) as exc:
+            self._stop_interpreter(session)
+            result = ExecResult(Status.KILLED, error=collect.failure_message(Status.KILLED, limits))
+            reason += f"; the retry failed too ({str(exc)[:120]})"
+        return replace(result, retry_reason=reason[:MAX_RETRY_REASON_CHARS])
+
+    def _freeze(self, session: _Session, frozen: bool) -> bool:
+        """Freeze (or thaw) every process and thread of the session: its cgroup, else SIGSTOP of its tree."""
+        if session.group is not None and session.group.v2 is not None:
+            ok = session.group.freeze(frozen)
+        else:
+            ok = bool(session.template.call("stop" if frozen else "cont", session.pid).get("stopped"))
+        session.frozen = frozen and ok
+        return ok
+
+    def _names(self, session: _Session) -> dict[str, str]:
+        if self.mode != "none":
+            return self._scrub
+        inside = {str(session.dir / "out"): OUTPUT_DIR, str(session.dir / "in"): SANDBOX_INPUT_DIR}
+        return inside | self._scrub
 
     # ---- sessions and interpreters
 
@@ -262,23 +274,21 @@ class SandboxPool:
             if session is None:
                 if self._spares and limits == self.limits:
                     session = self._spares.pop()
-                    session.session_id = session_id
                     self._spare_ready.notify()
                 else:
                     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", session_id)[:48]
                     session = self._new_session(f"{safe}-{hashlib.sha256(session_id.encode()).hexdigest()[:12]}")
-                    session.session_id = session_id
+                session.session_id = session_id
                 self._sessions[session_id] = session
             return session
 
     def _new_session(self, key: str) -> _Session:
         """Folders and uid for a session (call with self._lock held)."""
-        session = _Session("", key, self.root / key, self._free_uids.pop())
-        for sub in ("in", "out"):
+        uid = self._uids.take() if self._uids is not None else os.getuid()
+        session = _Session("", key, self.root / key, uid)
+        for sub in ("in", "out") if self.mode == "none" else ("in",):
             (session.dir / sub).mkdir(parents=True, exist_ok=True)
             os.chmod(session.dir / sub, 0o755)
-        if launch.worker_mode(self.isolation) == "root":  # the session runs as its own uid
-            os.chown(session.out_dir, session.uid, session.uid)
         return session
 
     def _refill_spares(self) -> None:
@@ -300,15 +310,14 @@ class SandboxPool:
                 if self._closed:
                     return
 
-    def _current_template(self, claim: bool = True) -> _Template:
+    def _current_template(self, claim: bool = True) -> Template:
         """The template new interpreters fork from (replaced when dead or used up); `claim` counts one more."""
         with self._lock:
             t = self._template
             if t is None or not t.alive() or t.spawned >= self.recycle_after:
                 if t is not None:
-                    t.draining = True
                     self._old.append(t)
-                t = self._template = _Template(self.isolation, self.root)
+                t = self._template = Template(self.isolation, self.root)
             for old in [o for o in self._old if o.live == 0 or not o.alive()]:
                 old.close()
                 self._old.remove(old)
@@ -320,20 +329,30 @@ class SandboxPool:
     def _start_interpreter(self, session: _Session, limits: Limits) -> None:
         template = self._current_template()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        cwd = OUTPUT_DIR if template.mode != "none" else str(session.out_dir)
-        msg = {"op": "spawn", "key": session.key, "uid": session.uid, "cwd": cwd, "limits": limits.to_dict()}
+        group, cg_fds = None, []
+        cwd = OUTPUT_DIR if self.mode != "none" else str(session.dir / "out")
+        msg = {"key": session.key, "uid": session.uid, "cwd": cwd, "limits": limits.to_dict()}
         try:
-            reply = template.request(msg, [theirs.fileno()])
-        except (OSError, EOFError, ValueError) as exc:
-            reply = {"error": f"template failed: {exc}"}
-        finally:
-            theirs.close()
-        if "pid" not in reply:
+            if self._cg.v2 is not None or self._cg.v1:
+                group = cgroups.SessionGroup(self._cg, f"{session.key}-{template.spawned}-{secrets.token_hex(2)}",
+                                             limits.memory_mb, limits.max_processes)
+                cg_fds = group.procs_fds()
+            pid, out_fd = template.spawn(msg, theirs.fileno(), cg_fds)
+            if out_fd is None:  # no isolation: the host's own folder
+                out_fd = os.open(session.dir / "out", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except (ThymeError, OSError) as exc:
             ours.close()
+            if group is not None:
+                group.remove()
             with self._lock:  # the count decides when a drained template is closed (_current_template)
                 template.live -= 1
-            raise ThymeError(f"the sandbox could not start a session interpreter: {reply.get('error')}")
-        session.sock, session.pid, session.template = ours, reply["pid"], template
+            raise exc if isinstance(exc, ThymeError) else ThymeError(f"the sandbox could not start a session: {exc}")
+        finally:
+            theirs.close()
+            for fd in cg_fds:
+                os.close(fd)
+        session.sock, session.pid, session.template, session.out_fd = ours, pid, template, out_fd
+        session.group, session.frozen, session.history = group, False, []
 
     def _stop_interpreter(self, session: _Session) -> int | None:
         """Kill the session's interpreter (and everything it started); its exit code or -signal."""
@@ -341,54 +360,24 @@ class SandboxPool:
             return None
         session.sock.close()
         template, session.sock = session.template, None
-        status = None
-        if template is not None and template.alive():
-            try:
-                status = template.request({"op": "kill", "pid": session.pid}).get("status")
-            except (OSError, EOFError, ValueError):
-                status = None
+        status = template.call("kill", session.pid).get("status") if template is not None else None
+        if session.out_fd is not None:
+            os.close(session.out_fd)  # the tmpfs goes with its last reference
+            session.out_fd = None
+        if session.group is not None:
+            session.group.remove()
+            session.group = None
         if template is not None:
             with self._lock:
                 template.live -= 1
+        if self.mode == "none":  # the host's own folder: emptied for the next interpreter
+            collect.remove_tree(session.dir / "out")
+            (session.dir / "out").mkdir(mode=0o755, exist_ok=True)
         return status
 
-    def _run_in(self, session: _Session, code: str, images: list[Path], limits: Limits) -> ExecResult:
-        image_path, size = self._stage_inputs(session, images)
-        mapped_out = str(session.out_dir) if self.isolation == "none" else None
-        prepared = prepare_code(code, image_path, size, output_dir=mapped_out)
-        before = snapshot(session.out_dir)
-        request = {"code": prepared, "image_path": image_path, "cpu_s": limits.cpu_s,
-                   "max_output_chars": limits.max_output_chars}
-        reply, status = self._exchange(session, request, limits.timeout_s)
-        if reply is None:
-            return ExecResult(status, error=failure_message(status, limits))
-        out_images, problem = new_images(session.out_dir, before)
-        result = classify(reply, out_images, problem)
-        if result.status in FATAL:
-            self._stop_interpreter(session)  # recycle after any failure: the next run starts clean
-        return result
-
-    def _exchange(self, session: _Session, request: dict, timeout_s: float) -> tuple[dict | None, Status]:
-        sock = session.sock
-        try:
-            sock.settimeout(timeout_s)
-            try:
-                send_msg(sock, request)
-            except OSError:
-                raise _DeadBeforeRun from None
-            reply = recv_msg(sock, max_bytes=MAX_REPLY_BYTES)
-            if not isinstance(reply, dict) or "status" not in reply:
-                raise ValueError("malformed reply")
-            return reply, Status(reply["status"])
-        except TimeoutError:
-            self._stop_interpreter(session)
-            return None, Status.TIMEOUT
-        except (OSError, EOFError, ValueError):
-            code = self._stop_interpreter(session)
-            return None, Status.TIMEOUT if code == -24 else Status.KILLED  # 24: SIGXCPU, the CPU-time limit
-
     def _stage_inputs(self, session: _Session, images: list[Path]) -> tuple[str | None, tuple[int, int] | None]:
-        """Place the input images in the session's read-only folder; the first is `image_path`."""
+        """Copy the input images into the session's read-only folder (the originals are never touched:
+        no link, no chmod); the first is `image_path`."""
         first = None
         for i, src in enumerate(images):
             key = str(src.resolve())
@@ -397,22 +386,21 @@ class SandboxPool:
                 if not src.is_file():
                     raise ThymeError(f"input image not found: {src}")
                 name = f"{len(session.inputs)}_{src.name}" if src.name in session.inputs.values() else src.name
-                link_or_copy(src, session.in_dir / name)
+                shutil.copyfile(src, session.dir / "in" / name)
+                os.chmod(session.dir / "in" / name, 0o644)
                 session.inputs[key] = name
             if i == 0:
                 first = name
         if first is None:
             return None, None
-        host = session.in_dir / first
+        host = session.dir / "in" / first
         with Image.open(host) as im:
             size = im.size
-        inside = str(host) if self.isolation == "none" else f"{SANDBOX_INPUT_DIR}/{first}"
+        inside = str(host) if self.mode == "none" else f"{SANDBOX_INPUT_DIR}/{first}"
         return inside, size
 
 
-def _finish(result: ExecResult, duration: float, fresh: bool) -> ExecResult:
-    return replace(result, duration_s=duration, fresh_interpreter=fresh)
-
-
-class _DeadBeforeRun(Exception):
-    """The session's interpreter could not even receive the request."""
+def _host_names(root: Path) -> dict[str, str]:
+    """Host folders that must not reach the model, longest first, and what is shown instead."""
+    names = {str(root): "/sandbox", **{r: "/python" for r in launch.runtime_roots()}}
+    return dict(sorted(names.items(), key=lambda kv: -len(kv[0])))

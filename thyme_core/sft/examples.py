@@ -5,8 +5,10 @@ file) and the user turn rebuilt from the stored question (`user_turn`: `<image>`
 the image's home path and size, the format footer), so RL and evaluation start from the very prompt SFT
 trains on. Pieces from masking.py are tokenized one by one; an image slot becomes <|vision_start|>, as many
 <|image_pad|> as the resized image has merged patches, <|vision_end|>. Labels are -100 wherever the piece
-is not trainable, so sandbox outputs (their text and their image tokens) never carry loss. The image grid is
-computed from the image header and the processor's pixel limits (the same smart_resize the processor
+is not trainable, so sandbox outputs (their text and their image tokens) never carry loss. Sandbox output
+text is data: special-token literals in it (`<|im_end|>`, `<|image_pad|>`) are tokenized as plain text, as
+the agent loop feeds them (codec.encode_data), so printed text never forges an image slot or ends a turn.
+The image grid is computed from the image header and the processor's pixel limits (the same smart_resize the processor
 applies), so lengths are known without decoding pixels; collate.py decodes them per batch.
 
 An example longer than `max_length` is dropped with reason `too_long`, never truncated: a cut could fall
@@ -86,6 +88,12 @@ class TokenSpec:
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
+    def encode_data(self, text: str) -> list[int]:
+        from thyme_core.base.tokens import SPECIALS, encode_as_data
+
+        specials = frozenset(self.tokenizer.convert_tokens_to_ids(list(SPECIALS)))
+        return encode_as_data(self.tokenizer, text, specials)
+
     def grid(self, path: Path, min_pixels: int, max_pixels: int) -> tuple[int, int, int]:
         from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
@@ -135,7 +143,7 @@ def _tokenize(pieces: list[Piece], grids: list[tuple[int, int, int]], spec: Toke
             t, h, w = grids[piece.image]
             ids = [spec.vision_start] + [spec.image_pad] * (t * h * w // spec.merge**2) + [spec.vision_end]
         else:
-            ids = spec.encode(piece.text)
+            ids = spec.encode_data(piece.text) if piece.data else spec.encode(piece.text)
         input_ids += ids
         labels += ids if piece.trainable else [IGNORE] * len(ids)
     return input_ids, labels

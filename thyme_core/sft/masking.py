@@ -31,6 +31,7 @@ class Piece:
     text: str = ""
     trainable: bool = False
     image: int | None = None
+    data: bool = False  # text printed by code: special-token literals in it are tokenized as plain text
 
 
 def prompt_pieces(prompt: Prompt) -> list[Piece]:
@@ -80,7 +81,7 @@ def response_pieces(response: str, last_round_only: bool = False) -> list[Piece]
         pieces += _model_text(response, pos, start, cutoff)
         out = response[start:end]
         if image is None:
-            pieces.append(Piece(out))
+            pieces.append(Piece(out, data=True))
         else:  # the body (a path or <image>) is replaced by the image itself, as the agent loop feeds it
             open_at = out.index("<sandbox_output>") + len("<sandbox_output>")
             pieces += [Piece(out[:open_at]), Piece(image=image), Piece("</sandbox_output>")]

@@ -7,7 +7,10 @@ It feeds the demo, the tests and the benchmarks with data shaped like the releas
 - samples.py, compute_samples.py, compute.py, text.py: the sample families and their wording;
 - generate.py: sample i of a split is a pure function of (split, i, seed, size); a process pool for speed;
 - writer.py: Parquet (zstd, row groups) or JSONL with columns image (list of base64), question, response;
-- bad.py: corrupt or unusual payloads and records, each with the reason code the pipeline should record.
+- bad.py: corrupt or unusual payloads and records, each with the reason code the pipeline should record;
+- zoom.py: the zoom task (a small coloured square in a large picture) in SFT, RL and benchmark form, which
+  bench/learn_cpu.py trains on;
+- rl.py, benchmark.py: RL records derived from SFT records; the demo benchmark.
 """
 
 from __future__ import annotations

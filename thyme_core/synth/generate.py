@@ -21,6 +21,7 @@ from typing import Iterator
 from thyme_core.synth.compute_samples import image_computation, text_computation
 from thyme_core.synth.execute import Runner
 from thyme_core.synth.samples import Sample, kind_of, new_context, sample_rng, single_round, two_round
+from thyme_core.synth.zoom import zoom_sample
 
 TEXT_ONLY_SHARE = 0.6  # of computation samples; the rest compute from an image
 _BATCH = 64
@@ -30,6 +31,8 @@ _SERIAL_BELOW = 24  # smaller jobs are not worth a pool's start-up
 def generate_sample(split: str, index: int, seed: int = 0, width: int = 1000, height: int = 800) -> Sample:
     """Sample `index` of `split`: a scene (unless text-only), its question, executed code and response."""
     kind = kind_of(split)
+    if kind == "zoom":
+        return zoom_sample(index, seed)  # its own fixed picture size (zoom.SIZE)
     rng = sample_rng(split, index, seed)
     with tempfile.TemporaryDirectory(prefix="thyme-synth-") as tmp:
         if kind == "computation" and rng.random() < TEXT_ONLY_SHARE:

@@ -1,6 +1,7 @@
 """Synthetic RL data in the released Thyme RL form, derived from the synthetic SFT records.
 
-Each SFT record (image, question, response) becomes {messages, images, solution, question}: a system message,
+Each SFT record (image, question, response; by default of the single-round split, `thyme synth --form rl`
+takes any) becomes {messages, images, solution, question}: a system message,
 the SFT question as the user turn (it starts with `<image>` and carries a `User Image Path:` line, as the
 released prompts do), the original image only (processed images belong to a response, which RL has not),
 the answer of the response (without `**`) as the solution, and the question text without the path lines.
@@ -51,19 +52,21 @@ def plain_question(text: str) -> str:
     return "\n".join(lines).strip()
 
 
-def generate_rl_records(n: int, seed: int = 0, width: int = 1000, height: int = 800) -> Iterator[dict]:
-    for sft in generate_records(RL_SPLIT_FROM, n, seed, width, height, workers=1):
+def generate_rl_records(n: int, seed: int = 0, width: int = 1000, height: int = 800,
+                        split: str = RL_SPLIT_FROM) -> Iterator[dict]:
+    for sft in generate_records(split, n, seed, width, height, workers=1):
         yield rl_record(sft)
 
 
 def write_rl_dataset(path: Path, n: int, seed: int = 0, width: int = 1000, height: int = 800,
-                     fmt: str | None = None) -> int:
-    """Write n RL records to `path` (Parquet, or JSONL for a .jsonl path or fmt="jsonl"); returns the count."""
+                     fmt: str | None = None, split: str = RL_SPLIT_FROM) -> int:
+    """Write n RL records, from the SFT records of `split`, to `path` (Parquet, or JSONL for a .jsonl path or
+    fmt="jsonl"); returns the count."""
     if n < 0:
         raise ValueError("n must be >= 0")
     path = Path(path)
     fmt = fmt or ("jsonl" if path.suffix.lower() in (".jsonl", ".json") else "parquet")
-    rows = generate_rl_records(n, seed, width, height)
+    rows = generate_rl_records(n, seed, width, height, split)
     if fmt == "jsonl":
         return write_jsonl(path, rows)
     if fmt != "parquet":

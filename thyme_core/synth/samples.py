@@ -31,7 +31,7 @@ SPLIT_KINDS = {
     "2round": "two_round",
     "computation": "computation",
 }
-KINDS = ("single_round", "two_round", "computation")
+KINDS = ("single_round", "two_round", "computation", "zoom")  # zoom: synth/zoom.py, the learning bench's task
 JPEG_QUALITY = 90
 MAX_ZOOMED_SIDE = 1200
 

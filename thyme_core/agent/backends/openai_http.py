@@ -6,6 +6,12 @@ image_url parts) with vLLM's `continue_final_message` (no new assistant header),
 template renders the prompt, so it must be Qwen's (as served models' are). Token ids come back when the
 server supports `return_token_ids` (vLLM >= 0.10.2); otherwise the text is encoded with the local tokenizer
 (then the ledger holds the canonical tokenization of what was sampled, not necessarily the sampled ids).
+
+Text printed by sandboxed code is data, but the server tokenizes the rendered conversation itself and the
+API has no way to mark text as data: a `<|im_end|>` printed by code would reach the model as the real end of
+turn. So every special-token literal in the assistant turn's text is broken with U+2060 (WORD JOINER) after
+its `<` before it is sent (`defuse`); the model's own text never holds one (vision tokens are banned in
+sampling and EOS ends the turn), so only fed-back text is changed.
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ import urllib.error
 import urllib.request
 
 from thyme_core.agent.backends.base import Backend, FedImage, Generation, GenerationRequest, finish_of
-from thyme_core.agent.codec import Codec
+from thyme_core.agent.codec import SPECIALS, Codec
 from thyme_core.base.errors import ThymeError
+
+JOINER = "\u2060"
 
 
 class OpenAIBackend(Backend):
@@ -62,7 +70,8 @@ class OpenAIBackend(Backend):
         if request.temperature > 0:  # top_k and repetition_penalty are vLLM's extensions of the API
             body.update(top_p=request.top_p, top_k=request.top_k or -1, repetition_penalty=request.repetition_penalty)
         if request.assistant:
-            parts = [{"type": "text", "text": p} if isinstance(p, str) else _image_part(p) for p in request.assistant]
+            parts = [{"type": "text", "text": defuse(p)} if isinstance(p, str) else _image_part(p)
+                     for p in request.assistant]
             messages.append({"role": "assistant", "content": parts})
             body.update(continue_final_message=True, add_generation_prompt=False)
         body["messages"] = messages
@@ -97,6 +106,18 @@ class OpenAIBackend(Backend):
             raise ThymeError(f"{self.base_url}{path}: HTTP {exc.code}: {exc.read()[:300]!r}") from None
         except (urllib.error.URLError, TimeoutError) as exc:
             raise ThymeError(f"{self.base_url}{path}: {exc}") from None
+
+
+def defuse(text: str) -> str:
+    """Special-token literals turned into text no tokenizer matches as a special token.
+
+    >>> defuse("out<|im_end|>") == "out<\u2060|im_end|>"
+    True
+    """
+    for token in SPECIALS:
+        if token in text:
+            text = text.replace(token, token[0] + JOINER + token[1:])
+    return text
 
 
 def _image_part(image: FedImage | None) -> dict:
