@@ -20,8 +20,12 @@ $(STAMP): pyproject.toml infra/setup-system.sh
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# The demo runs against the long-lived local Prefect API (UI at http://127.0.0.1:4200 while it runs); it is
+# stopped at the end unless it was already running.
 demo: setup
-	$(BIN)/thyme demo --home $(HOME_DEMO)
+	@if $(BIN)/thyme server status >/dev/null 2>&1; then $(BIN)/thyme demo --home $(HOME_DEMO); \
+	else $(BIN)/thyme server start && { $(BIN)/thyme demo --home $(HOME_DEMO); rc=$$?; \
+	$(BIN)/thyme server stop; exit $$rc; }; fi
 
 # Tiers run one after another; pytest's exit code 5 ("no tests collected") is reported and fails the run,
 # so an empty tier is never mistaken for a pass.

@@ -9,7 +9,14 @@ called without Prefect, whose steady state (warm workers, start-up excluded) giv
 whose difference to the flow gives the orchestration overhead. Each variant runs in its own subprocess; peak RSS is sampled over its whole
 process tree from /proc. Run twice at two dataset sizes to show that our peak memory is flat.
 
-    .venv/bin/python bench/prepare_bench.py [--samples 3000] [--small 1000] [--workdir .cache/bench]
+Then the physical floor on realistic photos (--photos, default 3,000 unique ~1000x800 JPEGs of ~420 KB, one
+per sample, in 12 row groups): FLOOR reads the Parquet, base64-decodes, sha256-hashes and writes each image,
+in 2 processes taking alternate row groups, and nothing else. Beside it, in the same run: the core without
+Prefect (the work) and `thyme prepare` against the long-lived local API of `thyme server start` (end to end,
+as a user runs it), then the same command again with every shard already done (the skipped rerun).
+
+    nice -n 5 .venv/bin/python bench/prepare_bench.py [--samples 3000] [--small 1000] [--photos 3000]
+        [--workdir .cache/bench]
 
 The last line of stdout is one JSON object with every figure.
 """
@@ -81,6 +88,31 @@ print(json.dumps({"images": sum(r.summary.images_seen for r in results), "proces
 '''
 
 
+FLOOR = r'''
+import base64, hashlib, json, os, sys, time
+from multiprocessing import get_context
+import pyarrow.parquet as pq
+src, out = sys.argv[1], sys.argv[2]
+def work(part):
+    pf, n = pq.ParquetFile(src), 0
+    for g in range(part, pf.metadata.num_row_groups, 2):
+        for images in pf.read_row_group(g, columns=["image"]).column(0).to_pylist():
+            for b64 in images:
+                data = base64.b64decode(b64)
+                name = hashlib.sha256(data).hexdigest()
+                os.makedirs(os.path.join(out, name[:2]), exist_ok=True)
+                with open(os.path.join(out, name[:2], name + ".jpg"), "wb") as f:
+                    f.write(data)
+                n += 1
+    return n
+if __name__ == "__main__":
+    t0 = time.perf_counter()
+    with get_context("fork").Pool(2) as pool:
+        images = sum(pool.map(work, [0, 1]))
+    print(json.dumps({"images": images, "process_s": time.perf_counter() - t0}))
+'''
+
+
 def tree_rss_bytes(pid: int) -> tuple[int, int]:
     """(total, largest single process) resident memory of a process and its descendants, from /proc."""
     children: dict[int, list[int]] = {}
@@ -137,6 +169,91 @@ def dataset(workdir: Path, n: int) -> Path:
         write_dataset(path, SPLIT, n, seed=7, width=1000, height=800, row_group_size=100)
         print(f"generated {n} samples in {time.perf_counter() - t0:.0f} s -> {path}", file=sys.stderr)
     return path
+
+
+def photo_dataset(workdir: Path, n: int, row_groups: int = 12) -> Path:
+    """n samples of one unique ~1000x800 JPEG each (~420 KB: blurred noise, q90), in `row_groups` row groups.
+
+    16 base photos; each sample's bytes differ by a JPEG comment segment naming its index, so every image is
+    stored (no deduplication helps) while generating stays fast."""
+    path = workdir / f"photos-{n}.parquet"
+    if path.exists():
+        return path
+    import base64
+    import io
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image, ImageFilter
+
+    from thyme_core.synth.writer import SCHEMA
+
+    rng = np.random.default_rng(7)
+    bases = []
+    for _ in range(16):
+        noise = rng.integers(0, 256, (800, 1000, 3), dtype=np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(noise).filter(ImageFilter.GaussianBlur(0.83)).save(buf, "JPEG", quality=90)
+        bases.append(buf.getvalue())
+    per_group = -(-n // row_groups)
+    tmp = path.with_suffix(".tmp")
+    with pq.ParquetWriter(tmp, SCHEMA, compression="zstd") as writer:
+        for start in range(0, n, per_group):
+            rows = []
+            for i in range(start, min(n, start + per_group)):
+                note = f"thyme bench photo {i}".encode()
+                base = bases[i % len(bases)]
+                jpeg = base[:2] + b"\xff\xfe" + (len(note) + 2).to_bytes(2, "big") + note + base[2:]
+                rows.append({"image": [base64.b64encode(jpeg).decode()],
+                             "question": f"<image>\nWhat does photo {i} show?", "response": f"Noise, photo {i}."})
+            writer.write_table(pa.Table.from_pylist(rows, schema=SCHEMA))
+    tmp.replace(path)
+    return path
+
+
+@contextlib.contextmanager
+def thyme_server(workdir: Path, env: dict):
+    """The long-lived local API of `thyme server start` (state in the workdir), started outside the timings."""
+    thyme = str(Path(sys.executable).parent / "thyme")
+    port = 4300 + (os.getpid() + 1) % 1000
+    subprocess.run([thyme, "server", "start", "--port", str(port)], env=env, check=True, stdout=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        subprocess.run([thyme, "server", "stop"], env=env, check=True, stdout=subprocess.DEVNULL)
+
+
+def measure_photos(workdir: Path, n: int) -> dict:
+    """The floor against the work and `thyme prepare` end to end on realistic photos, side by side."""
+    src = photo_dataset(workdir, n)
+    py = sys.executable
+    env = dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_HOME=str(workdir / "prefect-home"),
+               PYTHONPATH=str(REPO), THYME_STATE_DIR=str(workdir / "thyme-state"))
+    env.pop("PREFECT_API_URL", None)
+    for d in ("floor-out", "photos-core-home", "photos-flow-home"):
+        shutil.rmtree(workdir / d, ignore_errors=True)
+    with thyme_server(workdir, env):
+        fl_wall, _, fl_out = run_measured([py, "-c", FLOOR, str(src), str(workdir / "floor-out")], env)
+        floor = json.loads(fl_out.strip().splitlines()[-1])
+        c_wall, _, c_out = run_measured([py, "-c", CORE, str(src), str(workdir / "photos-core-home"), "1000"], env)
+        core = json.loads(c_out.strip().splitlines()[-1])
+        cmd = [str(Path(py).parent / "thyme"), "prepare", str(src), "--split", SPLIT, "--home",
+               str(workdir / "photos-flow-home")]
+        f_wall, f_rss, _ = run_measured(cmd, env)
+        r_wall, _, _ = run_measured(cmd, env)  # every shard already done
+    assert floor["images"] == core["images"] == n, (floor, core)
+    image_bytes = sum(p.stat().st_size for p in (workdir / "floor-out").rglob("*.jpg"))
+    return {
+        "photos": n, "photo_input_mb": round(src.stat().st_size / 1e6, 1),
+        "photo_mean_kb": round(image_bytes / n / 1024), "photo_shards": core["shards"],
+        "floor_work_s": round(floor["process_s"], 2), "floor_wall_s": round(fl_wall, 2),
+        "ours_work_s": round(core["process_s"], 2), "ours_core_wall_s": round(c_wall, 2),
+        "ours_prepare_wall_s": round(f_wall, 2), "ours_prepare_tree_peak_rss_mb": round(f_rss[0] / 2**20),
+        "ours_rerun_skipped_wall_s": round(r_wall, 2),
+        "work_vs_floor": round(core["process_s"] / floor["process_s"], 2),
+        "end_to_end_vs_floor": round(f_wall / fl_wall, 2),
+    }
 
 
 def measure(workdir: Path, n: int, shard_rows: int, server_url: str) -> dict:
@@ -205,20 +322,29 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=3000, help="samples in the main run (each: 1 original + 1 processed)")
     ap.add_argument("--small", type=int, default=1000, help="samples in the second run (flat-memory check)")
     ap.add_argument("--shard-rows", type=int, default=500)
+    ap.add_argument("--photos", type=int, default=3000, help="realistic photos for the floor comparison (0: skip)")
+    ap.add_argument("--skip-synthetic", action="store_true", help="only the floor comparison on photos")
     ap.add_argument("--workdir", default=str(REPO / ".cache" / "bench"))
     args = ap.parse_args()
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    with prefect_server(workdir) as url:
-        big = measure(workdir, args.samples, args.shard_rows, url)
-        print(json.dumps(big), file=sys.stderr)
-        small = measure(workdir, args.small, args.shard_rows, url)
-        print(json.dumps(small), file=sys.stderr)
-    result = dict(big, cpus=os.cpu_count(), small_samples=small["samples"],
-                  small_ours_flow_tree_peak_rss_mb=small["ours_flow_tree_peak_rss_mb"],
-                  small_ours_flow_largest_process_rss_mb=small["ours_flow_largest_process_rss_mb"],
-                  small_ours_core_peak_rss_mb=small["ours_core_peak_rss_mb"],
-                  small_recipe_peak_rss_mb=small["recipe_peak_rss_mb"])
+    result = {"cpus": os.cpu_count(), "load_before": round(os.getloadavg()[0], 1)}
+    if not args.skip_synthetic:
+        with prefect_server(workdir) as url:
+            big = measure(workdir, args.samples, args.shard_rows, url)
+            print(json.dumps(big), file=sys.stderr)
+            small = measure(workdir, args.small, args.shard_rows, url)
+            print(json.dumps(small), file=sys.stderr)
+        result.update(big, small_samples=small["samples"],
+                      small_ours_flow_tree_peak_rss_mb=small["ours_flow_tree_peak_rss_mb"],
+                      small_ours_flow_largest_process_rss_mb=small["ours_flow_largest_process_rss_mb"],
+                      small_ours_core_peak_rss_mb=small["ours_core_peak_rss_mb"],
+                      small_recipe_peak_rss_mb=small["recipe_peak_rss_mb"])
+    if args.photos:
+        photos = measure_photos(workdir, args.photos)
+        print(json.dumps(photos), file=sys.stderr)
+        result.update(photos)
+    result["load_after"] = round(os.getloadavg()[0], 1)
     print(json.dumps(result))
 
 

@@ -2,7 +2,7 @@
 
 Outputs, in the data home: shards/agent/eval-<key>/ per shard (trajectories, turns, executions,
 eval_results), the catalog views `trajectories`, `turns`, `executions`, `eval_results`, and a markdown
-accuracy report (printed and published as an artifact). Finished shards are skipped on a re-run.
+accuracy report (a markdown artifact, and printed by `thyme eval`). Finished shards are skipped on a re-run.
 `protocol` picks the scoring: `thyme` (ours) or `vlmevalkit` (its rules, its judge prompt through the judge at
 `judge_url`, and `retries` of trajectories that end without an answer), recorded with every result.
 With `cluster` (or $THYME_RAY_ADDRESS) each shard is a Ray task holding `gpus_per_shard` GPUs (one backend per
@@ -11,10 +11,13 @@ GPU), written straight into STORE; the flow publishes the results as the dataset
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import Field
+
+from tasks import user_errors
 
 from tasks.cluster import eval_shard_on_cluster, publish_version, run_shards
 from tasks.evaluate import eval_report, eval_shard, eval_stage_key, plan_eval_shards, resolve_model_version
@@ -27,6 +30,7 @@ from thyme_core.agent.infer import BackendSpec
 from thyme_core.base.home import resolve_home
 from thyme_core.eval.evaluate import EvalScoring
 
+user_errors.install()
 
 # Shards run one at a time in this process: the model is loaded once and is the bottleneck; parallel
 # sandboxes come from running several trajectories' code, not several shards.
@@ -39,33 +43,65 @@ def evaluate(
     response_file: str = "",
     served_model: str = "",
     device: str = "cpu",
-    shard_rows: int = 32,
+    shard_rows: Annotated[int, Field(ge=1)] = 32,
     run_id: str = "",
-    max_rounds: int = 5,
-    max_length: int = 8192,
-    max_new_tokens: int = 2048,
-    text_temperature: float = 0.0,
-    code_temperature: float = 0.0,
+    max_rounds: Annotated[int, Field(ge=0)] = 5,
+    max_length: Annotated[int, Field(ge=1)] = 8192,
+    max_new_tokens: Annotated[int, Field(ge=1)] = 2048,
+    text_temperature: Annotated[float, Field(ge=0.0)] = 0.0,
+    code_temperature: Annotated[float, Field(ge=0.0)] = 0.0,
     system_prompt: str = "",
     isolation: Literal["bwrap", "none"] = "bwrap",
     protocol: Literal["thyme", "vlmevalkit"] = "thyme",
-    retries: int = 0,
+    retries: Annotated[int, Field(ge=0)] = 0,
     judge_url: str = "",
     judge_model: str = "",
     agent_settings: dict[str, Any] | None = None,
     store: str = "",
     cluster: str = "",
     dataset: str = "eval",
-    gpus_per_shard: float = 1.0,
+    gpus_per_shard: Annotated[float, Field(ge=0.0)] = 1.0,
 ) -> dict:
-    """Evaluate BENCH.tsv; returns the run id and counts (the report is an artifact).
+    """Evaluate a model on a VLMEvalKit-style TSV benchmark through the agent loop, by benchmark and category.
 
-    `agent_settings`: any other agent loop setting by its AgentConfig name (e.g. {"top_p": 0.9, "timeout_s":
-    20}); it overrides the named parameters above. A wrong name fails the run with the valid names.
-    With `store` (what the pipeline dispatches), `model` may be a model version NAME@HASH (pulled into this
-    worker's home) and the result is recorded in the store under the stage's key; a recorded stage is not
-    run again. CLUSTER (ray://HOST:PORT, default $THYME_RAY_ADDRESS): run the shards there, GPUS_PER_SHARD
-    each, and publish their trajectories as the dataset version DATASET in STORE.
+    Args:
+        tsv: The benchmark file in VLMEvalKit TSV form (index, image as base64, question, answer, category...),
+            a path on the worker's machine.
+        home: The data home folder on the worker's machine where trajectories and results go. Empty: the
+            worker's THYME_HOME, which `thyme serve --home DIR` sets, else ~/.local/share/thyme.
+        backend: The generator: transformers (a local checkpoint), vllm (GPU), openai (an OpenAI-compatible
+            server) or scripted (recorded responses, for tests and demos).
+        model: A checkpoint folder (empty: the tiny offline model in the home), for openai the server's base
+            URL, e.g. http://127.0.0.1:8000/v1, or with `store` a model version NAME@HASH (pulled into this
+            worker's home).
+        response_file: For the scripted backend: a response text, or a .jsonl of responses per index.
+        served_model: For the openai backend: the model name the server serves.
+        device: For the transformers backend: cpu or cuda.
+        shard_rows: Benchmark rows per shard (the unit a rerun skips).
+        run_id: The run id results are filed under. Empty: a hash of benchmark, model and settings, so a rerun
+            with the same ones resumes.
+        max_rounds: Code executions per trajectory; one more closing code tag ends it.
+        max_length: Token budget per trajectory (prompt, images, output).
+        max_new_tokens: Tokens per generation call.
+        text_temperature: Sampling temperature outside code (0 = greedy).
+        code_temperature: Sampling temperature inside code (0 = greedy).
+        system_prompt: A system prompt file. Empty: infra/prompts/system.txt.
+        isolation: bwrap runs model code in a bubblewrap sandbox; none runs it unisolated (trusted models only).
+        protocol: The scoring: thyme (our matcher) or vlmevalkit (its rule stage, the judge where its rules
+            decide nothing), for numbers comparable with published ones.
+        retries: vlmevalkit protocol: re-run a trajectory that ends without an answer up to this many times.
+        judge_url: vlmevalkit protocol: the OpenAI-compatible judge's base URL. Empty: THYME_JUDGE_URL, else
+            VLMEvalKit's exact-matching mode.
+        judge_model: vlmevalkit protocol: the model name the judge serves.
+        agent_settings: Any other agent loop setting by its AgentConfig name, e.g. {"top_p": 0.9,
+            "timeout_s": 20}; it overrides the parameters above. A wrong name fails the run with the valid names.
+        store: The version store (s3://bucket/prefix or a folder). Set (as the pipeline does): the result is
+            recorded there under the stage's key and a recorded stage is not run again; with `cluster` the
+            shards write into it. Empty: $THYME_STORE, else ~/.local/share/thyme-store, for the cluster only.
+        cluster: A Ray cluster (ray://HOST:PORT) to run the shards on. Empty: $THYME_RAY_ADDRESS, else this
+            machine.
+        dataset: With `cluster`: the dataset version the trajectories are published as.
+        gpus_per_shard: With `cluster`: GPUs each shard holds, one backend per GPU (0 for CPU backends).
     """
     key = None
     if store:
@@ -73,8 +109,8 @@ def evaluate(
         key = eval_stage_key(store, tsv, model, params)
         done = stage_done(store, key)
         if done:
-            print(f"evaluate: stage {key} already recorded; skipped")
-            return {**done["summary"], "skipped": True}
+            get_run_logger().info(f"evaluate: stage {key} already recorded; skipped")
+            return {**done["summary"], "skipped": True, "report": f"stage {key} already recorded; skipped"}
         model = resolve_model_version(model, str(resolve_home(home).ensure().root), store)
     spec = BackendSpec(backend, model, response_file, device, served_model)
     config = from_settings(dict(max_rounds=max_rounds, max_length=max_length, max_new_tokens=max_new_tokens,
@@ -97,11 +133,13 @@ def evaluate(
         futures = [eval_shard.submit(s, home_root, spec, config, scoring) for s in shards]
         results = wait_with_progress(futures, f"evaluate {tsv}", postfix=lambda r: {"correct": r.correct})
     run = shards[0].run_id if shards else run_id
-    if home_updated:
-        print(eval_report(home_root, run))
+    markdown = eval_report(home_root, run) if home_updated else ""
     summary = {"run_id": run, "protocol": protocol, "shards": len(results),
                "shards_reused": sum(r.reused for r in results),
                "samples": sum(r.samples for r in results), "correct": sum(r.correct for r in results)}
     if store and not address:
         record_stage(store, key, "evaluate", {}, summary=summary)
-    return {**summary, **version}
+    get_run_logger().info(f"evaluate {run} ({protocol} protocol): {summary['correct']}/{summary['samples']} "
+                          f"correct; {summary['shards_reused']} of {summary['shards']} shards reused from an "
+                          f"earlier run")
+    return {**summary, **version, "report": markdown}

@@ -13,11 +13,13 @@ and pulling it into the home when that loses nothing (thyme_core/cluster/).
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Annotated, Literal
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import Field
 
+from tasks import user_errors
 from tasks.cluster import prepare_shard_on_cluster, publish_version, run_shards
 from tasks.prepare import (catalog_report, plan_hub_file, plan_shards, prepare_shard, publish_report,
                            resolve_hub_source, sync_source)
@@ -26,12 +28,15 @@ from tasks.stages import prepare_stage_key, record_stage, show_asset, stage_done
 from tasks.versions import push_version
 from thyme_core.base.errors import ThymeError
 from thyme_core.base.home import resolve_home
+from thyme_core.base.names import check_name
 from thyme_core.cluster.engine import address as cluster_address
 from thyme_core.versions.store import default_store_uri
 from thyme_core.prepare import hub
 from thyme_core.prepare.shards import PrepareConfig
 from thyme_core.prepare.s3_mirror import is_remote
 from thyme_core.base.workers import default_workers
+
+user_errors.install()
 
 
 # Tasks are threads that hand their shard to thyme_core's warm process pool (workers.py): the decoding
@@ -41,28 +46,57 @@ def prepare_sft_data(
     source: str,
     split: str,
     home: str | None = None,
-    shard_rows: int = 1000,
-    max_pixels: int = 100_000_000,
+    shard_rows: Annotated[int, Field(ge=1)] = 1000,
+    max_pixels: Annotated[int, Field(ge=1)] = 100_000_000,
     verify: Literal["structure", "decode"] = "structure",
     dataset: str = "",
     dataset_tag: str = "latest",
     store: str = "",
     cluster: str = "",
 ) -> dict:
-    """Prepare one split from SOURCE (a Parquet/JSONL file, a folder of them, an s3://bucket/prefix of them,
-    mirrored into the home first: only new or changed objects are downloaded, or a Hub dataset
-    hf://datasets/OWNER/NAME[@REVISION][/PATH], fetched file by file while earlier files' shards run) into the
-    data home. With `dataset`, the home's catalog is then published as the version DATASET/DATASET_TAG in
-    `store` (its lineage recorded, a Prefect asset) and the stage's result recorded under its key: a recorded
-    stage is skipped. CLUSTER (ray://HOST:PORT, default $THYME_RAY_ADDRESS): run the shards there, writing
-    straight into `store`, and publish DATASET (default "sft") from their parts."""
+    """Prepare one split of Thyme SFT (or RL-form) data into the data home's catalog.
+
+    With `dataset`, the home's catalog is then published as the version DATASET/DATASET_TAG in `store` (its
+    lineage recorded, a Prefect asset) and the stage's result recorded under its key: a recorded stage is
+    skipped. With `cluster` the shards run there, writing straight into `store`, and DATASET (default "sft")
+    is published from their parts.
+
+    Args:
+        source: A Thyme SFT (image, question, response) or RL-form (messages, images, solution, question)
+            .parquet or .jsonl file, a folder of them, s3://bucket/prefix (mirrored into the home first:
+            only new or changed objects are downloaded), or a Hub dataset
+            hf://datasets/OWNER/NAME[@REVISION][/PATH] (fetched file by file while earlier files' shards run).
+            Paths are read on the machine of the worker.
+        split: The split the samples are filed under, e.g. wo_thinking_thyme_single_round, 2round,
+            computation (letters, digits, '.', '_', '-').
+        home: The data home folder on the worker's machine (images, shards, catalog.duckdb). Empty: the
+            worker's THYME_HOME, which `thyme serve --home DIR` sets, else ~/.local/share/thyme.
+        shard_rows: The most source rows per shard (one task each, the unit a rerun skips). Shards hold whole
+            Parquet row groups, so a shard can be larger when row groups are; a file of fewer than
+            16 x shard_rows rows is cut finer so that every core stays busy to the end.
+        max_pixels: Reject images with more pixels than this (decompression bombs).
+        verify: How hard to check each JPEG: structure (header and end marker, fast) or decode (a scaled
+            decode of every image).
+        dataset: Publish the prepared catalog as a version of this dataset in `store`. Empty: no version
+            (with `cluster`: "sft").
+        dataset_tag: The tag the published version gets (moved if it exists).
+        store: The version store: a folder, file:///path or s3://bucket/prefix. Empty: the worker's
+            THYME_STORE, else ~/.local/share/thyme-store.
+        cluster: A Ray cluster (ray://HOST:PORT) to run the shards on, writing straight into `store`. Empty:
+            $THYME_RAY_ADDRESS, else this machine.
+    """
     started = time.perf_counter()
+    check_name("split", split)
+    if dataset:
+        check_name("dataset", dataset)
+        check_name("dataset_tag", dataset_tag)
     config = PrepareConfig(shard_rows=shard_rows, max_pixels=max_pixels, verify=verify)
     key = prepare_stage_key(source, split, config) if dataset and not hub.is_hub(source) else None
     done = stage_done(store, key)
     if done:
-        print(f"prepare {split}: stage {key} already published {done['outputs']['dataset']}; skipped")
-        return {**done["summary"], "dataset": done["outputs"]["dataset"], "skipped": True}
+        line = f"prepare {split}: stage {key} already published {done['outputs']['dataset']}; skipped"
+        get_run_logger().info(line)
+        return {**done["summary"], "dataset": done["outputs"]["dataset"], "skipped": True, "report": line}
     home_root = str(resolve_home(home).ensure().root)
     address = cluster_address(cluster)
     dataset = dataset or ("sft" if address else "")
@@ -81,7 +115,11 @@ def prepare_sft_data(
         published = publish_version(store_uri, dataset, shards, home_root)
         results, on_cluster = [s.result for s in shards], {"version": published.manifest, "dataset": dataset}
         if not published.home_updated:
-            return {"split": split, "shards": len(specs), "shards_reused": sum(s.reused for s in shards), **on_cluster}
+            line = (f"prepare {split}: published {dataset}@{published.manifest} on {address}; the home keeps "
+                    f"its own catalog (a pull would lose local work)")
+            get_run_logger().info(line)
+            return {"split": split, "shards": len(specs), "shards_reused": sum(s.reused for s in shards),
+                    **on_cluster, "report": line}
     else:
         if hub.is_hub(source):
             snapshot = resolve_hub_source(source, home_root)
@@ -97,7 +135,8 @@ def prepare_sft_data(
             futures = [prepare_shard.submit(spec, home_root, config) for spec in specs]
         results = wait_with_progress(futures, f"prepare {split}", postfix=postfix)
     report = catalog_report(home_root, split, results, time.perf_counter() - started)
-    print(publish_report(report))
+    markdown = publish_report(report)
+    get_run_logger().info(report.headline())
     summary = {"split": split, "shards": len(specs), "shards_reused": report.shards_reused,
                "samples": report.samples_image + report.samples_text + report.samples_rl,
                "rl_samples": report.samples_rl, "rejects": report.rejects}
@@ -109,4 +148,4 @@ def prepare_sft_data(
         show_asset(spec, "dataset", [], lineage)
         record_stage(store, key, "prepare", {"dataset": spec}, summary=summary)
         summary["dataset"] = spec
-    return {**summary, "images_per_second": round(report.images_per_second, 1), **on_cluster}
+    return {**summary, "images_per_second": round(report.images_per_second, 1), **on_cluster, "report": markdown}

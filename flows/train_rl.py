@@ -11,21 +11,46 @@ Deployed on the `gpu` work pool; the same flow runs the tiny model on CPU.
 
 from __future__ import annotations
 
-from prefect import flow
+from typing import Annotated
 
+from prefect import flow
+from pydantic import Field
+
+from tasks import user_errors
 from tasks.stages import record_stage, show_asset, stage_done
 from tasks.train import publish_model
 from tasks.train_rl import prepare_rl_run, rl_stage_key, rl_values, run_rl
 from thyme_core.base.home import resolve_home
 
+user_errors.install()
+
 
 @flow(name="train_rl", log_prints=True)
-def train_rl(model: str | None = None, data: str | None = None, max_steps: int | None = None,
+def train_rl(model: str | None = None, data: str | None = None, max_steps: Annotated[int, Field(ge=1)] | None = None,
              home: str | None = None, preset: str | None = None, overrides: dict | None = None,
              dataset: str = "", store: str = "", publish_as: str = "",
              system_prompt: str | None = None) -> dict:
-    """GRPO-ATS on the catalog's RL prompts. The preset defaults to `rl` with a model, `rl_tiny` without.
-    `system_prompt`: a system prompt file (default infra/prompts/system.txt), as in `evaluate`."""
+    """GRPO-ATS RL with the sandbox in the rollout loop, on the catalog's RL prompts.
+
+    Args:
+        model: The policy to train: a model folder on the worker's machine (e.g. SFT stage 2's final/) or a
+            model version NAME@HASH. Empty: the tiny offline Qwen2.5-VL of the home (a CPU demo).
+        data: The split whose prompts to use. Empty: every split with an image (rl_samples, else
+            sft_samples).
+        max_steps: Optimizer steps in all. Empty: the preset's.
+        home: The data home folder on the worker's machine: its catalog gives the prompts and runs/rl/ gets
+            the run. Empty: the worker's THYME_HOME, which `thyme serve --home DIR` sets, else
+            ~/.local/share/thyme.
+        preset: infra/presets/<name>.yaml or a path. Empty: rl with a model, rl_tiny without.
+        overrides: Config fields set over the preset, e.g. {"group_size": 8, "nproc": 4} (`thyme train-rl
+            --help-config` lists them all).
+        dataset: A dataset version NAME@HASH whose prompts to use (checked out into the home first); the
+            stage is then recorded in `store` under its key and not run again. Empty: the home's catalog.
+        store: The version store: a folder, file:///path or s3://bucket/prefix. Empty: the worker's
+            THYME_STORE, else ~/.local/share/thyme-store.
+        publish_as: With `dataset`: the model name the final weights are published as. Empty: DATASET-rl.
+        system_prompt: A system prompt file, as in evaluate. Empty: infra/prompts/system.txt.
+    """
     home_root = str(resolve_home(home).ensure().root)
     overrides = {**(overrides or {}), **({"system_prompt": system_prompt} if system_prompt else {})}
     preset = preset or ("rl" if model else "rl_tiny")

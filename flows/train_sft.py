@@ -13,22 +13,55 @@ Deployed on the `gpu` work pool; the same flow runs the tiny model on CPU.
 
 from __future__ import annotations
 
-from prefect import flow
+from typing import Annotated, Literal
 
+from prefect import flow, get_run_logger
+from pydantic import Field
+
+from tasks import user_errors
 from tasks.stages import record_stage, show_asset, stage_done
 from tasks.train import (meet_nodes, prepare_sft_run, publish_model, publish_sft_report, run_sft, sft_preset,
                          sft_stage_key, sft_values)
 from thyme_core.base.home import resolve_home
 
+user_errors.install()
+
 
 @flow(name="train_sft", log_prints=True)
-def train_sft(stage: int = 1, model: str | None = None, max_steps: int | None = None, home: str | None = None,
+def train_sft(stage: Literal[1, 2] = 1, model: str | None = None,
+              max_steps: Annotated[int, Field(ge=1)] | None = None, home: str | None = None,
               preset: str | None = None, init_from: str | None = None, overrides: dict | None = None,
-              dataset: str = "", store: str = "", publish_as: str = "", nnodes: int = 1, node_rank: int = 0,
-              rdzv_id: str = "", rdzv_timeout: float = 120.0,
-              system_prompt: str | None = None) -> dict:
-    """Train SFT stage 1 or 2. The preset defaults to sft_stage<N> with a model, sft_tiny_stage<N> without.
-    `system_prompt`: a system prompt file (default infra/prompts/system.txt), as in `evaluate`."""
+              dataset: str = "", store: str = "", publish_as: str = "", nnodes: Annotated[int, Field(ge=1)] = 1,
+              node_rank: Annotated[int, Field(ge=0)] = 0, rdzv_id: str = "",
+              rdzv_timeout: Annotated[float, Field(gt=0.0)] = 120.0, system_prompt: str | None = None) -> dict:
+    """SFT stage 1 (image data) or stage 2 (annealing on computation data) with torchrun + DeepSpeed.
+
+    Args:
+        stage: 1 trains on the image samples; 2 anneals on computation data from stage 1's newest weights.
+        model: The model to fine-tune (stage 1): a folder on the worker's machine, or a model version
+            NAME@HASH (pulled). Empty: the tiny offline Qwen2.5-VL of the home (a CPU demo).
+        max_steps: Stop after this many optimizer steps. Empty: the preset's.
+        home: The data home folder on the worker's machine: its catalog is the training data and runs/sft/
+            gets the run. Empty: the worker's THYME_HOME, which `thyme serve --home DIR` sets, else
+            ~/.local/share/thyme.
+        preset: infra/presets/<name>.yaml or a path. Empty: sft_stage<N> with a model or init_from,
+            sft_tiny_stage<N> without.
+        init_from: Stage 2: start from these weights (a folder or NAME@HASH) instead of stage 1's newest
+            finished run.
+        overrides: Config fields set over the preset, e.g. {"learning_rate": 2e-5, "nproc": 8} (`thyme
+            train-sft --help-config` lists them all).
+        dataset: A dataset version NAME@HASH to train on (checked out into the home first); the stage is then
+            recorded in `store` under its key and not run again. Empty: the home's catalog.
+        store: The version store: a folder, file:///path or s3://bucket/prefix. Empty: the worker's
+            THYME_STORE, else ~/.local/share/thyme-store.
+        publish_as: With `dataset`: the model name the final weights are published as. Empty:
+            DATASET-sft<N>.
+        nnodes: Nodes of this stage; each runs this flow once with its own node_rank.
+        node_rank: This node's rank (0 publishes the model and the report).
+        rdzv_id: The rendezvous id the nodes meet under. Empty: derived from the stage's key.
+        rdzv_timeout: Seconds to wait for every node to join.
+        system_prompt: A system prompt file, as in evaluate. Empty: infra/prompts/system.txt.
+    """
     home_root = str(resolve_home(home).ensure().root)
     overrides = {**(overrides or {}), **({"system_prompt": system_prompt} if system_prompt else {})}
     preset = sft_preset(stage, model, init_from, preset)
@@ -49,7 +82,7 @@ def train_sft(stage: int = 1, model: str | None = None, max_steps: int | None = 
               "skipped": spec.done}
     if node_rank != 0:
         return result
-    print(publish_sft_report(spec))
+    result["report"] = publish_sft_report(spec)
     if dataset:
         start = model if stage == 1 else init_from
         published, lineage = publish_model(store, str(spec.run_dir), final,
@@ -58,4 +91,6 @@ def train_sft(stage: int = 1, model: str | None = None, max_steps: int | None = 
         show_asset(published, "model", [(dataset, "dataset"), (start or "", "model")], lineage)
         record_stage(store, key, f"sft{stage}", {"model": published}, run=spec.key)
         result["model"] = published
+    get_run_logger().info(f"SFT stage {stage}: run {spec.key}{' (reused)' if spec.done else ''}, final weights "
+                          f"{result.get('model', final)}")
     return result

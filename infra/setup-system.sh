@@ -3,8 +3,9 @@
 set -euo pipefail
 need=()
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
-# headless browser for the viewer's browser tests (tests/integration/test_viewer_browser.py, via playwright)
-[ -x /usr/bin/chromium ] || need+=(chromium)
+# headless browser for the UI and viewer browser tests (tests/integration/test_ui_browser.py,
+# test_viewer_browser.py), driven by Python playwright, which cannot download its own offline
+[ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
-from prefect import task
-from prefect.artifacts import create_markdown_artifact
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+
+from tasks.artifacts import publish_markdown
 
 from thyme_core.eval import evaluate
 from thyme_core.agent.config import AgentConfig
@@ -28,17 +27,18 @@ def plan_eval_shards(tsv: str, spec: BackendSpec, config: AgentConfig, shard_row
 @task(name="eval-shard", cache_policy=NO_CACHE)
 def eval_shard(shard: evaluate.EvalShard, home_root: str, spec: BackendSpec, config: AgentConfig,
                scoring: evaluate.EvalScoring = evaluate.EvalScoring()) -> evaluate.ShardOutcome:
-    return evaluate.eval_shard(shard, DataHome(home_root), spec, config, scoring)
+    outcome = evaluate.eval_shard(shard, DataHome(home_root), spec, config, scoring)
+    get_run_logger().info(f"shard {outcome.key}: {outcome.correct}/{outcome.samples} correct"
+                          f"{' (already done, reused)' if outcome.reused else ''}")
+    return outcome
 
 
 @task(name="eval-report", cache_policy=NO_CACHE)
 def eval_report(home_root: str, run_id: str) -> str:
     markdown = evaluate.report_markdown(DataHome(home_root), run_id) + markdown_link("eval", run_id)
-    # artifact keys allow only lowercase letters, digits and dashes; run ids may hold more (before_sft)
-    key = re.sub(r"[^a-z0-9-]+", "-", run_id.lower().removeprefix("eval-"))
-    create_markdown_artifact(markdown, key=f"eval-{key}",
-                             description="Accuracy by benchmark and category")
-    return markdown
+    # (artifact_key makes any run id a valid key: before_sft and the like)
+    return publish_markdown(markdown, ("eval", run_id.lower().removeprefix("eval-")),
+                            "Accuracy by benchmark and category")
 
 
 @task(name="eval-stage-key", cache_policy=NO_CACHE)

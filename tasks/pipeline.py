@@ -34,7 +34,8 @@ def _key(kind: str, store: str, a: dict) -> str | None:
     if kind == "rl":
         return rl_stage_key(a["preset"], rl_values(a["model"], a["data"], a["max_steps"], a["overrides"]),
                             a["dataset"], store)
-    params = {k: v for k, v in a.items() if k not in ("home", "store", "model", "tsv", "key")}
+    # the same parameters the evaluate flow hashes for its own key (it leaves out `cluster` too)
+    params = {k: v for k, v in a.items() if k not in ("home", "store", "model", "tsv", "key", "cluster")}
     return eval_stage_key(store, a["tsv"], a["model"], params)
 
 

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from prefect import task
-from prefect.artifacts import create_markdown_artifact
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from thyme_core import catalog, prepare
 from thyme_core.prepare import hub, s3_mirror as source_sync
 from thyme_core.base import workers
 from thyme_core.base.home import DataHome
-from thyme_core.prepare.report import PrepareReport, build_report
+from thyme_core.prepare.report import PrepareReport, build_report, describe_shard
 from thyme_core.prepare.source import ShardSpec
 
+from tasks.artifacts import publish_markdown
 from tasks.retry import retry_unless_user_error
 
 # Finished shards are skipped by thyme_core itself (their folder is the marker), which stays true when a
@@ -46,7 +46,7 @@ def plan_hub_file(snapshot: hub.HubSnapshot, filename: str, split: str, config: 
 def sync_source(uri: str, home_root: str) -> str:
     """Mirror an s3:// source prefix into the home; returns the local folder to prepare."""
     result = source_sync.sync_source(uri, DataHome(home_root))
-    print(f"{uri}: {result.objects} source files, {result.downloaded} new or changed downloaded")
+    get_run_logger().info(f"{uri}: {result.objects} source files, {result.downloaded} new or changed downloaded")
     return str(result.folder)
 
 
@@ -54,7 +54,11 @@ def sync_source(uri: str, home_root: str) -> str:
       cache_policy=NO_CACHE,
       task_run_name="prepare-{spec.split}-{spec.row_start}-{spec.row_stop}")
 def prepare_shard(spec: ShardSpec, home_root: str, config: prepare.PrepareConfig) -> prepare.ShardResult:
-    return workers.run(prepare.prepare_shard, spec, DataHome(home_root), config)
+    # a finished shard is answered here, so a fully skipped rerun never starts the worker pool
+    result = prepare.finished(spec, DataHome(home_root)) or workers.run(prepare.prepare_shard, spec,
+                                                                        DataHome(home_root), config)
+    get_run_logger().info(describe_shard(result))
+    return result
 
 
 @task(name="catalog-report", cache_policy=NO_CACHE)
@@ -66,7 +70,4 @@ def catalog_report(home_root: str, split: str, results: list[prepare.ShardResult
 
 @task(name="publish-report", cache_policy=NO_CACHE)
 def publish_report(report: PrepareReport) -> str:
-    markdown = report.markdown()
-    create_markdown_artifact(markdown, key=f"prepare-{report.split.replace('_', '-').lower()}",
-                             description="SFT data preparation summary")
-    return markdown
+    return publish_markdown(report.markdown(), ("prepare", report.split), "SFT data preparation summary")

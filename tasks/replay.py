@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import task
-from prefect.artifacts import create_markdown_artifact
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.artifacts import publish_markdown
 from thyme_core import replay
 from thyme_core.base.home import DataHome
+from thyme_core.replay.verify import describe_shard
 
 
 @task(name="list-prepared-shards", cache_policy=NO_CACHE)
@@ -19,12 +20,12 @@ def list_prepared_shards(home_root: str, split: str) -> list[str]:
 
 @task(name="replay-shard", cache_policy=NO_CACHE)
 def replay_shard(prepare_dir: str, home_root: str, config: replay.ReplayConfig) -> replay.ReplayShardResult:
-    return replay.replay_shard(Path(prepare_dir), DataHome(home_root), config)
+    result = replay.replay_shard(Path(prepare_dir), DataHome(home_root), config)
+    get_run_logger().info(describe_shard(result))
+    return result
 
 
 @task(name="replay-report", cache_policy=NO_CACHE)
-def replay_report(home_root: str, split: str) -> str:
-    markdown = replay.summary_markdown(DataHome(home_root), split)
-    create_markdown_artifact(markdown, key=f"replay-{split.replace('_', '-').lower()}",
-                             description="SFT replay verification summary")
-    return markdown
+def replay_report(home_root: str, split: str, results: list[replay.ReplayShardResult]) -> str:
+    markdown = replay.summary_markdown(DataHome(home_root), split, results)
+    return publish_markdown(markdown, ("replay", split), "SFT replay verification summary")

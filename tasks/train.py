@@ -9,9 +9,10 @@ as a model version.
 from __future__ import annotations
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
+from tasks.artifacts import describe, publish_markdown
 from tasks.retry import retry_unless_user_error
 from thyme_core.base.home import DataHome
 from thyme_core.pipeline import training
@@ -63,14 +64,17 @@ def meet_nodes(store: str, run_id: str, nnodes: int, node_rank: int, timeout: fl
       cache_policy=NO_CACHE, task_run_name="sft-stage{spec.config.stage}-{spec.key}")
 def run_sft(spec: launch.RunSpec, home_root: str, nodes: Nodes = Nodes()) -> str:
     logger = get_run_logger()
-    progress = create_progress_artifact(progress=0.0, description=f"SFT stage {spec.config.stage} {spec.key}")
+    label = f"SFT stage {spec.config.stage} {spec.key}"
+    progress = create_progress_artifact(progress=0.0, description=describe(f"{label}: 0%"))
     state = {"steps": None}
 
     def on_metrics(m: dict) -> None:
         if m.get("event") == "plan":
             state["steps"] = m["steps"]
         if "loss" in m and state["steps"]:
-            update_progress_artifact(progress, progress=100.0 * m["step"] / state["steps"])
+            pct = 100.0 * m["step"] / state["steps"]
+            update_progress_artifact(progress, progress=pct, description=describe(
+                f"{label}: {pct:.0f}% ({m['step']}/{state['steps']} steps)"))
         logger.info(launch.format_metrics(m))
 
     rc = launch.launch(spec, on_line=logger.info, on_metrics=on_metrics, nodes=nodes)
@@ -94,6 +98,4 @@ def publish_model(store: str, run_dir: str, final: str, name: str, stage: str, k
 
 @task(name="publish-sft-report", cache_policy=NO_CACHE)
 def publish_sft_report(spec: launch.RunSpec) -> str:
-    markdown = launch.report_markdown(spec)
-    create_markdown_artifact(markdown, key=f"sft-stage{spec.config.stage}", description="SFT run summary")
-    return markdown
+    return publish_markdown(launch.report_markdown(spec), (f"sft-stage{spec.config.stage}",), "SFT run summary")

@@ -9,9 +9,9 @@ config and code) is skipped by thyme_core itself.
 from __future__ import annotations
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from tasks.artifacts import publish_markdown
 from tasks.retry import retry_unless_user_error
 from thyme_core.base.home import DataHome
 from thyme_core.pipeline import training
@@ -47,6 +47,5 @@ def run_rl(spec: rl_run.RlRunSpec, home_root: str) -> dict:
     logger = get_run_logger()
     result = rl_run.train(DataHome(home_root), spec, on_metrics=lambda m: logger.info(rl_run.format_metrics(m)),
                           on_line=logger.info)
-    create_markdown_artifact(rl_run.report_markdown(spec) + markdown_link("rl", spec.key), key="rl-run",
-                             description="RL run summary")
+    publish_markdown(rl_run.report_markdown(spec) + markdown_link("rl", spec.key), ("rl-run",), "RL run summary")
     return result

@@ -1,7 +1,8 @@
 """`thyme demo`: the main job on the embedded default, end to end on a CPU machine.
 
 Generates a small synthetic Thyme dataset (the three released splits) plus a file of damaged records,
-prepares it (prepare_sft_data; ephemeral Prefect, one temporary API for the whole demo), replays every code
+prepares it (prepare_sft_data; against the local API of `thyme server start` when it runs, as `make demo`
+arranges, else one temporary API for the whole demo), replays every code
 block in the sandbox (replay_sft_data), trains a few SFT steps of both stages on the tiny offline model
 (train_sft), evaluates a tiny benchmark through the agent loop (evaluate), publishes a dataset version to a
 local store, then shows the catalog through named queries. Idempotent: a second run reuses every finished

@@ -1,7 +1,10 @@
 """`thyme deploy` registers the deployments of infra/prefect.yaml; `thyme serve` runs a worker for a pool.
 
-Both talk to the Prefect API named by PREFECT_API_URL (a `prefect server start --host 127.0.0.1`, or Cloud):
-deployments and workers need a server that outlives one command, so there is no ephemeral fallback here.
+Both talk to the Prefect API named by PREFECT_API_URL (a `prefect server`, or Cloud), else to the local one of
+`thyme server start`: deployments and workers need a server that outlives one command, so there is no
+ephemeral fallback here. The nightly deployment's source and store come from one place (`nightly_defaults`):
+the options given, else THYME_NIGHTLY_SOURCE / THYME_STORE, else beside the home (`<home>/incoming`, and
+`<home>-store` when a home was named, as `thyme demo` does), and `thyme deploy` says which it used.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ POOLS = ("cpu", "gpu")
 def register(sub) -> None:
     p = sub.add_parser("deploy", help="register the deployments of infra/prefect.yaml with the Prefect server")
     p.add_argument("--name", action="append", default=[], help="only this deployment (repeatable; default: all)")
+    p.add_argument("--source", default=None, help="the nightly deployment's source: a folder or s3://bucket/prefix "
+                   "(default: $THYME_NIGHTLY_SOURCE, else <home>/incoming)")
+    p.add_argument("--store", default=None, help="where the nightly deployment pushes versions (default: "
+                   "$THYME_STORE, else <home>-store beside a --home / $THYME_HOME, else the default local store)")
     add_home_arg(p)
     p.set_defaults(handler=deploy)
     s = sub.add_parser("serve", help="run a process worker that executes the deployments of a work pool")
@@ -31,33 +38,78 @@ def register(sub) -> None:
     s.set_defaults(handler=serve)
 
 
-def _api_env(args) -> dict:
+def _api_url() -> str:
     from thyme_core.base.errors import ThymeError
+
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    from tasks import local_api
+
+    server = local_api.find()
+    if server is None:
+        raise ThymeError("no Prefect API: PREFECT_API_URL is not set and no local server runs; start one with "
+                         "`thyme server start` (or export PREFECT_API_URL, see infra/README.md)")
+    return server.url
+
+
+def nightly_defaults(home_arg: str | None, source: str | None, store: str | None) -> tuple[str, str]:
+    """(source, store) of the nightly deployment, derived from the options given (see the module docstring)."""
+    from thyme_core.base.home import HOME_ENV, resolve_home
+    from thyme_core.versions.store import STORE_ENV, default_store_uri
+
+    home = resolve_home(home_arg).root
+    source = source or os.environ.get("THYME_NIGHTLY_SOURCE") or str(home / "incoming")
+    named_home = home_arg or os.environ.get(HOME_ENV)
+    store = store or os.environ.get(STORE_ENV) or (str(home.parent / f"{home.name}-store") if named_home
+                                                   else default_store_uri())
+    return source, store
+
+
+def _api_env(args) -> dict:
     from thyme_core.base.home import resolve_home
 
-    if not os.environ.get("PREFECT_API_URL"):
-        raise ThymeError("PREFECT_API_URL is not set: start `prefect server start --host 127.0.0.1` and export "
-                         "PREFECT_API_URL=http://127.0.0.1:4200/api (see infra/README.md)")
-    home = resolve_home(args.home)
-    env = dict(os.environ, THYME_REPO=str(REPO), THYME_HOME=str(home.root))
-    env.setdefault("THYME_NIGHTLY_SOURCE", str(home.root / "incoming"))
-    from thyme_core.versions.store import default_store_uri
-
-    env.setdefault("THYME_STORE", default_store_uri())
+    env = dict(os.environ, PREFECT_API_URL=_api_url(), THYME_REPO=str(REPO),
+               THYME_HOME=str(resolve_home(args.home).root))
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     return env
 
 
 def deploy(args) -> int:
     env = _api_env(args)
+    env["THYME_NIGHTLY_SOURCE"], env["THYME_STORE"] = nightly_defaults(args.home, args.source, args.store)
+    os.environ["PREFECT_API_URL"] = env["PREFECT_API_URL"]
     ensure_work_pools()
     cmd = [str(Path(sys.executable).parent / "prefect"), "--no-prompt", "deploy", "--prefect-file", str(PREFECT_FILE)]
     cmd += [a for name in args.name for a in ("--name", name)] or ["--all"]
-    return subprocess.run(cmd, cwd=REPO, env=env).returncode
+    out = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    print(without_worker_advice(out.stdout), end="")
+    if out.returncode == 0:
+        home = env["THYME_HOME"]
+        print(f"\nDeployments registered with {env['PREFECT_API_URL']} (data home {home}).\n"
+              f"The nightly run (paused) prepares {env['THYME_NIGHTLY_SOURCE']} and pushes to {env['THYME_STORE']}.\n"
+              f"Start a worker per pool, on the machines that should run them:\n"
+              f"    thyme serve --pool cpu --home {home}    # prepare, replay, evaluate, the pipeline\n"
+              f"    thyme serve --pool gpu --home {home}    # training")
+    return out.returncode
+
+
+def without_worker_advice(text: str) -> str:
+    """Prefect's output less its advice to run `prefect worker start` (a thyme worker is `thyme serve`)."""
+    lines, skipping = [], False
+    for line in text.splitlines(keepends=True):
+        if "To execute flow runs from these deployments" in line:
+            skipping = True
+        if not skipping:
+            lines.append(line)
+        if skipping and "prefect worker start" in line:
+            skipping = False
+    return "".join(lines)
 
 
 def serve(args) -> int:
     env = _api_env(args)
+    os.environ["PREFECT_API_URL"] = env["PREFECT_API_URL"]
     ensure_work_pools()
     cmd = [str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool", args.pool, "--type", "process"]
     if args.limit:

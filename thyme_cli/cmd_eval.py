@@ -37,6 +37,7 @@ def run(args) -> int:
                        protocol=args.protocol, retries=args.retries, judge_url=args.judge_url,
                        judge_model=args.judge_model, agent_settings=agent_settings(args),
                        gpus_per_shard=args.gpus_per_shard, **backend_kwargs(args), **cluster_kwargs(args))
+    print(out["report"])
     print(f"\nrun {out['run_id']} ({out['protocol']} protocol): {out['correct']}/{out['samples']} correct "
           f"({out['shards_reused']}/{out['shards']} shards already done)")
     return 0

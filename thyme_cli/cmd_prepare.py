@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from thyme_cli.main import add_cluster_args, add_home_arg, cluster_kwargs, warm_up
+from thyme_cli.main import add_cluster_args, add_home_arg, cluster_kwargs, positive_int, warm_up
 
 
 def register(sub) -> None:
@@ -13,8 +13,9 @@ def register(sub) -> None:
                                   "honoured); images as base64, paths (relative to the data file), file:// URIs or "
                                   "HF Image structs")
     p.add_argument("--split", required=True, help="split name, e.g. wo_thinking_thyme_single_round, 2round, computation")
-    p.add_argument("--shard-rows", type=int, default=1000, help="source rows per shard / Prefect task (default 1000)")
-    p.add_argument("--max-pixels", type=int, default=100_000_000, help="decompression-bomb limit in pixels (default 100M)")
+    p.add_argument("--shard-rows", type=positive_int, default=1000,
+                   help="most source rows per shard / Prefect task (whole Parquet row groups; default 1000)")
+    p.add_argument("--max-pixels", type=positive_int, default=100_000_000, help="decompression-bomb limit in pixels (default 100M)")
     p.add_argument("--verify", choices=["structure", "decode"], default="structure",
                    help="JPEG check: header + end marker (default) or a scaled decode of every image")
     add_cluster_args(p, "sft")
@@ -28,8 +29,9 @@ def run(args) -> int:
     with shared_prefect_api(meanwhile=warm_up(args.cluster)):
         from flows.prepare_sft_data import prepare_sft_data
 
-        prepare_sft_data(
+        result = prepare_sft_data(
             source=args.source, split=args.split, home=args.home,
             shard_rows=args.shard_rows, max_pixels=args.max_pixels, verify=args.verify, **cluster_kwargs(args),
         )
+    print(result["report"])
     return 0

@@ -23,7 +23,8 @@ def run(args) -> int:
     with shared_prefect_api(meanwhile=warm_up(args.cluster) if args.cluster else None):
         from flows.replay_sft_data import replay_sft_data
 
-        replay_sft_data(split=args.split, home=args.home, min_similarity=args.min_similarity,
-                        timeout_s=args.timeout, isolation="none" if args.unsafe_no_isolation else "bwrap",
-                        **cluster_kwargs(args))
+        result = replay_sft_data(split=args.split, home=args.home, min_similarity=args.min_similarity,
+                                 timeout_s=args.timeout, isolation="none" if args.unsafe_no_isolation else "bwrap",
+                                 **cluster_kwargs(args))
+    print(result["report"])
     return 0

@@ -2,6 +2,10 @@
 `register(subparsers)`; heavy imports (prefect, torch) happen inside the handlers so `thyme --help` is quick.
 
 Every subcommand takes `--home DIR` (default: $THYME_HOME, else ~/.local/share/thyme).
+
+A user error (ThymeError: a bad path, a missing column, no samples in the chosen splits, a bad parameter)
+ends the command with one line on stderr and exit code 2, without a traceback (Prefect's logs keep only the
+error line too: tasks/user_errors.py); `thyme --debug COMMAND` shows the full traceback instead.
 """
 
 from __future__ import annotations
@@ -24,6 +28,15 @@ def add_home_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a bad one is argparse's one-line usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
+    return value
 def add_cluster_args(parser: argparse.ArgumentParser, dataset: str) -> None:
     """--cluster/--store/--dataset: run the shard work on a Ray cluster and publish a dataset version."""
     parser.add_argument("--cluster", default=None, metavar="ray://HOST:PORT",
@@ -53,6 +66,7 @@ def warm_up(cluster: str | None):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="thyme", description="Thyme data, training and evaluation pipeline")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for mod in sorted(pkgutil.iter_modules(thyme_cli.__path__), key=lambda m: m.name):
         if mod.name.startswith("cmd_"):
@@ -64,9 +78,16 @@ def main(argv: list[str] | None = None) -> int:
     # No internet on training clusters is common: silence Prefect's telemetry attempts unless asked for.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     args = build_parser().parse_args(argv)
+    if args.debug:
+        os.environ["THYME_DEBUG"] = "1"
+    from tasks import user_errors
+
+    user_errors.cli_reports_errors = True
     try:
         return int(args.handler(args) or 0)
     except ThymeError as exc:
+        if args.debug:
+            raise
         print(f"thyme {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,4 +1,5 @@
-"""Real servers for the integration tier: a `prefect server` on 127.0.0.1 with its own PREFECT_HOME."""
+"""Real servers for the integration tier: a `prefect server` on 127.0.0.1 with its own PREFECT_HOME and its UI
+(for the browser tests), and the deployments of infra/prefect.yaml registered on it once."""
 
 from __future__ import annotations
 
@@ -60,12 +61,12 @@ def prefect_server(tmp_path_factory):
     """URL of a real Prefect API, shared by the session's tests."""
     home = tmp_path_factory.mktemp("prefect-home")
     port = free_port()
-    env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PREFECT_SERVER_UI_ENABLED="false")
-    env.pop("PREFECT_API_URL", None)
     url = f"http://127.0.0.1:{port}/api"
+    env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_UI_API_URL=url)  # the UI must call this port, not the default 4200
+    env.pop("PREFECT_API_URL", None)
     cmd = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    with running(cmd, lambda: _healthy(url), home / "server.log", "prefect server", env=env):
+    with running(cmd, lambda: _healthy(url), home / "server.log", "prefect server", timeout_s=240, env=env):
         yield url
 
 
@@ -73,7 +74,30 @@ def prefect_server(tmp_path_factory):
 def thyme_env(prefect_server, tmp_path):
     """Environment for running the `thyme` CLI as a subprocess against the real server."""
     return dict(os.environ, PREFECT_API_URL=prefect_server, PREFECT_SERVER_ANALYTICS_ENABLED="false",
-                PREFECT_HOME=str(tmp_path / "client-prefect-home"), PYTHONPATH=str(REPO))
+                PREFECT_HOME=str(tmp_path / "client-prefect-home"), PYTHONPATH=str(REPO),
+                THYME_STATE_DIR=str(tmp_path / "thyme-state"))  # never a long-lived server of the machine's user
+
+
+@pytest.fixture(scope="session")
+def deployed(prefect_server, tmp_path_factory):
+    """`thyme deploy` once for the session (the worker's home: tests that count its folders give their runs a
+    home of their own); returns (home, env, its stdout)."""
+    root = tmp_path_factory.mktemp("deployed")
+    env = dict(os.environ, PREFECT_API_URL=prefect_server, PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_HOME=str(root / "client-prefect-home"), PYTHONPATH=str(REPO),
+               THYME_STATE_DIR=str(root / "thyme-state"))
+    out = thyme("deploy", "--home", root / "home", env=env)
+    return root / "home", env, out.stdout
+
+
+def deployment_id(server: str, name: str):
+    """(Prefect's sync client: callable where an event loop runs already, as under playwright's sync API.)"""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: server}):
+        with get_client(sync_client=True) as client:
+            return client.read_deployment_by_name(name).id
 
 
 def thyme(*args, env, check=True, **kw) -> subprocess.CompletedProcess:

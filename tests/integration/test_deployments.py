@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.integration.conftest import REPO, thyme
+from tests.integration.conftest import thyme
 from thyme_core.synth import generate_records
 from thyme_core.synth.writer import SCHEMA
 
@@ -50,18 +49,9 @@ def _state(server, run_id):
     return asyncio.run(go())
 
 
-@pytest.fixture(scope="module")
-def deployed(prefect_server, tmp_path_factory):
-    """`thyme deploy` once for the module; returns (home, env)."""
-    root = tmp_path_factory.mktemp("deployed")
-    env = dict(os.environ, PREFECT_API_URL=prefect_server, PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PREFECT_HOME=str(root / "client-prefect-home"), PYTHONPATH=str(REPO))
-    thyme("deploy", "--home", root / "home", env=env)
-    return root / "home", env
-
-
 def test_ui_run_of_the_pipeline_deployment_then_reruns(tmp_path, deployed, prefect_server):
-    home, thyme_env = deployed
+    _, thyme_env, _ = deployed
+    home = tmp_path / "home"  # the runs' own home: the counts below are of this test's folders only
     source = tmp_path / "src.parquet"
     rows = list(generate_records("2round", 6, 4, 256, 192, 1))
     pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), source, row_group_size=3)
@@ -96,7 +86,7 @@ def test_deploy_without_a_server_is_a_clear_error(tmp_path, thyme_env):
     env = dict(thyme_env)
     env.pop("PREFECT_API_URL")
     out = thyme("deploy", "--home", tmp_path, env=env, check=False)
-    assert out.returncode == 2 and "PREFECT_API_URL is not set" in out.stderr
+    assert out.returncode == 2 and "no Prefect API: PREFECT_API_URL is not set" in out.stderr
 
 
 @pytest.mark.parametrize("name", ["prepare_sft_data/prepare-sft-data", "replay_sft_data/replay-sft-data",
@@ -115,5 +105,15 @@ def test_every_deployment_is_registered_with_a_parameter_form(deployed, prefect_
     props = deployment.parameter_openapi_schema["properties"]
     gpu = name.startswith(("train", "evaluate"))
     assert "home" in props and deployment.work_pool_name == ("gpu" if gpu else "cpu")
+    assert all(p.get("description") for p in props.values())  # the form explains every field
     if name.endswith("nightly"):
         assert deployment.schedules and deployment.schedules[0].schedule.cron == "0 2 * * *"
+        # its defaults follow the --home given to `thyme deploy`, not the machine-wide default store
+        home = deployed[0]
+        assert deployment.parameters["store"] == str(home.parent / "home-store")
+        assert deployment.parameters["source"] == str(home / "incoming")
+
+
+def test_deploy_advice_names_thyme_serve(deployed):
+    home, _, out = deployed
+    assert f"thyme serve --pool cpu --home {home}" in out and "prefect worker start" not in out

@@ -49,7 +49,8 @@ def catalog_state(home_root) -> dict:
 def test_prepare_runs_on_the_server_and_publishes_its_summary(source, tmp_path, thyme_env, prefect_server):
     out = thyme("prepare", source, "--split", SPLIT, "--home", tmp_path / "home", "--shard-rows", 6, env=thyme_env)
     state = catalog_state(tmp_path / "home")
-    assert len(state["samples"]) == 24 and len(state["shards"]) == 5  # 26 rows at 6 per shard, row groups of 3
+    # 26 rows ask for 16 shards of >= 2 rows (fewer than 16 x 6): one row group of 3 each, so 9
+    assert len(state["samples"]) == 24 and len(state["shards"]) == 9
     assert sorted(r[1] for r in state["rejects"]) == ["image_count_mismatch", "truncated_image"]
     assert "images:" in out.stdout + out.stderr
 
@@ -67,7 +68,7 @@ def test_prepare_runs_on_the_server_and_publishes_its_summary(source, tmp_path, 
 
     runs, arts = asyncio.run(server_view())
     assert any(r.state_type.value == "COMPLETED" for r in runs)
-    assert arts and "rejects by reason" in arts[0].data.lower()
+    assert arts and "rejects of `2round` by reason" in arts[0].data.lower()
 
 
 def test_kill_mid_run_then_rerun_equals_uninterrupted_run(source, tmp_path, thyme_env):
@@ -94,7 +95,8 @@ def test_bad_file_fails_clearly_and_writes_nothing(tmp_path, thyme_env):
     bad_file = tmp_path / "no_response.parquet"
     pq.write_table(pa.table({"image": [["eA=="]], "question": ["q"]}), bad_file)
     out = thyme("prepare", bad_file, "--split", SPLIT, "--home", tmp_path / "home", env=thyme_env, check=False)
-    assert out.returncode == 2
+    assert out.returncode == 2 and "Traceback" not in out.stderr  # one line, not Prefect's traceback
+    assert out.stderr.strip().splitlines()[-1].startswith("thyme prepare: error: ")
     assert "no_response.parquet: missing column 'response'" in out.stderr
     shards = tmp_path / "home" / "shards" / "prepare"
     assert not shards.exists() or [p.name for p in shards.iterdir()] == ["_schema"]

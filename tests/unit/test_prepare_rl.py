@@ -114,7 +114,7 @@ def test_mixed_folder_of_sft_and_rl_files(home, tmp_path, rl_rows):
         parts = {p.name for p in prepare.shard_dir(home, spec.key).iterdir()}
         assert {"image_samples.parquet", "text_samples.parquet", "rl_samples.parquet"} <= parts
     report = build_report(home, "mix", results, 1.0)
-    assert report.samples_rl == 3 + len(rl_rows) and "RL samples by split" in report.markdown()
+    assert report.samples_rl == 3 + len(rl_rows) and f"| mix | {3 + len(rl_rows)} |" in report.markdown()
     columns, rows = catalog.named(home, "rl_counts")
     assert columns[:3] == ["split", "rl_samples", "with_image"] and rows[0][:3] == ("mix", 3 + len(rl_rows), 3 + len(rl_rows))
 

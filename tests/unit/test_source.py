@@ -22,12 +22,23 @@ def _parquet(path, rows, row_group_size=3, **overrides):
 
 
 def test_parquet_shards_follow_row_groups_and_tile_the_rows(tmp_path):
-    path = _parquet(tmp_path / "a.parquet", _rows(10), row_group_size=3)
+    path = _parquet(tmp_path / "a.parquet", _rows(100), row_group_size=3)
     specs = plan_shards(path, "s", shard_rows=5, salt="x")
-    assert [(s.row_start, s.row_stop) for s in specs] == [(0, 6), (6, 10)]  # 3+3 rows, then 3+1
+    # 100 rows make 16 shards of >= 5 rows: whole row groups of 3, so 6 rows each, then 3+1
+    assert [(s.row_start, s.row_stop) for s in specs] == [(i, i + 6) for i in range(0, 96, 6)] + [(96, 100)]
     rows = [r for s in specs for r in read_shard(s)]
-    assert [n for n, _ in rows] == list(range(10))
-    assert [r["question"] for _, r in rows] == [f"q{i}" for i in range(10)]
+    assert [n for n, _ in rows] == list(range(100))
+    assert [r["question"] for _, r in rows] == [f"q{i}" for i in range(100)]
+
+
+def test_a_small_file_of_large_rows_still_gives_every_core_several_shards(tmp_path):
+    # the issue's case: 3,000 photos in 12 row groups with the default 1,000 rows per shard made 3 shards,
+    # so one of 2 cores idled for the last third; each row group is now a shard
+    path = _parquet(tmp_path / "a.parquet", _rows(3000), row_group_size=250)
+    assert len(plan_shards(path, "s", shard_rows=1000, salt="x")) == 12
+    # a large file keeps shard_rows
+    big = _parquet(tmp_path / "b.parquet", _rows(20_000), row_group_size=500)
+    assert [s.row_stop - s.row_start for s in plan_shards(big, "s", shard_rows=1000, salt="x")] == [1000] * 20
 
 
 def test_jsonl_shards_by_lines_and_bad_lines_become_error_strings(tmp_path):
@@ -35,7 +46,8 @@ def test_jsonl_shards_by_lines_and_bad_lines_become_error_strings(tmp_path):
     lines = [json.dumps(r) for r in _rows(4)] + ["{not json", "", "[1, 2]", json.dumps(_rows(1)[0])]
     path.write_text("\n".join(lines) + "\n")
     specs = plan_shards(path, "s", shard_rows=3, salt="x")
-    assert [(s.row_start, s.row_stop) for s in specs] == [(0, 3), (3, 6), (6, 7)]  # blank line skipped
+    # 7 rows (the blank line is skipped) are fewer than 16 shards' worth: one row each
+    assert [(s.row_start, s.row_stop) for s in specs] == [(i, i + 1) for i in range(7)]
     rows = dict(r for s in specs for r in read_shard(s))
     assert rows[0]["question"] == "q0"
     assert "not valid JSON" in rows[4]
@@ -88,5 +100,5 @@ def test_unreadable_and_missing_sources_are_clear_errors(tmp_path):
         plan_shards(junk, "s", 10, "x")
     with pytest.raises(ThymeError, match="no such file"):
         plan_shards(tmp_path / "nope.parquet", "s", 10, "x")
-    with pytest.raises(ThymeError, match="invalid split"):
+    with pytest.raises(ThymeError, match="split 'a/b'"):
         plan_shards(junk, "a/b", 10, "x")

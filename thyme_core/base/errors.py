@@ -8,3 +8,8 @@ traceback and exits non-zero. Per-record problems are not exceptions: they becom
 
 class ThymeError(Exception):
     """A problem with the user's input or configuration, explained in the message."""
+
+
+class BadParameter(ThymeError, ValueError):
+    """A parameter outside its range (shard_rows 0, a negative temperature): a ThymeError to the CLI and the
+    UI's logs, and still a ValueError to code that validates configs."""

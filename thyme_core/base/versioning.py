@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
@@ -82,6 +83,9 @@ def import_closure(entries: Iterable[str], root: Path = ROOT) -> list[Path]:
     return sorted(set(seen.values()))
 
 
+_LOCK = threading.Lock()
+
+
 @lru_cache(maxsize=64)
 def _cached(entries: tuple[str, ...], data: tuple[str, ...], root: str) -> str:
     base = Path(root)
@@ -96,6 +100,9 @@ def _cached(entries: tuple[str, ...], data: tuple[str, ...], root: str) -> str:
 def code_version(*entries: str, data: Iterable[str | Path] = (), root: Path = ROOT) -> str:
     """16 hex digits naming the code (and data files) a stage's result depends on.
 
-    Cached per process: the code a process runs does not change under it (tests pass another `root`).
+    Cached per process: the code a process runs does not change under it (tests pass another `root`). One
+    thread at a time: CPython 3.11's ast.parse is not safe in concurrent threads ("AST constructor recursion
+    depth mismatch", seen when a flow's shard tasks, threads, asked for the key at once).
     """
-    return _cached(tuple(entries), tuple(str(Path(d).resolve()) for d in data), str(Path(root).resolve()))
+    with _LOCK:
+        return _cached(tuple(entries), tuple(str(Path(d).resolve()) for d in data), str(Path(root).resolve()))

@@ -189,4 +189,4 @@ def report_markdown(home: DataHome, run_id: str) -> str:
     columns, rows = catalog.query(home, one_run, [run_id])
     lines = [f"## evaluate: run `{run_id}`", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
+    return "\n".join(lines if rows else lines[:2] + ["none"])

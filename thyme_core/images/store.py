@@ -25,6 +25,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from thyme_core.base.errors import BadParameter
 from thyme_core.base.fsio import write_once
 from thyme_core.base.reasons import Reject, Rejected, Repair
 
@@ -53,9 +54,9 @@ class ImageConfig:
 
     def __post_init__(self):
         if self.verify not in ("structure", "decode"):
-            raise ValueError(f"verify must be 'structure' or 'decode', not {self.verify!r}")
+            raise BadParameter(f"verify must be 'structure' or 'decode', not {self.verify!r}")
         if self.max_pixels <= 0:
-            raise ValueError("max_pixels must be positive")
+            raise BadParameter(f"max_pixels must be positive, not {self.max_pixels}")
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ shard: decode, rewrite, write), rl.py (RL prompts), report.py (run summaries), s
 entry points are re-exported here.
 """
 
-from thyme_core.prepare.shards import (PrepareConfig, ShardResult, code_version, plan, plan_hub_file, prepare_shard,
-                                       read_summary, resolve_hub, shard_dir)
+from thyme_core.prepare.shards import (PrepareConfig, ShardResult, code_version, finished, plan, plan_hub_file,
+                                       prepare_shard, read_summary, resolve_hub, shard_dir)
 
-__all__ = ["PrepareConfig", "ShardResult", "code_version", "plan", "plan_hub_file", "prepare_shard", "read_summary",
-           "resolve_hub", "shard_dir"]
+__all__ = ["PrepareConfig", "ShardResult", "code_version", "finished", "plan", "plan_hub_file", "prepare_shard",
+           "read_summary", "resolve_hub", "shard_dir"]

@@ -1,7 +1,9 @@
-"""The end-of-run summary of `thyme prepare`: what this run did, and what the catalog now holds.
+"""The end-of-run summary of `thyme prepare`: what this run did, this split in the catalog, the home's totals.
 
 Printed by the CLI and published as a Prefect markdown artifact by the flow; plain data plus a markdown
-rendering, so a notebook user gets the same figures.
+rendering, so a notebook user gets the same figures. The flow's log gets `headline()` (one line) and one
+`describe_shard` line per shard, not the markdown. Sections with no rows say "none" rather than showing an
+empty table.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from dataclasses import dataclass
 from thyme_core import catalog
 from thyme_core.base.home import DataHome
 from thyme_core.prepare.shards import ShardResult
+
+SPLIT_COLUMNS = ("image samples", "text samples", "code blocks", "images")  # counts_by_split after `split`
+RL_COLUMNS = ("RL samples", "with image", "images", "distinct solutions")  # rl_counts after `split`
 
 
 @dataclass(frozen=True)
@@ -34,38 +39,64 @@ class PrepareReport:
     def images_per_second(self) -> float:
         return self.images_seen / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
+    def headline(self) -> str:
+        return (f"prepare {self.split}: {self.shards_run} shards processed, {self.shards_reused} already done; "
+                f"{self.samples_image + self.samples_text + self.samples_rl} samples, {self.rejects} rejects, "
+                f"{self.images_seen} images in {self.wall_seconds:.1f} s ({self.images_per_second:.0f} images/s)")
+
     def markdown(self) -> str:
+        this_rl = [r for r in self.rl_by_split if r[0] == self.split]
         lines = [
             f"## prepare_sft_data: split `{self.split}`",
             "",
-            f"- shards: {self.shards_run} processed, {self.shards_reused} already done (skipped)",
+            "### This run",
+            "",
+            f"- shards: {self.shards_run} processed, {self.shards_reused} already done (reused from an earlier run)",
             f"- samples: {self.samples_image} with image, {self.samples_text} text-only, {self.samples_rl} RL; "
             f"{self.rejects} rejected",
             f"- images: {self.images_seen} seen, {self.images_written} newly stored, "
             f"{self.images_seen - self.images_written} deduplicated, {self.images_repaired} repaired",
             f"- wall time {self.wall_seconds:.1f} s, {self.images_per_second:.0f} images/s",
             "",
-            "### Catalog: samples by split",
+            f"### Split `{self.split}` in the catalog (all runs)",
             "",
-            "| split | image samples | text samples | code blocks | images |",
-            "|---|---:|---:|---:|---:|",
-            *[f"| {' | '.join(str(v) for v in row)} |" for row in self.by_split],
+            *_table(("split", *SPLIT_COLUMNS), [r for r in self.by_split if r[0] == self.split]),
+            *(_table(("split", *RL_COLUMNS), this_rl) if this_rl else []),
+            f"Rejects of `{self.split}` by reason:",
             "",
-            "### Catalog: RL samples by split",
+            *_table(("reason", "records"), [r[1:] for r in self.rejects_by_reason if r[0] == self.split]),
+            "### The data home's totals",
             "",
-            "| split | RL samples | with image | images | distinct solutions |",
-            "|---|---:|---:|---:|---:|",
-            *[f"| {' | '.join(str(v) for v in row)} |" for row in self.rl_by_split],
-            "",
-            "### Catalog: rejects by reason",
-            "",
-            "| split | reason | records |",
-            "|---|---|---:|",
-            *[f"| {' | '.join(str(v) for v in row)} |" for row in self.rejects_by_reason],
+            *_table(("splits", *SPLIT_COLUMNS), _totals(self.by_split)),
+            *(_table(("RL splits", *RL_COLUMNS), _totals(self.rl_by_split)) if self.rl_by_split else []),
+            f"- rejects: {sum(r[2] for r in self.rejects_by_reason)} in all splits",
         ]
-        if not self.rejects_by_reason:
-            lines.append("| (none) | | 0 |")
         return "\n".join(lines)
+
+
+def _table(columns: tuple[str, ...], rows: list[tuple]) -> list[str]:
+    if not rows:
+        return ["none", ""]
+    return ["| " + " | ".join(columns) + " |", "|---" + "|---:" * (len(columns) - 1) + "|",
+            *["| " + " | ".join(str(v).replace("|", "/") for v in row) + " |" for row in rows], ""]
+
+
+def _totals(rows: tuple[tuple, ...]) -> list[tuple]:
+    """(number of splits, column sums): one row, or none for an empty catalog."""
+    if not rows:
+        return []
+    return [(len(rows), *(sum(r[i] or 0 for r in rows) for i in range(1, len(rows[0]))))]
+
+
+def describe_shard(result: ShardResult) -> str:
+    """One log line per shard: what it held and how fast it went."""
+    s, run = result.summary, result.run
+    where = f"{s.source_file} rows {s.row_start}-{s.row_stop}"
+    if result.reused or run is None:
+        return f"{where}: already done by an earlier run (reused)"
+    rate = s.images_seen / run.seconds if run.seconds > 0 else 0.0
+    return (f"{where}: {s.samples_image + s.samples_text + s.samples_rl} samples, {s.rejects} rejects, "
+            f"{s.images_seen} images ({run.images_written} new) in {run.seconds:.1f} s, {rate:.0f} images/s")
 
 
 def build_report(home: DataHome, split: str, results: list[ShardResult], wall_seconds: float) -> PrepareReport:

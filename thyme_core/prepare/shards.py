@@ -32,6 +32,7 @@ from thyme_core.images import store as img
 from thyme_core.images.values import as_list, prepare_values
 from thyme_core import catalog
 from thyme_core.base import versioning
+from thyme_core.base.errors import BadParameter
 from thyme_core.base.fsio import atomic_dir, clean_stale_staging
 from thyme_core.base.errors import ThymeError
 from thyme_core.base.home import DataHome
@@ -53,7 +54,7 @@ class PrepareConfig:
 
     def __post_init__(self):
         if self.shard_rows < 1:
-            raise ValueError("shard_rows must be >= 1")
+            raise BadParameter(f"shard_rows must be >= 1, not {self.shard_rows}")
         self.image_config()  # validates max_pixels and verify
 
     def image_config(self) -> img.ImageConfig:
@@ -116,11 +117,21 @@ class ShardResult:
     run: ShardRun | None = None  # how this run made it (None when reused)
 
 
-def prepare_shard(spec: ShardSpec, home: DataHome, config: PrepareConfig) -> ShardResult:
-    """Process one shard, or return the summary of the finished one already there."""
+def finished(spec: ShardSpec, home: DataHome) -> ShardResult | None:
+    """The result of an earlier run's finished shard, else None: cheap (one small file), so callers decide
+    "already done" before handing any work to a process pool."""
     final = shard_dir(home, spec.key)
     if (final / "summary.parquet").exists():
         return ShardResult(read_summary(final), reused=True)
+    return None
+
+
+def prepare_shard(spec: ShardSpec, home: DataHome, config: PrepareConfig) -> ShardResult:
+    """Process one shard, or return the summary of the finished one already there."""
+    done = finished(spec, home)
+    if done is not None:
+        return done
+    final = shard_dir(home, spec.key)
     home.ensure()
     started = time.perf_counter()
     out = _ShardOutput(spec, home, config.image_config())

@@ -8,7 +8,9 @@ holding such files. Two schemas, detected per file (`detect_schema`):
 A file with a `messages` or `solution` column (JSONL: key, in its first parseable records) is RL, any other
 is SFT; then that schema's columns are checked, and a missing one is an error naming the file and columns. `plan_shards`
 cuts each file into shards of about `shard_rows` rows (Parquet at row-group boundaries, JSONL at line
-boundaries) and names each shard by a key derived from the file's content hash, the split, the row range,
+boundaries), and smaller when the file has fewer than MIN_SHARDS_PER_FILE * shard_rows rows, so that even a
+file of a few thousand large rows gives every core of a worker several shards and none idles while the last
+shard runs (a rule of the file alone, not of the machine's core count, so keys agree across machines). It names each shard by a key derived from the file's content hash, the split, the row range,
 the preparation config and the code version: a rerun finds the same keys and skips finished work.
 
 File-level problems (unreadable file, missing column, wrong column type) are ThymeError with the file and
@@ -27,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from thyme_core.base.errors import ThymeError
+from thyme_core.base.names import check_name
 
 REQUIRED_COLUMNS = ("image", "question", "response")  # SFT
 RL_COLUMNS = ("messages", "images", "solution", "question")  # `image` is accepted for `images`
@@ -35,6 +38,7 @@ JSONL_SNIFF_LINES = 100  # JSONL: keys of the first parseable records decide the
 PARQUET_SUFFIXES = (".parquet",)
 JSONL_SUFFIXES = (".jsonl", ".json")
 READ_BATCH_ROWS = 64  # rows decoded from Parquet at a time inside a row group
+MIN_SHARDS_PER_FILE = 16  # when row groups allow: 8 per core on 2 cores, 2 per core on 8
 
 
 @dataclass(frozen=True)
@@ -83,8 +87,7 @@ def file_sha256(path: Path, chunk: int = 8 << 20) -> str:
 
 def plan_shards(source: str | Path, split: str, shard_rows: int, salt: str) -> list[ShardSpec]:
     """All shards of a source. `salt` (config hash + code version) goes into every shard key."""
-    if not split or "/" in split:
-        raise ThymeError(f"invalid split name {split!r}")
+    check_name("split", split)
     specs: list[ShardSpec] = []
     for path in list_source_files(source):
         digest = file_sha256(path)
@@ -93,6 +96,15 @@ def plan_shards(source: str | Path, split: str, shard_rows: int, salt: str) -> l
         else:
             specs += _plan_jsonl(path, split, shard_rows, digest, salt)
     return specs
+
+
+def shard_target_rows(total_rows: int, shard_rows: int) -> int:
+    """Rows per shard for a file of total_rows: shard_rows, or less so the file makes MIN_SHARDS_PER_FILE.
+
+    >>> shard_target_rows(3000, 1000), shard_target_rows(100_000, 1000), shard_target_rows(10, 1000)
+    (188, 1000, 1)
+    """
+    return max(1, min(shard_rows, -(-total_rows // MIN_SHARDS_PER_FILE)))
 
 
 def _shard_key(digest: str, split: str, start: int, stop: int, salt: str) -> str:
@@ -184,6 +196,7 @@ def _is_string(t: pa.DataType) -> bool:
 def _plan_parquet(path: Path, split: str, shard_rows: int, digest: str, salt: str) -> list[ShardSpec]:
     pf = _open_parquet(path)
     md, kind = pf.metadata, check_parquet_schema(path, pf.schema_arrow)
+    shard_rows = shard_target_rows(md.num_rows, shard_rows)
     specs, groups, start, row = [], [], 0, 0
     for i in range(md.num_row_groups):
         groups.append(i)
@@ -213,6 +226,8 @@ def _jsonl_schema(path: Path) -> str:
 
 def _plan_jsonl(path: Path, split: str, shard_rows: int, digest: str, salt: str) -> list[ShardSpec]:
     kind = _jsonl_schema(path)
+    with open(path, "rb") as f:
+        shard_rows = shard_target_rows(sum(1 for line in f if line.strip()), shard_rows)
     specs, start_row, start_byte, row, pos = [], 0, 0, 0, 0
     with open(path, "rb") as f:
         for line in f:

@@ -31,6 +31,7 @@ from PIL import Image
 from thyme_core import catalog
 from thyme_core.base import versioning
 from thyme_core.base.fsio import atomic_dir
+from thyme_core.base.errors import ThymeError
 from thyme_core.base.home import DataHome
 from thyme_core.catalog.schema import ReplayRecord, to_table
 from thyme_core.thyme_format import code_blocks, sandbox_outputs
@@ -193,18 +194,38 @@ def _compare_text(printed: str, recorded: str, config: ReplayConfig) -> tuple[st
 
 
 def prepared_shards(home: DataHome, split: str) -> list[str]:
-    """Folders of the finished prepare shards of a split, in source order."""
+    """Folders of the finished prepare shards of a split, in source order; ThymeError when there are none."""
     _, rows = catalog.query(
         home, "SELECT shard FROM prepare_shards WHERE split = ? ORDER BY source_file, row_start", [split]
     )
+    if not rows:
+        _, splits = catalog.query(home, "SELECT DISTINCT split FROM prepare_shards ORDER BY 1")
+        raise ThymeError(f"no prepared samples of split {split!r} in {home.root} (prepared splits: "
+                         f"{', '.join(s for (s,) in splits) or 'none'}; run `thyme prepare` first)")
     return [str(home.shards_dir / "prepare" / r[0]) for r in rows]
 
 
-def summary_markdown(home: DataHome, split: str) -> str:
-    lines = [f"## replay_sft_data: split `{split}`", ""]
+def summary_markdown(home: DataHome, split: str, results: list[ReplayShardResult] = ()) -> str:
+    """This run's shards (replayed and reused), then the split's reproduction figures and failures."""
+    reused = [r for r in results if r.reused]
+    lines = [f"## replay_sft_data: split `{split}`", "", "### This run", "",
+             f"- shards: {len(results) - len(reused)} replayed, {len(reused)} already done with the same settings "
+             f"and code (reused, {sum(r.blocks for r in reused)} code blocks)",
+             f"- code blocks: {sum(r.blocks for r in results)}, {sum(r.matched for r in results)} reproduced", ""]
     for title, name in (("Samples whose code reproduces", "replay_summary"), ("Not reproduced", "replay_failures")):
         columns, rows = catalog.named(home, name)
-        lines += [f"### {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-        lines += ["| " + " | ".join(str(v).replace("|", "/")[:120] for v in row) + " |" for row in rows] or ["| (none) |"]
+        rows = [row[1:] for row in rows if row[0] == split]
+        lines += [f"### {title}", ""]
+        if not rows:
+            lines += ["none", ""]
+            continue
+        lines += ["| " + " | ".join(columns[1:]) + " |", "|" + "---|" * (len(columns) - 1)]
+        lines += ["| " + " | ".join(str(v).replace("|", "/")[:120] for v in row) + " |" for row in rows]
         lines.append("")
     return "\n".join(lines)
+
+
+def describe_shard(result: ReplayShardResult) -> str:
+    """One log line per shard."""
+    what = "already done (reused)" if result.reused else "replayed"
+    return f"{result.folder.name}: {what}, {result.blocks} code blocks, {result.matched} reproduced"

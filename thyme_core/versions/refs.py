@@ -18,18 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from thyme_core.base.errors import ThymeError
+from thyme_core.base.names import NAME, check_name
 from thyme_core.versions.keys import Store, manifest_key, ref_key
 
 REF_FORMAT = "thyme-ref/1"
 DEFAULT_TAG = "latest"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _HEX = re.compile(r"^[0-9a-f]{8,64}$")
-
-
-def check_name(what: str, value: str) -> str:
-    if not _NAME.match(value):
-        raise ThymeError(f"{what} {value!r}: use letters, digits, '.', '_' or '-' (no '/' or '@')")
-    return value
 
 
 @dataclass
@@ -92,7 +86,7 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
 def resolve(store: Store, spec: str) -> tuple[str, str]:
     """NAME[@TAG|@HASH] -> (name, manifest sha256)."""
     name, which = parse_spec(spec)
-    ref, _ = read(store, name, which or DEFAULT_TAG) if which is None or _NAME.match(which) else (None, None)
+    ref, _ = read(store, name, which or DEFAULT_TAG) if which is None or NAME.fullmatch(which) else (None, None)
     if ref is not None:
         return name, ref.manifest
     if which is None or not _HEX.match(which):
