@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from thyme_core.base.errors import ThymeError
+from thyme_core.base.fsio import pid_alive
 
 DEFAULT_PORT = 4200
 START_TIMEOUT_S = 120.0  # `prefect server start` is healthy in ~3-8 s on a quiet 2-core machine, far more on a busy one
@@ -60,16 +61,6 @@ def healthy(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def find() -> LocalServer | None:
     """The running server this state dir records, or None (a stale record is removed)."""
     path = _state_file()
@@ -77,9 +68,9 @@ def find() -> LocalServer | None:
         server = LocalServer(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    if _alive(server.pid) and healthy(server.url):
+    if pid_alive(server.pid) and healthy(server.url):
         return server
-    if not _alive(server.pid):
+    if not pid_alive(server.pid):
         path.unlink(missing_ok=True)
     return None
 
@@ -133,7 +124,7 @@ def stop(timeout: float = 30.0) -> LocalServer | None:
         server = LocalServer(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    if _alive(server.pid):
+    if pid_alive(server.pid):
         _kill_group(server.pid, timeout)
     path.unlink(missing_ok=True)
     return server
@@ -145,12 +136,12 @@ def _kill_group(pid: int, timeout: float = 30.0) -> None:
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         try:  # our own child (start's timeout) must be reaped; another process's is reaped by init
             if os.waitpid(pid, os.WNOHANG)[0] == pid:
                 return
         except ChildProcessError:
             pass
         time.sleep(0.2)
-    if _alive(pid):
+    if pid_alive(pid):
         os.killpg(pid, signal.SIGKILL)

@@ -93,7 +93,7 @@ def clean_stale_staging(tmp_dir: Path) -> int:
         return 0
     for entry in tmp_dir.iterdir():
         parts = entry.name.split(".")
-        if len(parts) < 3 or not parts[-2].isdigit() or _pid_alive(int(parts[-2])):
+        if len(parts) < 3 or not parts[-2].isdigit() or pid_alive(int(parts[-2])):
             continue
         if entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)
@@ -103,7 +103,8 @@ def clean_stale_staging(tmp_dir: Path) -> int:
     return removed
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (one of another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
