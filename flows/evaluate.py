@@ -126,8 +126,8 @@ def evaluate(
                             [dict(shard=s, spec=spec, config=config, address=address, store_uri=store_uri,
                                   gpus=gpus_per_shard) for s in shards],
                             f"evaluate {tsv} on {address}", lambda s: {"correct": s.result.correct}, address)
-        published = publish_version(store_uri, dataset, stored, home_root)
-        results, version = [s.result for s in stored], {"version": published.manifest, "dataset": dataset}
+        published = publish_version(store_uri, dataset or "eval", stored, home_root)
+        results, version = [s.result for s in stored], {"version": published.manifest, "dataset": dataset or "eval"}
         home_updated = published.home_updated
     else:
         futures = [eval_shard.submit(s, home_root, spec, config, scoring) for s in shards]

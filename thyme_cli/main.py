@@ -44,8 +44,9 @@ def add_cluster_args(parser: argparse.ArgumentParser, dataset: str) -> None:
     parser.add_argument("--store", default=None,
                         help="with --cluster: the version store every worker writes to (s3://bucket/prefix, or a "
                              "folder all of them see; default: $THYME_STORE, else ~/.local/share/thyme-store)")
-    parser.add_argument("--dataset", default=dataset,
-                        help=f"with --cluster: the dataset version to read and publish (default {dataset})")
+    parser.add_argument("--dataset", default="",
+                        help=f"publish the result as this dataset version in --store (with --cluster: the version to "
+                             f"read and publish, default {dataset}; without it, nothing is published)")
 
 
 def cluster_kwargs(args) -> dict:

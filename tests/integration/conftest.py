@@ -75,7 +75,8 @@ def thyme_env(prefect_server, tmp_path):
     """Environment for running the `thyme` CLI as a subprocess against the real server."""
     return dict(os.environ, PREFECT_API_URL=prefect_server, PREFECT_SERVER_ANALYTICS_ENABLED="false",
                 PREFECT_HOME=str(tmp_path / "client-prefect-home"), PYTHONPATH=str(REPO),
-                THYME_STATE_DIR=str(tmp_path / "thyme-state"))  # never a long-lived server of the machine's user
+                THYME_STATE_DIR=str(tmp_path / "thyme-state"),  # never a long-lived server of the machine's user
+                THYME_STORE=str(tmp_path / "thyme-store"))  # nor the user's version store
 
 
 @pytest.fixture(scope="session")
