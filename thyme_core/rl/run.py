@@ -252,7 +252,8 @@ def train(home: DataHome, spec: RlRunSpec, judge=None, steer: Callable | None = 
         from thyme_core.runs.launch import run_torchrun
 
         resumed = latest_step(run_dir)
-        code = run_torchrun("thyme_core.rl.entry", run_dir, cfg.nproc, on_line, on_metrics or (lambda m: None))
+        steps_only = lambda m: None if "event" in m or on_metrics is None else on_metrics(m)  # not checkpoint events
+        code = run_torchrun("thyme_core.rl.entry", run_dir, cfg.nproc, on_line, steps_only)
         if code != 0 or not (run_dir / "DONE").exists():
             raise RuntimeError(f"RL ranks exited with code {code} (run folder {run_dir})")
     return {**summary, "steps": cfg.max_steps, "resumed_from": resumed}
