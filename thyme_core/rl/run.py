@@ -252,7 +252,8 @@ def train(home: DataHome, spec: RlRunSpec, judge=None, steer: Callable | None = 
         from thyme_core.runs.launch import run_torchrun
 
         resumed = latest_step(run_dir)
-        steps_only = lambda m: None if "event" in m or on_metrics is None else on_metrics(m)  # not checkpoint events
+        # checkpoint events (for a store push, SFT only so far) are not step records
+        steps_only = lambda m: None if m.get("event") == "checkpoint" or on_metrics is None else on_metrics(m)
         code = run_torchrun("thyme_core.rl.entry", run_dir, cfg.nproc, on_line, steps_only)
         if code != 0 or not (run_dir / "DONE").exists():
             raise RuntimeError(f"RL ranks exited with code {code} (run folder {run_dir})")
