@@ -8,7 +8,8 @@ from thyme_cli.main import add_cluster_args, add_home_arg, cluster_kwargs, posit
 def register(sub) -> None:
     p = sub.add_parser("prepare", help="prepare Thyme SFT or RL-form data (Parquet/JSONL) into the catalog")
     p.add_argument("source", help="a Thyme SFT (image, question, response) or RL (messages, images, solution, question) "
-                                  ".parquet or .jsonl file, a folder of them, s3://bucket/prefix, or a Hub dataset "
+                                  ".parquet or .jsonl file, a folder of them, s3://bucket/prefix (read in place, by "
+                                  "range), or a Hub dataset "
                                   "hf://datasets/OWNER/NAME[@REVISION][/PATH] (HF_TOKEN, HF_ENDPOINT, HF_HUB_OFFLINE "
                                   "honoured); images as base64, paths (relative to the data file), file:// URIs or "
                                   "HF Image structs")
