@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import os
 import posixpath
 import threading
 from dataclasses import dataclass
@@ -74,14 +75,15 @@ _lock = threading.Lock()
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_client(endpoint: Endpoint):
+def _cached_client(endpoint: Endpoint, pid: int):
     return connect(f"S3 source at {endpoint.url or 'AWS'}", endpoint)[1]
 
 
 def client(endpoint: Endpoint):
-    """One boto3 client per endpoint and process (clients are thread-safe; making one costs ~0.1 s)."""
+    """One boto3 client per endpoint and process (clients are thread-safe, making one costs ~0.1 s; a forked
+    child makes its own: a client's open connections must not be shared across processes)."""
     with _lock:
-        return _cached_client(endpoint)
+        return _cached_client(endpoint, os.getpid())
 
 
 def list_objects(uri: str, endpoint: Endpoint | None = None) -> list[S3Object]:
