@@ -31,8 +31,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from thyme_core.base.errors import ThymeError
+from thyme_core.base.home import DataHome
 from thyme_core.base.names import check_name
 from thyme_core.prepare import s3_source
+from thyme_core.prepare.digests import cached_sha256
 
 REQUIRED_COLUMNS = ("image", "question", "response")  # SFT
 RL_COLUMNS = ("messages", "images", "solution", "question")  # `image` is accepted for `images`
@@ -79,26 +81,17 @@ def list_source_files(source: str | Path) -> list[Path]:
     return files
 
 
-def file_sha256(path: Path, chunk: int = 8 << 20) -> str:
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            while block := f.read(chunk):
-                h.update(block)
-    except OSError as exc:
-        raise ThymeError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return h.hexdigest()
-
-
-def plan_shards(source: str | Path, split: str, shard_rows: int, salt: str) -> list[ShardSpec]:
+def plan_shards(source: str | Path, split: str, shard_rows: int, salt: str,
+                home: DataHome | None = None) -> list[ShardSpec]:
     """All shards of a source: a local file or folder, or s3://bucket/prefix (s3_source.py: read by range).
-    `salt` (config hash + code version) goes into every shard key."""
+    `salt` (config hash + code version) goes into every shard key. With a home, local file hashes come from
+    its digest cache when the files are unchanged (digests.py)."""
     check_name("split", split)
     if s3_source.is_remote(source):
         return [spec for obj in s3_source.list_objects(str(source)) for spec in _plan_s3(obj, split, shard_rows, salt)]
     specs: list[ShardSpec] = []
     for path in list_source_files(source):
-        where, digest = str(path.absolute()), file_sha256(path)
+        where, digest = str(path.absolute()), cached_sha256(path, home)
         if path.suffix.lower() in PARQUET_SUFFIXES:
             specs += _plan_parquet(where, path, split, shard_rows, digest, salt)
         else:
