@@ -8,7 +8,7 @@ the test's timeout kills `unshare`: --kill-child). The CLI reports to a `prefect
 boot for the four runs). During the first prepare a watcher SIGKILLs one worker process while it runs a prepare
 step (its title is `ray::prepare_step`): Ray must rerun that shard.
 
-Last, an s3:// source: a moto_server started here holds the files of `s3_folder` under `s3_uri`, the Ray nodes
+Then an s3:// source: a moto_server started here holds the files of `s3_folder` under `s3_uri`, the Ray nodes
 know no S3 endpoint (only credentials, as an instance role would give), the driver has THYME_S3_ENDPOINT, so
 the workers can only reach the server through the endpoint each task carries. moto's request log shows what
 was read of the Parquet object.
@@ -102,6 +102,7 @@ def main() -> None:
     results["after_prepare"] = ref(work / "store", "sft")
     thyme("replay", "--split", plan["split"], "--unsafe-no-isolation", "--home", work / "home")
     results["after_replay"] = ref(work / "store", "sft")
+    results.update(s3_prepare(plan, bin_, env, cluster[:2], log))
     out = thyme("eval", plan["tsv"], "--backend", "scripted", "--response-file", plan["responses"], "--shard-rows", 3,
                 "--unsafe-no-isolation", "--home", work / "eval-home")
     results["eval_stdout"] = out.stdout[-2000:]
@@ -109,7 +110,6 @@ def main() -> None:
     out = thyme(*prep, "--home", work / "home-again")  # everything is in the store: nothing runs on the cluster
     results["rerun_output"] = (out.stdout + out.stderr)[-6000:]  # the report comes through Prefect's log (stderr)
     results["after_rerun"] = ref(work / "store", "sft")
-    results.update(s3_prepare(plan, bin_, env, cluster[:2], log))
     sh(bin_ / "ray", "stop", "--force", env=env, log=log, check=False)  # only this PID namespace's processes
     (work / "results.json").write_text(json.dumps(results))
 
