@@ -3,7 +3,7 @@
 One Prefect task run per shard, as in a local run (same names with `-on-cluster`, the same progress bar and
 artifact): each waits on its shard's Ray task, so the driver's threads are waiting, not working. They run on a
 thread pool of their own, sized to keep every free slot of the cluster busy (the flow's pool is sized for this
-machine's cores). Each shard task carries where S3 is as this process sees it (versions/s3.Endpoint): the
+machine's cores). Each shard task carries where S3 is as this process sees it (base/s3.Endpoint): the
 workers share no environment with the driver.
 """
 
@@ -25,7 +25,7 @@ from thyme_core.eval.evaluate import EvalShard
 from thyme_core.prepare.shards import PrepareConfig
 from thyme_core.prepare.source import ShardSpec
 from thyme_core.replay import verify as replay
-from thyme_core.versions.s3 import Endpoint
+from thyme_core.base.s3 import Endpoint
 from thyme_core.versions.store import open_store
 
 from tasks.progress import wait_with_progress

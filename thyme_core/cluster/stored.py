@@ -6,7 +6,7 @@ replay_shard, eval_shard) in a scratch home of its own, then puts every output f
 `objects/<ab>/<sha256>` (named by content, so writers on many machines never conflict) and writes the shard's
 completion marker `parts/<table>/<key>.json` last: the shard's manifest entries and its counts. The step returns
 the same entries and counts (a few KiB), never the data; the driver publishes the version from them. Where
-S3 is (versions/s3.Endpoint) comes with the task, as the store's URI does: a worker shares no environment
+S3 is (base/s3.Endpoint) comes with the task, as the store's URI does: a worker shares no environment
 with the driver (an s3:// source's endpoint is in its ShardSpec); credentials are the worker's own.
 
 A shard whose marker is in the store is finished: the driver does not submit it again (an interrupted run rerun
@@ -35,7 +35,7 @@ from thyme_core.base.home import DataHome
 from thyme_core.catalog.schema import ShardRun, ShardSummary
 from thyme_core.versions.keys import ObjectMissing, Store, object_key
 from thyme_core.versions.manifest import FileEntry, file_entry, sha256_file, version_paths
-from thyme_core.versions.s3 import Endpoint
+from thyme_core.base.s3 import Endpoint
 from thyme_core.versions.store import open_store
 
 MARKER_FORMAT = "thyme-part/1"

@@ -21,9 +21,9 @@ other shard keys and another version hash (as an hf:// source does).
 Images a record names by a relative path are read from S3 too, relative to the data object's folder
 (`relative_fetcher`); a missing one is Reject.MISSING_IMAGE_FILE, as on disk.
 
-Where S3 is (versions/s3.Endpoint: URL and region of the planning process's environment) travels in every
+Where S3 is (base/s3.Endpoint: URL and region of the planning process's environment) travels in every
 ShardSpec, so a worker that shares no environment reads the same server; credentials are the reading
-process's own (versions/s3.connect).
+process's own (base/s3.connect).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from urllib.parse import urlparse
 
 from thyme_core.base.errors import ThymeError
 from thyme_core.base.reasons import Reject, Rejected
-from thyme_core.versions.s3 import Endpoint, connect
+from thyme_core.base.s3 import Endpoint, connect
 
 PREFIX = "s3://"
 DATA_SUFFIXES = (".parquet", ".jsonl", ".json")
