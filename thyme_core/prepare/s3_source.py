@@ -229,7 +229,8 @@ def _error(exc: Exception, uri: str, s3, etag: str | None = None, planning: bool
                               f"again to plan its new content")
         if status == 404:
             what = "no such bucket" if code == "NoSuchBucket" else "no such object"
-            return ThymeError(f"{uri}: {what} at {where}" + (" (it was there when the run was planned)" if etag else ""))
+            planned = " (it was there when the run was planned)" if etag else ""
+            return ThymeError(f"{uri}: {what} at {where}{planned}")
         if status == 403:
             return ThymeError(f"{uri}: access denied at {where} ({code}): check the credentials of this machine")
         if status == 416:

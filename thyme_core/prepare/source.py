@@ -1,7 +1,8 @@
 """Thyme SFT and RL sources, read in shards with flat memory.
 
 A source is a Parquet file in Hugging Face `datasets` layout, a JSONL file with the same fields, a folder
-holding such files, or an s3://bucket/prefix of them (read in place by range: s3_source.py). Two schemas, detected per file (`detect_schema`):
+holding such files, or an s3://bucket/prefix of them (read in place by range: s3_source.py). Two schemas,
+detected per file (`detect_schema`):
 - SFT: `image` (list of base64 strings), `question`, `response`;
 - RL (the released form): `messages` (list of {role, content}), `images` (or `image`: list of base64
   strings), `solution`, `question`.
