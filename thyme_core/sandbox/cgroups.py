@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path("/sys/fs/cgroup")
-PREFIX = "thyme-sandbox-"  # pool folders: PREFIX + the host's pid + a random token
+PREFIX = "thyme-sandbox-"  # pool folders: PREFIX + the pid namespace + the host's pid there + a random token
 FREEZE_TIMEOUT_S = 5.0
 
 
@@ -67,7 +67,7 @@ class Support:
 
 def detect(enabled: bool = True) -> Support:
     """Make the pool's cgroup folders where the machine lets us; an empty Support where it does not."""
-    name = f"{PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+    name = f"{PREFIX}{_pid_namespace()}-{os.getpid()}-{secrets.token_hex(4)}"
     support = Support()
     if not enabled or not ROOT.is_dir():
         return support
@@ -172,15 +172,27 @@ def _make(folder: Path) -> Path | None:
         return None
 
 
+def _pid_namespace() -> str:
+    """This process's PID namespace (the inode of /proc/self/ns/pid): a pid means something only inside it."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "0"
+
+
 def _remove_stale(parent: Path, prefix: str) -> None:
-    """Pool folders left by a process that died without closing its pool (named <prefix><pid>-<token>)."""
+    """Pool folders left by a process that died without closing its pool (named <prefix><pidns>-<pid>-<token>).
+    Only this PID namespace's folders are judged: a pool in another namespace (a test's private cluster, a
+    container sharing the cgroup tree) has a pid that /proc here does not show although it is alive."""
     try:
         entries = [p for p in parent.iterdir() if p.name.startswith(prefix)]
     except OSError:
         return
+    here = _pid_namespace()
     for folder in entries:
-        pid = folder.name[len(prefix):].split("-")[0]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+        parts = folder.name[len(prefix):].split("-")
+        namespace, pid = (parts[0], parts[1]) if len(parts) == 3 else (here, parts[0])  # (older names: no namespace)
+        if namespace == here and pid.isdigit() and not Path(f"/proc/{pid}").exists():
             try:
                 sessions = [p for p in folder.iterdir() if p.is_dir()]
             except OSError:
