@@ -12,9 +12,9 @@ DEAD = 4_194_305  # above the kernel's largest pid_max: no process has it
 def test_only_this_namespaces_dead_pools_are_removed(tmp_path):
     here, other = cgroups._pid_namespace(), "4026530000"
     names = {
-        "dead here": f"{cgroups.PREFIX}{here}-{DEAD}-aaaa",
-        "alive here": f"{cgroups.PREFIX}{here}-{os.getpid()}-bbbb",
-        "another namespace": f"{cgroups.PREFIX}{other}-{DEAD}-cccc",  # its pid means nothing here
+        "dead here": f"{cgroups.PREFIX}{DEAD}-aaaa-{here}",
+        "alive here": f"{cgroups.PREFIX}{os.getpid()}-bbbb-{here}",
+        "another namespace": f"{cgroups.PREFIX}{DEAD}-cccc-{other}",  # its pid means nothing here
         "older name, dead": f"{cgroups.PREFIX}{DEAD}-dddd",  # no namespace in the name: judged here, as before
         "not ours": f"other-{DEAD}-eeee",
     }

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path("/sys/fs/cgroup")
-PREFIX = "thyme-sandbox-"  # pool folders: PREFIX + the pid namespace + the host's pid there + a random token
+PREFIX = "thyme-sandbox-"  # pool folders: PREFIX + the host's pid + a random token + its PID namespace
 FREEZE_TIMEOUT_S = 5.0
 
 
@@ -67,7 +67,7 @@ class Support:
 
 def detect(enabled: bool = True) -> Support:
     """Make the pool's cgroup folders where the machine lets us; an empty Support where it does not."""
-    name = f"{PREFIX}{_pid_namespace()}-{os.getpid()}-{secrets.token_hex(4)}"
+    name = f"{PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{_pid_namespace()}"
     support = Support()
     if not enabled or not ROOT.is_dir():
         return support
@@ -181,9 +181,10 @@ def _pid_namespace() -> str:
 
 
 def _remove_stale(parent: Path, prefix: str) -> None:
-    """Pool folders left by a process that died without closing its pool (named <prefix><pidns>-<pid>-<token>).
-    Only this PID namespace's folders are judged: a pool in another namespace (a test's private cluster, a
-    container sharing the cgroup tree) has a pid that /proc here does not show although it is alive."""
+    """Pool folders left by a process that died without closing its pool (named <prefix><pid>-<token>-<pidns>;
+    the pid first, as older versions named them and parse them). Only this PID namespace's folders are judged:
+    a pool in another namespace (a test's private cluster, a container sharing the cgroup tree) has a pid that
+    /proc here does not show although it is alive."""
     try:
         entries = [p for p in parent.iterdir() if p.name.startswith(prefix)]
     except OSError:
@@ -191,7 +192,7 @@ def _remove_stale(parent: Path, prefix: str) -> None:
     here = _pid_namespace()
     for folder in entries:
         parts = folder.name[len(prefix):].split("-")
-        namespace, pid = (parts[0], parts[1]) if len(parts) == 3 else (here, parts[0])  # (older names: no namespace)
+        pid, namespace = parts[0], parts[2] if len(parts) == 3 else here  # (older names: no namespace)
         if namespace == here and pid.isdigit() and not Path(f"/proc/{pid}").exists():
             try:
                 sessions = [p for p in folder.iterdir() if p.is_dir()]
