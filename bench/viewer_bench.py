@@ -141,7 +141,10 @@ def build(home: DataHome, n_traj: int, exec_turn_rows: int, eval_shard: int = 10
         _write(home.shards_dir / "rl" / RL_KEY / f"step-{step:05d}", "rl_rollouts", RlRolloutRecord, {
             "run": [run] * per_step, "step": [step] * per_step, "group": members // group,
             "member": members % group, "prompt_id": [f"p{m // group}" for m in members], "sample_id": ids,
-            "reward": reward, "reward_reason": [""] * per_step, "advantage": reward - reward.mean(),
+            "reward": reward, "reward_reason": [""] * per_step, "reward_format": (reward > 0.4).astype(float),
+            "reward_accuracy": (reward > 0.9).astype(float),
+            "reward_consistency": [float(r > 1.2) if r > 0.9 else None for r in reward],
+            "advantage": reward - reward.mean(),
             "kept": (rng.random(per_step) < 0.8).tolist(), "limit": [""] * per_step})
     run_dir = home.root / "runs" / "rl" / RL_KEY
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,7 @@ RL_METRIC_CURVES = [("KL (k3, mean per token)", ["kl_mean"]), ("clip fraction", 
                     ("grad norm", ["grad_norm"]), ("rollouts/s", ["rollouts_per_s"]),
                     ("engine wait share", ["engine_wait_share"])]
 RL_CATALOG_CURVES = [("reward mean and spread (std)", ["reward_mean", "reward_std"]),
+                     ("reward parts (means)", ["format_mean", "accuracy_mean", "consistency_mean"]),
                      ("code use and code success", ["code_rate", "code_success_rate"]),
                      ("zero-variance groups", ["zero_variance_groups"]), ("kept rollouts", ["kept", "limited"])]
 _CODE_OPEN = re.compile(r"<code>", re.I)
