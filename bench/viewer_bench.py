@@ -195,7 +195,7 @@ def main() -> None:
     open_ms = round((time.perf_counter() - t0) * 1000, 1)
     params = {"run_id": EVAL_RUN, "run": f"rl-{RL_KEY}", "step": 2, "sample_id": "VStar:17", "benchmark": "VStar",
               "category": "cat3", "outcome": "", "stop_reason": "", "error_type": "NameError", "search": "", "limit": 200,
-              "offset": 0, "only_samples": None, "sample_ids": [f"VStar:{i}" for i in range(3, 1400, 7)]}
+              "offset": 0, "sample_ids": [f"VStar:{i}" for i in range(3, 1400, 7)]}
     queries = {}
     for name in core_catalog.named_queries():
         text = core_catalog.sql_text(f"queries/{name}")

@@ -4,7 +4,7 @@ The model's code is not parsed (it may compute its box, rotate, or lie in a comm
 matched against the input. A crop or a zoom (a crop resized, uniformly) of the input is a scaled copy of one of
 its regions, so normalised cross-correlation (cv2.matchTemplate, TM_CCOEFF_NORMED) of the returned image,
 resized to each candidate scale, against the input finds it. Coarse pass: both images shrunk so the input's
-longer side is at most 320 px, zoom factors 0.5..16 on a geometric grid; fine pass: factors within 6% of the
+longer side is at most 240 px, zoom factors 0.5..16 on a geometric grid; fine pass: factors within 6% of the
 best in a window around the coarse hit, at up to 480 px for the window (about a pixel of precision). A hit counts when its score reaches `min_score` (0.85) and the
 returned image is not flat (a flat patch matches anywhere). Anything else (a rotation, an enhancement that
 changed the pixels, a chart drawn from scratch) is "no region" rather than a guess.
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-COARSE_SIDE = 320
+COARSE_SIDE = 240  # 320 px found the same regions of 60 random crops and zooms of textured scenes, at 1.4x the CPU
 FINE_SIDE = 480
 MIN_SCORE = 0.85
 MIN_TEMPLATE = 8  # px: below this a match means little
