@@ -108,6 +108,7 @@ def test_run_lands_in_the_catalog_resumes_and_skips(home):
     sid = rows_of(home, "SELECT sample_id FROM rl_rollouts WHERE step = 2 AND member = 0")[0][0]
     rollout = pages.trajectory(f"rl-{spec.key}", sid)
     assert 'class="fed-back"' in rollout and "not a crop or zoom of the input" in rollout and ">2.0<" in rollout
+    assert "format 1.0 · accuracy 1.0 · consistency 1.0" in rollout
 
     # nothing changed: skipped; more steps: the same run goes on from its last checkpoint
     again = rl_run.prepare_run(home, cfg, PROMPTS)
