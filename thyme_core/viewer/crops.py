@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-COARSE_SIDE = 240  # 320 px found the same regions of 60 random crops and zooms of textured scenes, at 1.4x the CPU
+COARSE_SIDE = 240  # over 60 random crops and zooms, 320 px found nothing 240 missed, at 1.4x the CPU
 FINE_SIDE = 480
 MIN_SCORE = 0.85
 MIN_TEMPLATE = 8  # px: below this a match means little
