@@ -118,6 +118,10 @@ def test_zero3_two_ranks_match_one_process_and_resume_after_a_kill(home, monkeyp
     _, rows = catalog.query(home, "SELECT step, count(*), count(DISTINCT prompt_id), sum(kept::INT) "
                                   f"FROM rl_rollouts WHERE run = 'rl-{spec.key}' GROUP BY step ORDER BY step")
     assert rows == [(1, 4, 2, 4), (2, 4, 2, 4)]
+    # with their reward parts (gathered from both ranks with the rewards)
+    _, rows = catalog.query(home, "SELECT count(reward_format), count(reward_accuracy) FROM rl_rollouts "
+                                  f"WHERE run = 'rl-{spec.key}'")
+    assert rows == [(8, 8)]
 
     # the final weights moved away from the start model
     from safetensors.torch import load_file
