@@ -49,10 +49,10 @@ class Sizes:
     group_size: int
 
 
-FULL = Sizes(sft_samples=160, rl_prompts=32, eval_samples=16, sft_steps=80, rl_steps=4, prompts_per_step=2,
-             group_size=4)
-QUICK = Sizes(sft_samples=64, rl_prompts=8, eval_samples=8, sft_steps=80, rl_steps=3, prompts_per_step=2,
-              group_size=4)
+FULL = Sizes(sft_samples=256, rl_prompts=32, eval_samples=32, sft_steps=200, rl_steps=8, prompts_per_step=2,
+             group_size=8)
+QUICK = Sizes(sft_samples=128, rl_prompts=8, eval_samples=16, sft_steps=200, rl_steps=4, prompts_per_step=2,
+              group_size=8)
 EVAL_ARGS = ["--max-new-tokens", "192", "--max-length", "1024", "--max-rounds", "2"]
 
 
@@ -110,14 +110,35 @@ def final_path(stdout: str) -> Path:
     return Path(re.findall(r"final weights: (\S+)", stdout)[-1])
 
 
-def rl_curves(run_dir: Path, negated: bool) -> dict:
+def rl_curves(home: Path, run_dir: Path, negated: bool) -> dict:
+    """Per RL step, over its rollouts: the combined reward (the control's negated back), its two parts
+    (well-formed share, accuracy = reward - 0.5 * format: the rule-based reward has no consistency term
+    without a judge), code use, code success, and the groups with no spread (advantage 0)."""
+    import pyarrow.parquet as pq
+
+    from thyme_core.rl.rewards import format_ok
     from thyme_core.rl.run import read_metrics
 
     sign = -1.0 if negated else 1.0
     rows = [m for m in read_metrics(run_dir) if "reward_mean" in m]
-    return {"reward": [round(sign * m["reward_mean"], 4) for m in rows],
-            "code_use": [round(m["code_rate"], 4) for m in rows],
-            "code_ok": [round(m["code_ok_rate"], 4) for m in rows]}
+    curves = {"reward": [round(sign * m["reward_mean"], 4) for m in rows],
+              "well_formed": [], "accuracy": [],
+              "code_use": [round(m["code_rate"], 4) for m in rows],
+              "code_ok": [round(m["code_ok_rate"], 4) for m in rows],
+              "zero_variance_groups": [int(m["zero_variance_groups"]) for m in rows]}
+    key = run_dir.name
+    for m in rows:
+        step = int(m["step"])
+        rewards = pq.read_table(home / "shards" / "rl" / key / f"step-{step:05d}" / "rl_rollouts.parquet",
+                                columns=["sample_id", "reward"]).to_pylist()
+        texts = pq.read_table(home / "shards" / "agent" / f"rl-{key}-step-{step:05d}" / "trajectories.parquet",
+                              columns=["sample_id", "response"]).to_pylist()
+        formed = {t["sample_id"]: format_ok(t["response"]) for t in texts}
+        fmt = [formed[r["sample_id"]] for r in rewards]
+        acc = [sign * r["reward"] - 0.5 * f for r, f in zip(rewards, fmt)]
+        curves["well_formed"].append(round(sum(fmt) / len(fmt), 4))
+        curves["accuracy"].append(round(sum(acc) / len(acc), 4))
+    return curves
 
 
 def run(work: Path, sizes: Sizes, seed: int, control_eval: bool) -> dict:
@@ -160,7 +181,7 @@ def run(work: Path, sizes: Sizes, seed: int, control_eval: bool) -> dict:
     if control_eval:
         held_out["after_control_rl"] = evaluate("after_control_rl", control)
     return {"bench": "learn_cpu", "sizes": asdict(sizes), "seed": seed, "held_out": held_out,
-            "rl": rl_curves(rl.parent, False), "rl_control": rl_curves(control.parent, True),
+            "rl": rl_curves(home, rl.parent, False), "rl_control": rl_curves(home, control.parent, True),
             "seconds": r.timings}
 
 
