@@ -49,7 +49,7 @@ class Sizes:
     group_size: int
 
 
-FULL = Sizes(sft_samples=256, rl_prompts=32, eval_samples=32, sft_steps=200, rl_steps=8, prompts_per_step=2,
+FULL = Sizes(sft_samples=256, rl_prompts=32, eval_samples=32, sft_steps=240, rl_steps=6, prompts_per_step=2,
              group_size=8)
 QUICK = Sizes(sft_samples=128, rl_prompts=8, eval_samples=16, sft_steps=200, rl_steps=4, prompts_per_step=2,
               group_size=8)
