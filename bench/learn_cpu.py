@@ -111,33 +111,33 @@ def final_path(stdout: str) -> Path:
 
 
 def rl_curves(home: Path, run_dir: Path, negated: bool) -> dict:
-    """Per RL step, over its rollouts: the combined reward (the control's negated back), its two parts
-    (well-formed share, accuracy = reward - 0.5 * format: the rule-based reward has no consistency term
-    without a judge), code use, code success, and the groups with no spread (advantage 0)."""
+    """Per RL step, over its rollouts: the run's reward (the control's negated back), the well-formed share,
+    accuracy (the rule-based one, whatever the run trained on), code use, code success, and the groups with
+    no spread (advantage 0)."""
     import pyarrow.parquet as pq
 
-    from thyme_core.rl.rewards import format_ok
+    from thyme_core.rl.rewards import accuracy_reward, format_ok
     from thyme_core.rl.run import read_metrics
 
     sign = -1.0 if negated else 1.0
     rows = [m for m in read_metrics(run_dir) if "reward_mean" in m]
-    curves = {"reward": [round(sign * m["reward_mean"], 4) for m in rows],
-              "well_formed": [], "accuracy": [],
+    curves = {"reward": [round(sign * m["reward_mean"], 4) for m in rows], "well_formed": [], "accuracy": [],
               "code_use": [round(m["code_rate"], 4) for m in rows],
               "code_ok": [round(m["code_ok_rate"], 4) for m in rows],
               "zero_variance_groups": [int(m["zero_variance_groups"]) for m in rows]}
+    prompts = {p["id"]: p for p in map(json.loads, (run_dir / "prompts.jsonl").read_text().splitlines())}
     key = run_dir.name
     for m in rows:
         step = int(m["step"])
-        rewards = pq.read_table(home / "shards" / "rl" / key / f"step-{step:05d}" / "rl_rollouts.parquet",
-                                columns=["sample_id", "reward"]).to_pylist()
+        ids = {r["sample_id"]: r["prompt_id"] for r in pq.read_table(
+            home / "shards" / "rl" / key / f"step-{step:05d}" / "rl_rollouts.parquet").to_pylist()}
         texts = pq.read_table(home / "shards" / "agent" / f"rl-{key}-step-{step:05d}" / "trajectories.parquet",
                               columns=["sample_id", "response"]).to_pylist()
-        formed = {t["sample_id"]: format_ok(t["response"]) for t in texts}
-        fmt = [formed[r["sample_id"]] for r in rewards]
-        acc = [sign * r["reward"] - 0.5 * f for r, f in zip(rewards, fmt)]
-        curves["well_formed"].append(round(sum(fmt) / len(fmt), 4))
-        curves["accuracy"].append(round(sum(acc) / len(acc), 4))
+        asked = [prompts[ids[t["sample_id"]]] for t in texts]
+        responses = [t["response"] for t in texts]
+        acc = accuracy_reward(responses, [p["solution"] for p in asked], question=[p["question"] for p in asked])
+        curves["well_formed"].append(round(sum(map(format_ok, responses)) / len(texts), 4))
+        curves["accuracy"].append(round(sum(acc) / len(texts), 4))
     return curves
 
 
@@ -177,7 +177,7 @@ def run(work: Path, sizes: Sizes, seed: int, control_eval: bool) -> dict:
                "--set", f"seed={seed}", *h]
     rl = final_path(r.thyme("train-rl", "train-rl", *rl_args))
     held_out["after_rl"] = evaluate("after_rl", rl)
-    control = final_path(r.thyme("train-rl-control", "train-rl", *rl_args, "--set", "rewards=[combined_negated]"))
+    control = final_path(r.thyme("train-rl-control", "train-rl", *rl_args, "--set", "rewards=[format_negated]"))
     if control_eval:
         held_out["after_control_rl"] = evaluate("after_control_rl", control)
     return {"bench": "learn_cpu", "sizes": asdict(sizes), "seed": seed, "held_out": held_out,
