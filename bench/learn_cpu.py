@@ -6,13 +6,15 @@ that finds it, crops and zooms is the response's code), with the "learn" variant
 
     thyme synth (SFT data, RL prompts, a held-out TSV of other pictures)   thyme prepare (SFT, RL)
     thyme eval (before SFT)   thyme train-sft --preset sft_learn   thyme eval (after SFT)
-    thyme train-rl --preset rl_learn (torchrun, DeepSpeed ZeRO-3, real sandbox, rule-based reward)
+    thyme train-rl --preset rl_learn (torchrun, DeepSpeed ZeRO-3, real sandbox, the format reward sampled at
+        text temperature 1.5: see the preset's header for why not the combined one yet)
     thyme eval (after RL)
-    thyme train-rl ... --set rewards=[combined_negated]: the control, advantages sign-flipped; must go down
+    thyme train-rl ... --set rewards=[format_negated]: the control, advantages sign-flipped; must go down
 
-Held-out figures per stage (eval/behaviour.py): well-formed share, code use, sandbox success, accuracy. RL
-curves per step from each run's metrics.jsonl: reward (the control's reported reward is negated back, so both
-curves are the combined reward), code use, code success. The last line printed is one JSON object.
+Held-out figures per stage (eval/behaviour.py, greedy): well-formed share, code use, sandbox success, accuracy.
+RL curves per step, from each run's metrics.jsonl and its rollouts in the catalog: the trained reward (the
+control's negated back, so both curves are the format reward), well-formed share, rule-based accuracy, code use,
+code success, zero-variance groups. The last line printed is one JSON object.
 
     .venv/bin/python bench/learn_cpu.py --out /tmp/learn            # the full run (docs/benchmarks.md)
     .venv/bin/python bench/learn_cpu.py --out /tmp/learn --quick    # what tests/integration/test_learn.py runs
