@@ -25,11 +25,11 @@ import pytest
 
 from tests.conftest import REPO
 
-# Opt-in: the short version is still a 240-step SFT plus two RL runs, about half an hour on a shared 2-core
+# Opt-in: the short version is still a 240-step SFT plus two RL runs, about 20 minutes on a shared 2-core
 # machine (docs/benchmarks.md), far over the integration tier's budget. THYME_LEARN_TEST=1 runs it.
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(os.environ.get("THYME_LEARN_TEST") != "1",
-                                 reason="the learning run takes ~30 min on 2 cores (issue 17); THYME_LEARN_TEST=1")]
+                                 reason="the learning run takes ~20 min on 2 cores (issue 17); THYME_LEARN_TEST=1")]
 
 
 def test_sft_teaches_the_tool_format_and_rl_starts_level_with_its_control(thyme_env, tmp_path):
