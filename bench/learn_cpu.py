@@ -6,13 +6,15 @@ that finds it, crops and zooms is the response's code), with the "learn" variant
 
     thyme synth (SFT data, RL prompts, a held-out TSV of other pictures)   thyme prepare (SFT, RL)
     thyme eval (before SFT)   thyme train-sft --preset sft_learn   thyme eval (after SFT)
-    thyme train-rl --preset rl_learn (torchrun, DeepSpeed ZeRO-3, real sandbox, rule-based reward)
+    thyme train-rl --preset rl_learn (torchrun, DeepSpeed ZeRO-3, real sandbox, the format reward sampled at
+        text temperature 1.5: see the preset's header for why not the combined one yet)
     thyme eval (after RL)
-    thyme train-rl ... --set rewards=[combined_negated]: the control, advantages sign-flipped; must go down
+    thyme train-rl ... --set rewards=[format_negated]: the control, advantages sign-flipped; must go down
 
-Held-out figures per stage (eval/behaviour.py): well-formed share, code use, sandbox success, accuracy. RL
-curves per step from each run's metrics.jsonl: reward (the control's reported reward is negated back, so both
-curves are the combined reward), code use, code success. The last line printed is one JSON object.
+Held-out figures per stage (eval/behaviour.py, greedy): well-formed share, code use, sandbox success, accuracy.
+RL curves per step, from each run's metrics.jsonl and its rollouts in the catalog: the trained reward (the
+control's negated back, so both curves are the format reward), well-formed share, rule-based accuracy, code use,
+code success, zero-variance groups. The last line printed is one JSON object.
 
     .venv/bin/python bench/learn_cpu.py --out /tmp/learn            # the full run (docs/benchmarks.md)
     .venv/bin/python bench/learn_cpu.py --out /tmp/learn --quick    # what tests/integration/test_learn.py runs
@@ -49,10 +51,12 @@ class Sizes:
     group_size: int
 
 
-FULL = Sizes(sft_samples=160, rl_prompts=32, eval_samples=16, sft_steps=80, rl_steps=4, prompts_per_step=2,
-             group_size=4)
-QUICK = Sizes(sft_samples=64, rl_prompts=8, eval_samples=8, sft_steps=80, rl_steps=3, prompts_per_step=2,
-              group_size=4)
+FULL = Sizes(sft_samples=256, rl_prompts=32, eval_samples=32, sft_steps=240, rl_steps=6, prompts_per_step=2,
+             group_size=8)
+# The short version trains the same SFT model on the same data (what teaches the format is the 240 steps), and
+# its 4 RL steps are the full run's first 4 (same seeds): only the held-out set and the RL runs are shorter.
+QUICK = Sizes(sft_samples=256, rl_prompts=32, eval_samples=16, sft_steps=240, rl_steps=4, prompts_per_step=2,
+              group_size=8)
 EVAL_ARGS = ["--max-new-tokens", "192", "--max-length", "1024", "--max-rounds", "2"]
 
 
@@ -110,14 +114,35 @@ def final_path(stdout: str) -> Path:
     return Path(re.findall(r"final weights: (\S+)", stdout)[-1])
 
 
-def rl_curves(run_dir: Path, negated: bool) -> dict:
+def rl_curves(home: Path, run_dir: Path, negated: bool) -> dict:
+    """Per RL step, over its rollouts: the run's reward (the control's negated back), the well-formed share,
+    accuracy (the rule-based one, whatever the run trained on), code use, code success, and the groups with
+    no spread (advantage 0)."""
+    import pyarrow.parquet as pq
+
+    from thyme_core.rl.rewards import accuracy_reward, format_ok
     from thyme_core.rl.run import read_metrics
 
     sign = -1.0 if negated else 1.0
     rows = [m for m in read_metrics(run_dir) if "reward_mean" in m]
-    return {"reward": [round(sign * m["reward_mean"], 4) for m in rows],
-            "code_use": [round(m["code_rate"], 4) for m in rows],
-            "code_ok": [round(m["code_ok_rate"], 4) for m in rows]}
+    curves = {"reward": [round(sign * m["reward_mean"], 4) for m in rows], "well_formed": [], "accuracy": [],
+              "code_use": [round(m["code_rate"], 4) for m in rows],
+              "code_ok": [round(m["code_ok_rate"], 4) for m in rows],
+              "zero_variance_groups": [int(m["zero_variance_groups"]) for m in rows]}
+    prompts = {p["id"]: p for p in map(json.loads, (run_dir / "prompts.jsonl").read_text().splitlines())}
+    key = run_dir.name
+    for m in rows:
+        step = int(m["step"])
+        ids = {r["sample_id"]: r["prompt_id"] for r in pq.read_table(
+            home / "shards" / "rl" / key / f"step-{step:05d}" / "rl_rollouts.parquet").to_pylist()}
+        texts = pq.read_table(home / "shards" / "agent" / f"rl-{key}-step-{step:05d}" / "trajectories.parquet",
+                              columns=["sample_id", "response"]).to_pylist()
+        asked = [prompts[ids[t["sample_id"]]] for t in texts]
+        responses = [t["response"] for t in texts]
+        acc = accuracy_reward(responses, [p["solution"] for p in asked], question=[p["question"] for p in asked])
+        curves["well_formed"].append(round(sum(map(format_ok, responses)) / len(texts), 4))
+        curves["accuracy"].append(round(sum(acc) / len(texts), 4))
+    return curves
 
 
 def run(work: Path, sizes: Sizes, seed: int, control_eval: bool) -> dict:
@@ -156,11 +181,11 @@ def run(work: Path, sizes: Sizes, seed: int, control_eval: bool) -> dict:
                "--set", f"seed={seed}", *h]
     rl = final_path(r.thyme("train-rl", "train-rl", *rl_args))
     held_out["after_rl"] = evaluate("after_rl", rl)
-    control = final_path(r.thyme("train-rl-control", "train-rl", *rl_args, "--set", "rewards=[combined_negated]"))
+    control = final_path(r.thyme("train-rl-control", "train-rl", *rl_args, "--set", "rewards=[format_negated]"))
     if control_eval:
         held_out["after_control_rl"] = evaluate("after_control_rl", control)
     return {"bench": "learn_cpu", "sizes": asdict(sizes), "seed": seed, "held_out": held_out,
-            "rl": rl_curves(rl.parent, False), "rl_control": rl_curves(control.parent, True),
+            "rl": rl_curves(home, rl.parent, False), "rl_control": rl_curves(home, control.parent, True),
             "seconds": r.timings}
 
 

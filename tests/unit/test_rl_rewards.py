@@ -208,7 +208,7 @@ def test_parse_verdict(reply, kind, expected):
 
 
 def test_registry_and_doctests():
-    assert set(REWARDS) == {"format", "accuracy", "consistency", "combined", "combined_negated"}
+    assert set(REWARDS) == {"format", "accuracy", "consistency", "combined", "combined_negated", "format_negated"}
     assert get_reward("format") is format_reward
     with pytest.raises(ThymeError, match="known: accuracy"):
         get_reward("length")
@@ -225,7 +225,8 @@ def test_the_negated_control_flips_every_advantage():
     completions = ["<think>a</think><answer>12</answer>", "<think>b</think><answer>13</answer>", "<answer>12</answer>",
                    "<think>c</think><answer>B</answer>", "<think>d</think><answer>12</answer>", "no layout"]
     kw = dict(solution=["12"] * 6, config=RewardConfig(consistency_weight=0))
-    plain, negated = combined_reward(completions, **kw), get_reward("combined_negated")(completions, **kw)
-    assert negated == [-r for r in plain] and len(set(plain)) > 1
-    a, b = group_advantages(plain, 3), group_advantages(negated, 3)
-    assert (b.advantages == -a.advantages).all() and a.advantages.abs().sum() > 0
+    for name, reward in (("combined_negated", combined_reward), ("format_negated", format_reward)):
+        plain, negated = reward(completions, **kw), get_reward(name)(completions, **kw)
+        assert negated == [-r for r in plain] and len(set(plain)) > 1
+        a, b = group_advantages(plain, 3), group_advantages(negated, 3)
+        assert (b.advantages == -a.advantages).all() and a.advantages.abs().sum() > 0

@@ -23,3 +23,15 @@ def test_only_this_namespaces_dead_pools_are_removed(tmp_path):
     cgroups._remove_stale(tmp_path, cgroups.PREFIX)
     left = {what for what, name in names.items() if (tmp_path / name).exists()}
     assert left == {"alive here", "another namespace", "not ours"}
+
+
+def test_a_folder_that_cannot_be_listed_any_more_is_skipped(tmp_path):
+    # Two pools starting at once both remove a dead pool's folder; the second one's listing used to raise
+    # FileNotFoundError, which killed an RL rank at its first rollout (bench/learn_cpu.py). Here: an entry
+    # that is not a folder any more stands for the one removed between the listing and the iterdir.
+    gone = tmp_path / f"{cgroups.PREFIX}{DEAD}-gone"
+    gone.write_text("")
+    stale = tmp_path / f"{cgroups.PREFIX}{DEAD}-abd"
+    stale.mkdir()
+    cgroups._remove_stale(tmp_path, cgroups.PREFIX)
+    assert not stale.exists() and gone.exists()

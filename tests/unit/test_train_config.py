@@ -6,7 +6,7 @@ import pytest
 
 from thyme_core.base.errors import ThymeError
 from thyme_core.sft.config import DEEPSPEED_DIR, PRESETS_DIR, SftConfig, help_text, load_preset
-from thyme_core.sft.loop import deepspeed_config, lr_lambda
+from thyme_core.sft.loop import deepspeed_config, lr_lambda, make_optimizer
 
 
 @pytest.mark.parametrize("path", sorted(PRESETS_DIR.glob("sft_*.yaml")), ids=lambda p: p.name)
@@ -33,6 +33,17 @@ def test_validation_and_unknown_keys():
         SftConfig(stage=3)
     with pytest.raises(ThymeError, match="unknown keys"):
         load_preset("sft_stage1", learning_rte=1.0)
+    with pytest.raises(ThymeError, match="adam_beta2"):
+        SftConfig(adam_beta2=1.0)
+
+
+def test_adam_beta2_reaches_the_optimizer():
+    import torch
+
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    assert make_optimizer(params, SftConfig()).param_groups[0]["betas"] == (0.9, 0.999)  # torch's default
+    learn = load_preset("sft_learn")
+    assert make_optimizer(params, learn).param_groups[0]["betas"] == (0.9, 0.95) == (0.9, learn.adam_beta2)
 
 
 def test_config_hash_ignores_where_and_how_often():

@@ -58,11 +58,13 @@ class Variant:
     min_pixels: int
     max_pixels: int
     learn_corpus: bool  # the tokenizer also learns _LEARN_CORPUS and the default system prompt
+    folder: str  # its folder under <home>/models; a new name whenever what is built changes
 
 
 VARIANTS = {
-    "tiny": Variant("tiny", VOCAB_SIZE, TINY_MIN_PIXELS, TINY_MAX_PIXELS, False),
-    "learn": Variant("learn", 2048, 4 * 28 * 28, 16 * 28 * 28, True),
+    "tiny": Variant("tiny", VOCAB_SIZE, TINY_MIN_PIXELS, TINY_MAX_PIXELS, False, TINY_VERSION),
+    # v3: the tokenizer learned the zoom program's 16x16 crop and 56x56 zoom (synth/zoom.py CODE)
+    "learn": Variant("learn", 2048, 4 * 28 * 28, 16 * 28 * 28, True, "tiny-qwen2_5-vl-learn-v3"),
 }
 
 
@@ -73,8 +75,7 @@ def variant(name: str) -> Variant:
 
 
 def tiny_model_dir(home: DataHome, name: str = "tiny") -> Path:
-    variant(name)
-    return home.root / "models" / (TINY_VERSION if name == "tiny" else f"{TINY_VERSION}-{name}")
+    return home.root / "models" / variant(name).folder
 
 
 def ensure_tiny_model(home: DataHome, seed: int = 0, name: str = "tiny") -> Path:
@@ -112,7 +113,7 @@ def build_tiny_model(out: Path, seed: int = 0, name: str = "tiny") -> Path:
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(tiny_config(tokenizer, spec.shape))
     model.save_pretrained(out)
-    (out / MARKER).write_text(json.dumps({"version": TINY_VERSION, "variant": name, "seed": seed}))
+    (out / MARKER).write_text(json.dumps({"version": spec.folder, "variant": name, "seed": seed}))
     return out
 
 
@@ -202,7 +203,7 @@ img = Image.open(image_path)
 s = np.asarray(img.convert("HSV"))[:, :, 1]
 y, x = np.argwhere(s > 100).mean(0).astype(int)
 path = "/mnt/data/temp_processed_images/zoom.png"
-img.crop((x - 32, y - 32, x + 32, y + 32)).save(path)
+img.crop((x - 8, y - 8, x + 8, y + 8)).resize((56, 56)).save(path)
 print(path)
 ```
 </code>

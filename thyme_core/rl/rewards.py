@@ -10,7 +10,8 @@
   or a number against words), the judge decides if one is given; without a judge the rule's 0 stands.
 - consistency: the judge says whether the end of the reasoning supports the answer (no judge: an error).
 - combined: r = w_acc * acc * (1 + w_cons * cons) + w_fmt * fmt, cons only asked and counted when acc > 0.
-- combined_negated: -combined, for control runs that must unlearn (bench/learn_cpu.py).
+- combined_negated, format_negated: -combined, -format, for control runs that must unlearn
+  (bench/learn_cpu.py).
 
 Each returned list also carries its components in `parts` (format / accuracy / consistency, one dict per
 completion, only the components the function computed): format_reward gives {"format"}, combined gives all three
@@ -344,8 +345,18 @@ def combined_negated_reward(completions, solution, judge=None, config: RewardCon
     return Scores([None if v is None else -v for v in got], got.reasons, got.parts)
 
 
+def format_negated_reward(completions, **kwargs) -> Scores:
+    """Minus the format reward: the control of an RL run on `format` alone (bench/learn_cpu.py).
+
+    >>> format_negated_reward(["<think>crop it</think><answer>B</answer>", "<answer>B</answer>"])
+    [-1.0, 0.0]
+    """
+    return Scores([0.0 - v for v in format_reward(completions, **kwargs)])  # 0.0 - 0.0 is 0.0, not -0.0
+
+
 REWARDS = {
     "format": format_reward,
+    "format_negated": format_negated_reward,
     "accuracy": accuracy_reward,
     "consistency": consistency_reward,
     "combined": combined_reward,

@@ -42,6 +42,8 @@ class SftConfig(RunConfig):
     max_steps: int = _f(-1, "stop after this many optimizer steps (-1: all epochs)")
     warmup_ratio: float = _f(0.05, "linear warm-up share of the steps, then cosine decay to 0")
     weight_decay: float = _f(0.0, "AdamW weight decay")
+    adam_beta2: float = _f(0.999, "AdamW beta2 (0.999: the torch/HF default; 0.95 forgets the large early gradients "
+                                  "within ~20 steps, so a rare token's small late gradient still moves the weights)")
     max_grad_norm: float = _f(1.0, "gradient clipping norm")
     global_batch: int = _f(128, "examples per optimizer step over all ranks (= micro * accumulation * ranks)")
     micro_batch: int = _f(1, "examples per forward pass on one rank")
@@ -68,6 +70,8 @@ class SftConfig(RunConfig):
         if self.global_batch % (self.micro_batch * self.world):
             raise ThymeError(f"global_batch {self.global_batch} is not a multiple of micro_batch * nproc * nnodes "
                              f"({self.micro_batch} * {self.nproc} * {self.nnodes})")
+        if not 0.0 < self.adam_beta2 < 1.0:
+            raise ThymeError(f"adam_beta2 must be in (0, 1), not {self.adam_beta2}")
         if self.image_ratio is not None and not 0.0 <= self.image_ratio <= 1.0:
             raise ThymeError(f"image_ratio must be in [0, 1], not {self.image_ratio}")
         if self.max_length < 16 or self.epochs < 1 or self.save_steps < 1 or self.loss_chunk < 1:

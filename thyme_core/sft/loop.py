@@ -64,6 +64,11 @@ def deepspeed_config(cfg: SftConfig, use_bf16: bool) -> dict:
                                  cfg.max_grad_norm, use_bf16)
 
 
+def make_optimizer(params, cfg: SftConfig) -> torch.optim.AdamW:
+    return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
+                             betas=(0.9, cfg.adam_beta2), eps=1e-8)
+
+
 def build_engine(model, cfg: SftConfig, total_steps: int, use_bf16: bool):
     import deepspeed
 
@@ -72,9 +77,7 @@ def build_engine(model, cfg: SftConfig, total_steps: int, use_bf16: bool):
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
-                                  betas=(0.9, 0.999), eps=1e-8)
+    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, cfg.warmup_ratio))
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
                                            config=deepspeed_config(cfg, use_bf16))

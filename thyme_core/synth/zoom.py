@@ -3,10 +3,11 @@
 Built so that looking closer is needed and a small model can still learn it in CPU minutes (bench/learn_cpu.py):
 - the picture is 448x448; a model that sees it at the learn model's 112x112 (16 image tokens) sees the 10 px
   square as 2-3 px inside one 14 px patch, among grey blobs and noise; after the crop and zoom below it fills
-  about 1.5x1.5 patches of a 112x112 image;
+  the middle 35x35 px of a 56x56 image;
 - the place is findable by code: the square is the only saturated thing, so one fixed program finds it (HSV
-  saturation above 100), crops 64x64 around it, zooms 1.75x, saves and prints the path; the response's code is
-  always that program, really run here (execute.Runner), and its output is the response's second image;
+  saturation above 100), crops 16x16 around it, zooms to 56x56 (the learn model's smallest image: 4 image
+  tokens, each about 40% the square's colour), saves and prints the path; the response's code is always that
+  program, really run here (execute.Runner), and its output is the response's second image;
 - four colours, always offered in the same order (A red, B green, C blue, D yellow), so chance is 25%.
 
 Three forms of the same samples: Thyme SFT records (generate.generate_sample with split "zoom"), RL records in
@@ -33,7 +34,7 @@ from thyme_core.synth.samples import Sample, sample_rng
 SPLIT = "zoom"
 SIZE = 448
 SQUARE = 10
-MARGIN = 40  # the 64x64 crop around the square stays inside the picture
+MARGIN = 40  # the crop around the square stays well inside the picture
 COLOURS = {"red": (210, 40, 40), "green": (40, 170, 60), "blue": (40, 70, 210), "yellow": (220, 200, 40)}
 OPTIONS = dict(zip("ABCD", COLOURS))
 QUESTION = "What colour is the small square?"
@@ -45,7 +46,7 @@ img = Image.open(image_path)
 s = np.asarray(img.convert("HSV"))[:, :, 1]
 y, x = np.argwhere(s > 100).mean(0).astype(int)
 path = "{OUTPUT}"
-img.crop((x - 32, y - 32, x + 32, y + 32)).resize((112, 112)).save(path)
+img.crop((x - 8, y - 8, x + 8, y + 8)).resize((56, 56)).save(path)
 print(path)
 ```"""
 
