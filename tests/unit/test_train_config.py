@@ -37,6 +37,14 @@ def test_validation_and_unknown_keys():
         SftConfig(adam_beta2=1.0)
 
 
+def test_numbers_yaml_reads_as_strings_are_numbers_or_a_clear_error():
+    # `--set learning_rate=6e-4` (no dot): YAML gives the string "6e-4", which reached the optimizer as a str
+    assert load_preset("sft_stage1", learning_rate="6e-4").learning_rate == 6e-4
+    assert load_preset("sft_stage1", save_steps="7").save_steps == 7
+    with pytest.raises(ThymeError, match="learning_rate takes a number, not 'fast'"):
+        load_preset("sft_stage1", learning_rate="fast")
+
+
 def test_adam_beta2_reaches_the_optimizer():
     import torch
 

@@ -8,6 +8,7 @@ One loader for every config kind (SFT, RL, ...): the preset's keys, then the cal
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import field
 from pathlib import Path
 from typing import TypeVar
@@ -36,7 +37,26 @@ def load_preset(cls: type[T], name_or_path: str, **overrides) -> T:
     unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
         raise ThymeError(f"{path}: unknown keys {sorted(unknown)}")
-    return cls(**data)
+    return cls(**{k: _coerce(cls, k, v, path) for k, v in data.items()})
+
+
+def _coerce(cls: type, key: str, value, where: Path):
+    """YAML reads `2e-5` (no dot) as a string: a number field given a string takes it as a number, or says
+    which key is wrong, instead of a TypeError deep inside the run."""
+    if not isinstance(value, str):
+        return value
+    try:
+        hint = typing.get_type_hints(cls).get(key)
+    except Exception:  # (an annotation that cannot be resolved here: leave the value to the class)
+        return value
+    kinds = set(typing.get_args(hint)) or {hint}
+    for kind in (int, float):
+        if kind in kinds and str not in kinds:
+            try:
+                return kind(value)
+            except ValueError:
+                raise ThymeError(f"{where}: {key} takes a number, not {value!r}") from None
+    return value
 
 
 def help_text(cls: type, name_width: int = 24, default_width: int = 36) -> str:
