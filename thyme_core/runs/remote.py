@@ -8,6 +8,7 @@ is its manifest written under checkpoints/<run key>/<tag>.json. That manifest is
 marker in the store: a half-uploaded checkpoint has none and is never taken as the newest complete one.
 `restore` (before a launch) brings the newest complete checkpoint of the run from the store into a run folder
 that has none; the data order comes back with the step number (both trainers rebuild it from the config).
+`launch` is how SFT and RL start their ranks: torchrun with the pushing wired in, the pushes drained after.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import threading
 from pathlib import Path
 
 from thyme_core.runs import checkpoint
+from thyme_core.runs.launch import Nodes, run_torchrun
 
 _TAG_PREFIX = "checkpoints/"
 
@@ -184,3 +186,14 @@ def pushing(run_dir: Path, on_metrics):
         on_metrics(record)
 
     return handle
+
+
+def launch(module: str, run_dir: Path, nproc: int, on_line, on_metrics, nodes: Nodes = Nodes()) -> int:
+    """`torchrun -m module RUN_DIR` (launch.run_torchrun); with a store in run.json, every checkpoint the ranks
+    announce is pushed there in the background by this process (the ranks never wait on it), and the pushes
+    finish before this returns (also when the ranks died: what was complete still goes up)."""
+    try:
+        return run_torchrun(module, run_dir, nproc, on_line, pushing(run_dir, on_metrics), nodes)
+    finally:
+        for exc in drain():
+            on_line(f"a checkpoint upload failed (the run goes on; a resume elsewhere starts earlier): {exc}")
