@@ -10,8 +10,9 @@ right, member 1 wrong, both crop in the sandbox) and judge with a fixed verdict.
   background) is rerun on another "worker" with an empty home: it finds the store's checkpoint, runs only step
   2, and that step's record equals an uninterrupted run's; its final weights differ from the start model's;
 - multi-node: 2 nodes x 1 rank (two node runs on 127.0.0.1, each its own home, meeting through the address
-  node 0 published in the store) take the same steps as 1 node x 2 ranks, and node 0 holds every rank's
-  rollouts; a node whose peer never arrives fails within the rendezvous timeout;
+  node 0 published in the store) take the same steps as 1 node x 2 ranks, node 0 holds every rank's
+  rollouts, and no per-node (partial) checkpoint goes to the store; a node whose peer never arrives fails
+  within the rendezvous timeout;
 - a judge outage on one rank's prompt: that rank keeps nothing and runs zero-weighted padding passes (so the
   ZeRO-3 collectives line up), and the update still equals the one-process one (with a frozen vision tower,
   and gradient checkpointing on the ranks);
@@ -125,7 +126,7 @@ def two_nodes(tmp_path_factory, run_store):
         home = DataHome(root / f"node{rank}").ensure()
         try:
             nodes = rendezvous.meet(run_store, run_id, 2, rank, timeout=60)
-            specs[rank], results[rank] = _launch(home, cfg, [], nodes=nodes)
+            specs[rank], results[rank] = _launch(home, cfg, [], store=run_store.uri, nodes=nodes)
         except Exception as exc:  # noqa: BLE001 - reported by the assertion below
             results[rank] = exc
 
@@ -194,7 +195,7 @@ def test_a_killed_run_resumes_on_an_empty_home_from_the_stores_checkpoint(tmp_pa
     assert moved, "no weight changed"
 
 
-def test_two_nodes_of_one_rank_take_the_steps_of_one_node_of_two(killed, two_nodes):
+def test_two_nodes_of_one_rank_take_the_steps_of_one_node_of_two(killed, two_nodes, run_store):
     specs, records = two_nodes
     assert [m["step"] for m in records] == [1, 2] and records[0]["ranks"] == 2
     _same_step(records[0], killed[1][0])
@@ -204,6 +205,8 @@ def test_two_nodes_of_one_rank_take_the_steps_of_one_node_of_two(killed, two_nod
                                    f"WHERE run = 'rl-{specs[0].key}' GROUP BY step ORDER BY step")
     assert rows == [(1, 4, 2), (2, 4, 2)]
     assert (specs[0].run_dir / "DONE").exists() and not (specs[1].run_dir / "DONE").exists()
+    # no node holds a whole checkpoint (each has its own ranks' shards): none goes to the store
+    assert remote.remote_steps(run_store, specs[0].key) == []
 
 
 def test_an_rl_node_whose_peer_never_arrives_fails_within_the_timeout(tmp_path, run_store, monkeypatch):

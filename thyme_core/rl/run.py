@@ -14,7 +14,7 @@ always the start model, so a resumed run measures its KL against the same weight
   rank rolling out its share of the step's prompts; DeepSpeed checkpoints as in SFT (runs/checkpoint.py),
   launched as SFT's are (runs/remote.launch): with a store in run.json every complete checkpoint is pushed
   there in the background, and a run folder with none (an empty home on another worker) starts from the
-  store's newest (runs/remote.restore). With nnodes > 1 each node runs this on its own home (`train(...,
+  store's newest (runs/remote.restore; single-node runs). With nnodes > 1 each node runs this on its own home (`train(...,
   nodes)`), meeting at node 0's rendezvous (runs/rendezvous.py); node 0 holds the records, final/ and DONE.
   The in-process mode keeps its checkpoint in the home only.
 Both run the same step loop (`run_steps`); every step's rollouts go to the catalog (store.py, rank 0). Step s
@@ -124,7 +124,7 @@ def prepare_run(home: DataHome, cfg: RlConfig, prompts: list[RLPrompt] | None = 
     if not written and store and json.loads((run_dir / "run.json").read_text()).get("store") != store:
         atomic_write_bytes(run_dir / "run.json", json.dumps(info).encode())  # a store named on a later prepare
     done = steps_done(run_dir) >= cfg.max_steps
-    if store and cfg.nproc >= 1 and not done:
+    if store and cfg.nproc >= 1 and remote.pushes(cfg.nnodes) and not done:
         remote.restore(run_dir)
     return RlRunSpec(run_dir, key, resolved, prompts, done)
 

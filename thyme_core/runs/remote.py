@@ -118,6 +118,11 @@ def drain() -> list[BaseException]:
     return errors
 
 
+def pushes(nnodes: int) -> bool:
+    """Whether runs of `nnodes` nodes go through the store (push and restore): single-node runs only."""
+    return nnodes == 1
+
+
 def remote_steps(store, run_key: str) -> list[int]:
     prefix = f"{_TAG_PREFIX}{run_key}/"
     steps = []
@@ -191,9 +196,12 @@ def pushing(run_dir: Path, on_metrics):
 def launch(module: str, run_dir: Path, nproc: int, on_line, on_metrics, nodes: Nodes = Nodes()) -> int:
     """`torchrun -m module RUN_DIR` (launch.run_torchrun); with a store in run.json, every checkpoint the ranks
     announce is pushed there in the background by this process (the ranks never wait on it), and the pushes
-    finish before this returns (also when the ranks died: what was complete still goes up)."""
+    finish before this returns (also when the ranks died: what was complete still goes up).
+    Not for a node of a multi-node run: each node's ranks save their shards on that node's disk, so no node
+    holds a whole checkpoint to push (see `pushes`)."""
+    handle = pushing(run_dir, on_metrics) if pushes(nodes.nnodes) else on_metrics
     try:
-        return run_torchrun(module, run_dir, nproc, on_line, pushing(run_dir, on_metrics), nodes)
+        return run_torchrun(module, run_dir, nproc, on_line, handle, nodes)
     finally:
         for exc in drain():
             on_line(f"a checkpoint upload failed (the run goes on; a resume elsewhere starts earlier): {exc}")
