@@ -137,8 +137,9 @@ def evaluate(
     summary = {"run_id": run, "protocol": protocol, "shards": len(results),
                "shards_reused": sum(r.reused for r in results),
                "samples": sum(r.samples for r in results), "correct": sum(r.correct for r in results)}
-    if store and not address:
-        record_stage(store, key, "evaluate", {}, summary=summary)
+    if store:  # (a cluster run records the version its shards were published as)
+        outputs = {"dataset": f"{version['dataset']}@{version['version']}"} if version else {}
+        record_stage(store, key, "evaluate", outputs, summary=summary)
     get_run_logger().info(f"evaluate {run} ({protocol} protocol): {summary['correct']}/{summary['samples']} "
                           f"correct; {summary['shards_reused']} of {summary['shards']} shards reused from an "
                           f"earlier run")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from thyme_cli.main import add_cluster_args, add_home_arg, cluster_kwargs, positive_int, warm_up
 
 
@@ -26,7 +28,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from tasks.runtime import shared_prefect_api
 
-    with shared_prefect_api(meanwhile=warm_up(args.cluster)):
+    with shared_prefect_api(meanwhile=_meanwhile(args)):
         from flows.prepare_sft_data import prepare_sft_data
 
         result = prepare_sft_data(
@@ -35,3 +37,34 @@ def run(args) -> int:
         )
     print(result["report"])
     return 0
+
+
+def _meanwhile(args):
+    """While Prefect is imported and its API found or booted: warm the worker pool and, for a local source,
+    hash its files into the home's digest cache on the other core (the flow's plan then finds them there)."""
+    pool = warm_up(args.cluster)
+    from thyme_core.cluster.engine import address
+    from thyme_core.prepare import hub
+    from thyme_core.prepare.s3_mirror import is_remote
+
+    if address(args.cluster) or is_remote(args.source) or hub.is_hub(args.source):
+        return pool
+
+    def both():
+        threading.Thread(target=_hash_sources, args=(args.source, args.home), name="thyme-digests",
+                         daemon=True).start()
+        pool()
+
+    return both
+
+
+def _hash_sources(source: str, home: str | None) -> None:
+    from thyme_core.base.errors import ThymeError
+    from thyme_core.base.home import resolve_home
+    from thyme_core.prepare import digests
+    from thyme_core.prepare.source import list_source_files
+
+    try:
+        digests.warm(list_source_files(source), resolve_home(home))
+    except ThymeError:
+        pass  # (a bad path or file: the flow reports it)

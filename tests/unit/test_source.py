@@ -1,12 +1,16 @@
 """Shard planning and reading: file-level errors name the file and column; shards tile the rows."""
 
 import json
+import os
+import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from thyme_core.base.errors import ThymeError
+from thyme_core.base.home import DataHome
+from thyme_core.prepare import digests
 from thyme_core.prepare.source import plan_shards, read_shard
 
 
@@ -63,6 +67,26 @@ def test_keys_are_stable_and_change_with_content_split_or_salt(tmp_path):
     assert key(salt="y") != key()
     other = _parquet(tmp_path / "b.parquet", _rows(5))
     assert key(p=other) != key()
+
+
+def test_the_digest_cache_skips_rehashing_only_while_the_file_is_unchanged(tmp_path, monkeypatch):
+    home = DataHome(tmp_path / "home")
+    path = tmp_path / "a.jsonl"
+    path.write_text('{"image": [], "question": "what?", "response": "A"}\n')
+    hashed = []
+    real = digests.file_sha256
+    monkeypatch.setattr(digests, "file_sha256", lambda p: hashed.append(p) or real(p))
+    key = lambda: plan_shards(path, "s", 10, "x", home)[0].key
+    first = key()
+    assert key() == first and len(hashed) == 2  # written just now: not remembered (racy)
+    monkeypatch.setattr(digests, "RACY_S", 0)
+    assert key() == first and key() == first and len(hashed) == 3  # the rerun's plan read nothing
+    stat = path.stat()
+    time.sleep(0.05)  # past the filesystem's timestamp tick
+    path.write_text('{"image": [], "question": "why?", "response": "B"}\n')  # same size, same mtime, new bytes
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert key() != first and len(hashed) == 4  # ctime moved: hashed again
+    assert key() == plan_shards(path, "s", 10, "x")[0].key  # the cache agrees with no cache
 
 
 def test_folder_source_lists_parquet_and_jsonl_sorted(tmp_path):

@@ -79,7 +79,7 @@ def plan(source: str | Path, split: str, config: PrepareConfig, home: DataHome |
     if hub.is_hub(source):
         snapshot = hub.resolve(str(source))
         return [spec for name in snapshot.files for spec in plan_hub_file(snapshot, name, split, config)]
-    return plan_shards(source, split, config.shard_rows, _salt(config))
+    return plan_shards(source, split, config.shard_rows, _salt(config), home)
 
 
 def resolve_hub(uri: str, home: DataHome | None = None) -> hub.HubSnapshot:

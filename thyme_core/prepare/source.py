@@ -29,7 +29,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from thyme_core.base.errors import ThymeError
+from thyme_core.base.home import DataHome
 from thyme_core.base.names import check_name
+from thyme_core.prepare.digests import cached_sha256
 
 REQUIRED_COLUMNS = ("image", "question", "response")  # SFT
 RL_COLUMNS = ("messages", "images", "solution", "question")  # `image` is accepted for `images`
@@ -74,23 +76,14 @@ def list_source_files(source: str | Path) -> list[Path]:
     return files
 
 
-def file_sha256(path: Path, chunk: int = 8 << 20) -> str:
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            while block := f.read(chunk):
-                h.update(block)
-    except OSError as exc:
-        raise ThymeError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return h.hexdigest()
-
-
-def plan_shards(source: str | Path, split: str, shard_rows: int, salt: str) -> list[ShardSpec]:
-    """All shards of a source. `salt` (config hash + code version) goes into every shard key."""
+def plan_shards(source: str | Path, split: str, shard_rows: int, salt: str,
+                home: DataHome | None = None) -> list[ShardSpec]:
+    """All shards of a source. `salt` (config hash + code version) goes into every shard key. With a home,
+    file hashes come from its digest cache when the files are unchanged (digests.py)."""
     check_name("split", split)
     specs: list[ShardSpec] = []
     for path in list_source_files(source):
-        digest = file_sha256(path)
+        digest = cached_sha256(path, home)
         if path.suffix.lower() in PARQUET_SUFFIXES:
             specs += _plan_parquet(path, split, shard_rows, digest, salt)
         else:

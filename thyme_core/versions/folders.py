@@ -20,9 +20,9 @@ from thyme_core.base.errors import ThymeError
 from thyme_core.base.fsio import atomic_dir
 from thyme_core.base.home import DataHome
 from thyme_core.versions import refs
-from thyme_core.versions.keys import ObjectMissing, Store, object_key
+from thyme_core.versions.keys import Store
 from thyme_core.versions.manifest import FileEntry, Manifest, sha256_file
-from thyme_core.versions.pull import load_manifest
+from thyme_core.versions.pull import fetch_object, load_manifest
 from thyme_core.versions.push import PushPlan, PushResult, publish, upload_objects
 from thyme_core.versions.store import parallel_map
 
@@ -69,15 +69,7 @@ def pull_folder(store: Store, spec: str, cache: Path, threads: int = 8) -> tuple
         return name, sha, final
     with atomic_dir(final, Path(cache) / ".tmp") as stage:
         def one(entry: FileEntry) -> None:
-            dest = stage / entry.path
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                store.download(object_key(entry.sha256), dest)
-            except ObjectMissing as exc:
-                raise ThymeError(f"{exc}: it holds {entry.path} of {spec}; nothing was pulled") from None
-            if dest.stat().st_size != entry.bytes or sha256_file(dest) != entry.sha256:
-                raise ThymeError(f"{store.uri}: object {entry.sha256} ({entry.path} of {spec}) is corrupted; "
-                                 "nothing was pulled")
+            fetch_object(store, entry, stage / entry.path, f"nothing of {spec} was pulled")
 
         parallel_map(one, list(manifest.files), threads)
     return name, sha, final

@@ -90,12 +90,7 @@ def _fetch_all(store: Store, manifest: Manifest, home: DataHome, stage: Path, th
         if first.path.startswith("images/") and local.is_file() and sha256_file(local) == first.sha256:
             return -1
         dest = stage / first.path
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            store.download(object_key(first.sha256), dest)
-        except ObjectMissing as exc:
-            raise ThymeError(f"{exc}: it holds {first.path}; nothing was pulled into {home.root}") from None
-        _verify(dest, first, store, home)
+        fetch_object(store, first, dest, f"nothing was pulled into {home.root}")
         for other in entries[1:]:
             (stage / other.path).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(dest, stage / other.path)
@@ -104,12 +99,19 @@ def _fetch_all(store: Store, manifest: Manifest, home: DataHome, stage: Path, th
     return [n for n in parallel_map(one, list(by_sha.values()), threads) if n >= 0]
 
 
-def _verify(path: Path, entry: FileEntry, store: Store, home: DataHome) -> None:
-    size, sha = path.stat().st_size, sha256_file(path)
+def fetch_object(store: Store, entry: FileEntry, dest: Path, outcome: str) -> None:
+    """Download one manifest entry's object to `dest` and check its size and sha256. `outcome` ends every
+    error message (what the failure left behind, e.g. "nothing was pulled into HOME")."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        store.download(object_key(entry.sha256), dest)
+    except ObjectMissing as exc:
+        raise ThymeError(f"{exc}: it holds {entry.path}; {outcome}") from None
+    size, sha = dest.stat().st_size, sha256_file(dest)
     if sha != entry.sha256 or size != entry.bytes:
         raise ThymeError(
             f"{store.uri}: object {entry.sha256} ({entry.path}) is corrupted: got {size} bytes with sha256 "
-            f"{sha[:16]}…, expected {entry.bytes} bytes; nothing was pulled into {home.root}"
+            f"{sha[:16]}…, expected {entry.bytes} bytes; {outcome}"
         )
 
 
