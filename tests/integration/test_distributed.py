@@ -3,7 +3,9 @@
 (moto_server). The thyme-pipeline deployment is triggered as the UI's Run button does, with training and
 evaluation: each stage runs as a child run on its pool's worker (read from the API), the dataset and model
 versions and the evaluation equal those of a single-home in-process run, a rerun dispatches nothing, and the
-versions show in Prefect's asset graph with their upstreams.
+versions show in Prefect's asset graph with their upstreams. Last, the gpu worker is SIGKILLed mid-SFT (after a
+checkpoint reached the store): its child run is marked CRASHED when its heartbeats stop, the pipeline
+dispatches the stage again, and a second gpu worker with an empty home resumes it from the store's checkpoint.
 """
 
 from __future__ import annotations
@@ -240,6 +242,7 @@ def test_versions_show_in_the_prefect_asset_graph_with_their_upstreams(prefect_s
     assert "thyme://dataset/synthetic" in upstream
 
 
+@pytest.mark.slow  # opt-in (make test-slow): a heartbeat timeout and three more SFT child runs
 def test_a_gpu_worker_that_vanishes_mid_sft_is_replaced_and_the_retry_resumes_from_the_store(
         cluster, inputs, prefect_server, monkeypatch):
     """The gpu worker running SFT stage 1 is SIGKILLed, with everything it started, once step 2's checkpoint

@@ -27,7 +27,6 @@ from thyme_core.sft.config import load_preset
 from thyme_core.synth import write_dataset
 from thyme_core.versions.pull import checkout
 from thyme_core.versions.push import push
-from thyme_core.versions.store import open_store
 
 # 4 samples, 2 per step: 2 steps an epoch, 2 epochs; a checkpoint every 2 steps
 CFG = {"splits": ["2round"], "epochs": 2, "nproc": 1, "micro_batch": 1, "global_batch": 2, "save_steps": 2,
