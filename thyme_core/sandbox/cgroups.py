@@ -181,7 +181,11 @@ def _remove_stale(parent: Path, prefix: str) -> None:
     for folder in entries:
         pid = folder.name[len(prefix):].split("-")[0]
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            for session in [p for p in folder.iterdir() if p.is_dir()]:
+            try:
+                sessions = [p for p in folder.iterdir() if p.is_dir()]
+            except OSError:  # another process's pool cleaned it up first
+                continue
+            for session in sessions:
                 _rmdir(session)
             _rmdir(folder)
 
