@@ -1,7 +1,7 @@
 """Flow `prepare_sft_data`: Thyme SFT (and RL-form) source files -> a clean, deduplicated, path-correct catalog.
 
-Outputs, in the data home: sources/s3/... (the mirror of an s3:// source; an hf:// source goes to the HF cache, one
-file at a time), images/ (content-addressed store), shards/prepare/<key>/*.parquet (samples
+Outputs, in the data home (an s3:// source is read in place, by range; an hf:// source goes to the HF cache, one
+file at a time): images/ (content-addressed store), shards/prepare/<key>/*.parquet (samples
 with image, text-only samples, images, rejects, shard summary), catalog.duckdb (views `sft_samples`,
 `images`, `rejects`, `prepare_shards`, and `rl_samples` for files in the released RL form: messages, images,
 solution, question; the schema is detected per file), and a markdown summary artifact.
@@ -22,7 +22,7 @@ from pydantic import Field
 from tasks import user_errors
 from tasks.cluster import prepare_shard_on_cluster, publish_version, run_shards
 from tasks.prepare import (catalog_report, plan_hub_file, plan_shards, prepare_shard, publish_report,
-                           resolve_hub_source, sync_source)
+                           resolve_hub_source)
 from tasks.progress import wait_with_progress
 from tasks.stages import prepare_stage_key, record_stage, show_asset, stage_done
 from tasks.versions import push_version
@@ -33,7 +33,6 @@ from thyme_core.cluster.engine import address as cluster_address
 from thyme_core.versions.store import default_store_uri
 from thyme_core.prepare import hub
 from thyme_core.prepare.shards import PrepareConfig
-from thyme_core.prepare.s3_mirror import is_remote
 from thyme_core.base.workers import default_workers
 
 user_errors.install()
@@ -63,10 +62,10 @@ def prepare_sft_data(
 
     Args:
         source: A Thyme SFT (image, question, response) or RL-form (messages, images, solution, question)
-            .parquet or .jsonl file, a folder of them, s3://bucket/prefix (mirrored into the home first:
-            only new or changed objects are downloaded), or a Hub dataset
-            hf://datasets/OWNER/NAME[@REVISION][/PATH] (fetched file by file while earlier files' shards run).
-            Paths are read on the machine of the worker.
+            .parquet or .jsonl file, a folder of them, s3://bucket/prefix (read in place: each shard reads
+            only its row groups, by range, also on a cluster; shards of unchanged objects are skipped), or a
+            Hub dataset hf://datasets/OWNER/NAME[@REVISION][/PATH] (fetched file by file while earlier files'
+            shards run; not with `cluster`). Paths are read on the machine of the worker.
         split: The split the samples are filed under, e.g. wo_thinking_thyme_single_round, 2round,
             computation (letters, digits, '.', '_', '-').
         home: The data home folder on the worker's machine (images, shards, catalog.duckdb). Empty: the
@@ -100,9 +99,9 @@ def prepare_sft_data(
     home_root = str(resolve_home(home).ensure().root)
     address = cluster_address(cluster)
     dataset = dataset or ("sft" if address else "")
-    if address and (is_remote(source) or hub.is_hub(source)):
-        raise ThymeError("a cluster prepare reads the source where the workers see it: give a path every worker "
-                         "can read (s3:// and hf:// sources are read by the local prepare only, for now)")
+    if address and hub.is_hub(source):
+        raise ThymeError("a cluster prepare reads the source where the workers are: give s3://bucket/prefix or a "
+                         "path every worker can read (hf:// sources are read by the local prepare only, for now)")
     postfix = lambda r: {"samples": r.summary.samples_image + r.summary.samples_text + r.summary.samples_rl,
                          "rejects": r.summary.rejects}
     on_cluster = {}
@@ -129,8 +128,6 @@ def prepare_sft_data(
                 specs += file_specs
                 futures += [prepare_shard.submit(spec, home_root, config) for spec in file_specs]
         else:
-            if is_remote(source):
-                source = sync_source(source, home_root)
             specs = plan_shards(source, split, home_root, config)
             futures = [prepare_shard.submit(spec, home_root, config) for spec in specs]
         results = wait_with_progress(futures, f"prepare {split}", postfix=postfix)

@@ -68,8 +68,8 @@ def thyme_pipeline(
     """Prepare SOURCE as SPLIT, verify it, publish it as a dataset version, and optionally train and evaluate.
 
     Args:
-        source: A Thyme SFT or RL-form .parquet/.jsonl file, a folder of them, s3://bucket/prefix (only new
-            or changed objects are downloaded) or a Hub dataset hf://datasets/OWNER/NAME[@REVISION][/PATH], on
+        source: A Thyme SFT or RL-form .parquet/.jsonl file, a folder of them, s3://bucket/prefix (read in
+            place by range; shards of unchanged objects are skipped) or a Hub dataset hf://datasets/OWNER/NAME[@REVISION][/PATH], on
             the worker's machine.
         split: The split the samples are filed under (letters, digits, '.', '_', '-').
         home: The data home folder on the worker's machine that in-process stages read and write. Empty: the

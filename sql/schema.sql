@@ -95,7 +95,10 @@ QUALIFY row_number() OVER (PARTITION BY run_id, benchmark, "index" ORDER BY samp
 
 -- RL rollouts (thyme train-rl): one row per rollout of a step; join trajectories / turns / executions on
 -- (run_id, sample_id) = (run, sample_id). A step published twice (a resumed run) keeps one row.
+-- reward_format / reward_accuracy / reward_consistency: the reward's components, NULL where not computed (and in
+-- steps published before they were stored: union_by_name).
 CREATE OR REPLACE VIEW rl_rollouts AS
-SELECT run, step, "group", member, prompt_id, sample_id, reward, reward_reason, advantage, kept, "limit"
-FROM read_parquet('shards/rl/**/rl_rollouts.parquet')
+SELECT run, step, "group", member, prompt_id, sample_id, reward, reward_reason, reward_format, reward_accuracy,
+       reward_consistency, advantage, kept, "limit"
+FROM read_parquet('shards/rl/**/rl_rollouts.parquet', union_by_name = true)
 QUALIFY row_number() OVER (PARTITION BY run, sample_id ORDER BY step) = 1;

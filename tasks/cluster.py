@@ -3,7 +3,8 @@
 One Prefect task run per shard, as in a local run (same names with `-on-cluster`, the same progress bar and
 artifact): each waits on its shard's Ray task, so the driver's threads are waiting, not working. They run on a
 thread pool of their own, sized to keep every free slot of the cluster busy (the flow's pool is sized for this
-machine's cores).
+machine's cores). Each shard task carries where S3 is as this process sees it (base/s3.Endpoint): the
+workers share no environment with the driver.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from thyme_core.eval.evaluate import EvalShard
 from thyme_core.prepare.shards import PrepareConfig
 from thyme_core.prepare.source import ShardSpec
 from thyme_core.replay import verify as replay
+from thyme_core.base.s3 import Endpoint
 from thyme_core.versions.store import open_store
 
 from tasks.progress import wait_with_progress
@@ -46,7 +48,7 @@ def run_shards(shard_task: Task, calls: list[dict], desc: str, postfix: Callable
 def prepare_shard_on_cluster(spec: ShardSpec, address: str, store_uri: str, config: PrepareConfig
                              ) -> stored.StoredShard:
     return cluster.run_shard(address, open_store(store_uri), "prepare", spec.key, stored.prepare_step,
-                             (spec, store_uri, config), Resources(cpus=1))
+                             (spec, store_uri, config, Endpoint.from_env()), Resources(cpus=1))
 
 
 @task(name="list-version-shards", cache_policy=NO_CACHE)
@@ -62,7 +64,8 @@ def list_version_shards(store_uri: str, dataset: str, split: str) -> list[tuple[
 def replay_shard_on_cluster(prepare_key: str, parts: tuple, address: str, store_uri: str,
                             config: replay.ReplayConfig) -> stored.StoredShard:
     return cluster.run_shard(address, open_store(store_uri), "replay", replay.replay_key(prepare_key, config),
-                             stored.replay_step, (prepare_key, parts, store_uri, config), Resources(cpus=1))
+                             stored.replay_step, (prepare_key, parts, store_uri, config, Endpoint.from_env()),
+                             Resources(cpus=1))
 
 
 # No Prefect retries (a shard that fails on its rows fails the same way again); Ray resubmits a dead worker's.
@@ -70,7 +73,7 @@ def replay_shard_on_cluster(prepare_key: str, parts: tuple, address: str, store_
 def eval_shard_on_cluster(shard: EvalShard, spec: BackendSpec, config: AgentConfig, address: str, store_uri: str,
                           gpus: float) -> stored.StoredShard:
     return cluster.run_shard(address, open_store(store_uri), "agent", shard.key, stored.eval_step,
-                             (shard, spec, config, store_uri), Resources(cpus=1, gpus=gpus))
+                             (shard, spec, config, store_uri, Endpoint.from_env()), Resources(cpus=1, gpus=gpus))
 
 
 @task(name="publish-version", retries=2, retry_delay_seconds=3, retry_condition_fn=retry_unless_user_error,

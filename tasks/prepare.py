@@ -6,7 +6,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from thyme_core import catalog, prepare
-from thyme_core.prepare import hub, s3_mirror as source_sync
+from thyme_core.prepare import hub
 from thyme_core.base import workers
 from thyme_core.base.home import DataHome
 from thyme_core.prepare.report import PrepareReport, build_report, describe_shard
@@ -39,15 +39,6 @@ def resolve_hub_source(uri: str, home_root: str) -> hub.HubSnapshot:
 def plan_hub_file(snapshot: hub.HubSnapshot, filename: str, split: str, config: prepare.PrepareConfig
                   ) -> list[ShardSpec]:
     return prepare.plan_hub_file(snapshot, filename, split, config)
-
-
-@task(name="sync-source", retries=2, retry_delay_seconds=3, retry_condition_fn=retry_unless_user_error,
-      cache_policy=NO_CACHE)
-def sync_source(uri: str, home_root: str) -> str:
-    """Mirror an s3:// source prefix into the home; returns the local folder to prepare."""
-    result = source_sync.sync_source(uri, DataHome(home_root))
-    get_run_logger().info(f"{uri}: {result.objects} source files, {result.downloaded} new or changed downloaded")
-    return str(result.folder)
 
 
 @task(name="prepare-shard", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_unless_user_error,

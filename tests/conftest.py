@@ -19,7 +19,7 @@ def named_query_params(name: str):
 
     from thyme_core import catalog
 
-    typed = {"limit": 10, "offset": 0, "step": 1, "only_samples": None, "sample_ids": []}
+    typed = {"limit": 10, "offset": 0, "step": 1, "sample_ids": []}
     names = set(re.findall(r"\$([A-Za-z_]\w*)", catalog.sql_text(f"queries/{name}")))
     return {k: typed.get(k, "") for k in names} if names else ()
 

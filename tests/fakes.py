@@ -6,10 +6,13 @@
 - Judge: `StandIn`, an OpenAI-compatible chat endpoint whose replies the test plans (text, status, malformed, hang).
 - Versions: `make_home` (a real prepared home), `catalog_rows`, `VIEW_QUERIES`, `FailingStore` (dies on the
   n-th upload, as a killed push would).
+- Sources: `source_with_image_files` (Parquet of base64 images beside JSONL naming image files by relative
+  path, one missing), `upload_folder` (to S3, one PUT each: ETags are the MD5 of the bytes on any server).
 """
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import threading
@@ -87,6 +90,29 @@ def make_home(root, split="2round", n=6, seed=0) -> DataHome:
         prepare.prepare_shard(spec, home, CONFIG)
     catalog.publish(home)
     return home
+
+
+def source_with_image_files(folder, split="2round", n=8, seed=3, size=(640, 480)):
+    """A source folder as data is often shipped beside its images: `a.parquet` (n rows, base64 images, row
+    groups of 2) and `sub/paths.jsonl`, whose 3 records name their images by paths relative to it
+    (`img/r<i>_<j>.jpg`, in sub/img/) and whose 4th names `img/missing.jpg` (a MISSING_IMAGE_FILE reject)."""
+    rows = list(generate_records(split, n + 3, seed, *size, 1))
+    (folder / "sub" / "img").mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows[:n], schema=SCHEMA), folder / "a.parquet", row_group_size=2)
+    lines = []
+    for i, row in enumerate(rows[n:]):
+        names = [f"img/r{i}_{j}.jpg" for j in range(len(row["image"]))]
+        for name, b64 in zip(names, row["image"]):
+            (folder / "sub" / name).write_bytes(base64.b64decode(b64))
+        lines.append({**row, "image": names})
+    lines.append({**lines[0], "image": ["img/missing.jpg", *lines[0]["image"][1:]]})
+    (folder / "sub" / "paths.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return folder
+
+
+def upload_folder(client, bucket: str, prefix: str, folder) -> None:
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        client.put_object(Bucket=bucket, Key=f"{prefix}/{path.relative_to(folder).as_posix()}", Body=path.read_bytes())
 
 
 def catalog_rows(home: DataHome) -> dict:

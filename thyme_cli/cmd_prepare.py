@@ -10,7 +10,8 @@ from thyme_cli.main import add_cluster_args, add_home_arg, cluster_kwargs, posit
 def register(sub) -> None:
     p = sub.add_parser("prepare", help="prepare Thyme SFT or RL-form data (Parquet/JSONL) into the catalog")
     p.add_argument("source", help="a Thyme SFT (image, question, response) or RL (messages, images, solution, question) "
-                                  ".parquet or .jsonl file, a folder of them, s3://bucket/prefix, or a Hub dataset "
+                                  ".parquet or .jsonl file, a folder of them, s3://bucket/prefix (read in place, by "
+                                  "range), or a Hub dataset "
                                   "hf://datasets/OWNER/NAME[@REVISION][/PATH] (HF_TOKEN, HF_ENDPOINT, HF_HUB_OFFLINE "
                                   "honoured); images as base64, paths (relative to the data file), file:// URIs or "
                                   "HF Image structs")
@@ -45,7 +46,7 @@ def _meanwhile(args):
     pool = warm_up(args.cluster)
     from thyme_core.cluster.engine import address
     from thyme_core.prepare import hub
-    from thyme_core.prepare.s3_mirror import is_remote
+    from thyme_core.prepare.s3_source import is_remote
 
     if address(args.cluster) or is_remote(args.source) or hub.is_hub(args.source):
         return pool

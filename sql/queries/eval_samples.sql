@@ -1,7 +1,6 @@
 -- The samples of one evaluation run ($run_id), of a benchmark and category ('' = all), filtered by outcome
--- ('' / correct / wrong / no_answer), stop reason ('' = any), a case-insensitive search of the question text and,
--- when $only_samples is a list (not NULL), to those sample ids (eval_error_samples gives the ones with an error
--- type); one page: $limit rows from $offset.
+-- ('' / correct / wrong / no_answer), stop reason ('' = any), a case-insensitive search of the question text and
+-- an error type of one of its executions ('' = any); one page: $limit rows from $offset.
 SELECT r.benchmark, r."index", r.category, r.sample_id, r.prediction, r.choice, r.answer, r.correct, r.stop_reason,
        t.question, t.rounds, t.total_tokens
 FROM eval_results r
@@ -13,6 +12,8 @@ WHERE r.run_id = $run_id
        OR ($outcome = 'no_answer' AND r.prediction = ''))
   AND ($stop_reason = '' OR r.stop_reason = $stop_reason)
   AND ($search = '' OR t.question ILIKE '%' || $search || '%')
-  AND ($only_samples IS NULL OR r.sample_id IN (SELECT unnest($only_samples)))
+  -- the guard inside the subquery lets DuckDB skip its scan when no error type is asked for (the OR does not)
+  AND ($error_type = '' OR r.sample_id IN (SELECT sample_id FROM executions
+                                           WHERE $error_type <> '' AND run_id = $run_id AND error_type = $error_type))
 ORDER BY r.benchmark, TRY_CAST(r."index" AS BIGINT), r."index"
 LIMIT $limit OFFSET $offset

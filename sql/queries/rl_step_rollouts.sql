@@ -1,4 +1,5 @@
--- One RL step ($run, $step): every rollout by group and member, with reward, advantage, kept or dropped and why,
+-- One RL step ($run, $step): every rollout by group and member, with reward and its parts (format, accuracy,
+-- consistency; NULL where not computed), advantage, kept or dropped and why,
 -- how its trajectory ended and its code executions.
 WITH r AS (
     SELECT *, count(DISTINCT reward) OVER g AS distinct_rewards, count(*) OVER g - count(reward) OVER g AS missing
@@ -12,7 +13,8 @@ WITH r AS (
     WHERE run_id = $run AND starts_with(sample_id, printf('s%05d/', $step))
     GROUP BY sample_id
 )
-SELECT r."group", r.member, r.prompt_id, r.sample_id, r.reward, r.reward_reason, r.advantage, r.kept, r."limit",
+SELECT r."group", r.member, r.prompt_id, r.sample_id, r.reward, r.reward_reason, r.reward_format,
+       r.reward_accuracy, r.reward_consistency, r.advantage, r.kept, r."limit",
        CASE WHEN r.kept THEN ''
             WHEN r."limit" <> '' THEN 'hit ' || r."limit"
             WHEN r.missing > 0 THEN 'group has a missing reward'

@@ -116,14 +116,36 @@ CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AW
 
 @pytest.fixture(scope="module")
 def s3_endpoint(tmp_path_factory):
+    """moto_server's URL. Its request recorder (off until `recorded` turns it on) writes beside its log."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     client = boto3.client("s3", endpoint_url=url, aws_access_key_id="testing", aws_secret_access_key="testing",
                           region_name="us-east-1")
     cmd = [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
-    with running(cmd, lambda: client.create_bucket(Bucket=BUCKET), tmp_path_factory.mktemp("moto") / "moto.log",
-                 "moto_server", timeout_s=60):
+    folder = tmp_path_factory.mktemp("moto")
+    env = dict(os.environ, MOTO_RECORDER_FILEPATH=str(folder / "requests.jsonl"))
+    with running(cmd, lambda: client.create_bucket(Bucket=BUCKET), folder / "moto.log", "moto_server", timeout_s=60,
+                 env=env):
         yield url
+
+
+@contextlib.contextmanager
+def recorded(endpoint: str):
+    """The requests moto_server received inside the block (its own request log: method, url, headers), a
+    list filled when the block ends."""
+    import json
+
+    call = lambda what: urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/recorder/{what}",
+                                                                      method="POST" if what != "download-recording"
+                                                                      else "GET"), timeout=10).read()
+    call("reset-recording")
+    call("start-recording")
+    requests: list[dict] = []
+    try:
+        yield requests
+    finally:
+        call("stop-recording")
+        requests += [json.loads(line) for line in call("download-recording").decode().splitlines() if line.strip()]
 
 
 @pytest.fixture

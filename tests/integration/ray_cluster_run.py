@@ -8,7 +8,13 @@ the test's timeout kills `unshare`: --kill-child). The CLI reports to a `prefect
 boot for the four runs). During the first prepare a watcher SIGKILLs one worker process while it runs a prepare
 step (its title is `ray::prepare_step`): Ray must rerun that shard.
 
-Usage: python ray_cluster_run.py PLAN.json  (keys: bin, repo, work, source, split, shard_rows, tsv, responses)
+Then an s3:// source: a moto_server started here holds the files of `s3_folder` under `s3_uri`, the Ray nodes
+know no S3 endpoint (only credentials, as an instance role would give), the driver has THYME_S3_ENDPOINT, so
+the workers can only reach the server through the endpoint each task carries. moto's request log shows what
+was read of the Parquet object.
+
+Usage: python ray_cluster_run.py PLAN.json  (keys: bin, repo, work, source, split, shard_rows, tsv, responses,
+s3_folder, s3_uri)
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import urllib.request
 from pathlib import Path
 
 HEAD_PORT, CLIENT_PORT = 6390, 10001  # the client port must lie outside the worker port range (10002-19999)
+S3_PORT = 5123
+S3_ENDPOINT_VARS = ("THYME_S3_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
 
 
 def sh(*args, env, log: Path, check=True) -> subprocess.CompletedProcess:
@@ -65,6 +73,9 @@ def main() -> None:
                PREFECT_HOME=str(work / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
                PREFECT_SERVER_UI_ENABLED="false")
     env.pop("PREFECT_API_URL", None)
+    for var in S3_ENDPOINT_VARS:  # the nodes know no S3 endpoint
+        env.pop(var, None)
+    env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
     server = subprocess.Popen([str(bin_ / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", "4210"],
                               env=env, stdout=open(work / "prefect.log", "w"), stderr=subprocess.STDOUT)
     tmp = Path(f"/tmp/rt{os.getpid()}")  # short: Ray's socket paths must fit in 107 bytes
@@ -91,6 +102,7 @@ def main() -> None:
     results["after_prepare"] = ref(work / "store", "sft")
     thyme("replay", "--split", plan["split"], "--unsafe-no-isolation", "--home", work / "home")
     results["after_replay"] = ref(work / "store", "sft")
+    results.update(s3_prepare(plan, bin_, env, cluster[:2], log))
     out = thyme("eval", plan["tsv"], "--backend", "scripted", "--response-file", plan["responses"], "--shard-rows", 3,
                 "--unsafe-no-isolation", "--home", work / "eval-home")
     results["eval_stdout"] = out.stdout[-2000:]
@@ -100,6 +112,38 @@ def main() -> None:
     results["after_rerun"] = ref(work / "store", "sft")
     sh(bin_ / "ray", "stop", "--force", env=env, log=log, check=False)  # only this PID namespace's processes
     (work / "results.json").write_text(json.dumps(results))
+
+
+def s3_prepare(plan: dict, bin_: Path, env: dict, cluster: list, log: Path) -> dict:
+    """Prepare plan["s3_uri"] (on a moto_server of this namespace) on the cluster: its version, and the Range
+    header of every GET the server saw for the Parquet object `a.parquet` (None: a GET of the whole object)."""
+    import boto3
+
+    work, url = Path(plan["work"]), f"http://127.0.0.1:{S3_PORT}"
+    requests = work / "moto-requests.jsonl"
+    moto_env = dict(env, MOTO_ENABLE_RECORDING="1", MOTO_RECORDER_FILEPATH=str(requests))
+    subprocess.Popen([str(bin_ / "moto_server"), "-H", "127.0.0.1", "-p", str(S3_PORT)], env=moto_env,
+                     stdout=open(work / "moto.log", "w"), stderr=subprocess.STDOUT)
+    client = boto3.client("s3", endpoint_url=url, aws_access_key_id="testing", aws_secret_access_key="testing",
+                          region_name="us-east-1")
+    bucket, _, prefix = plan["s3_uri"].removeprefix("s3://").partition("/")
+    for _ in range(100):
+        try:
+            client.create_bucket(Bucket=bucket)
+            break
+        except Exception:  # noqa: BLE001 - not up yet
+            time.sleep(0.1)
+    folder = Path(plan["s3_folder"])
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        client.put_object(Bucket=bucket, Key=f"{prefix}/{path.relative_to(folder).as_posix()}", Body=path.read_bytes())
+    out = sh(bin_ / "thyme", "prepare", plan["s3_uri"], "--split", plan["split"], "--shard-rows", plan["shard_rows"],
+             *cluster, "--store", work / "store-s3", "--home", work / "home-s3", env=dict(env, THYME_S3_ENDPOINT=url),
+             log=log)
+    key = f"/{bucket}/{prefix}/a.parquet"
+    gets = [r["headers"].get("Range") for r in map(json.loads, requests.read_text().splitlines())
+            if r["method"] == "GET" and r["url"].split("?")[0].endswith(key)]
+    return {"after_s3_prepare": ref(work / "store-s3", "sft"), "s3_parquet_gets": gets,
+            "s3_parquet_size": (folder / "a.parquet").stat().st_size, "s3_output": (out.stdout + out.stderr)[-3000:]}
 
 
 def wait_healthy(url: str, server: subprocess.Popen, limit_s: float = 180) -> None:

@@ -1,7 +1,10 @@
 """`--cluster` on a real Ray cluster: a head and a second node (one CPU each, the second with one GPU slot) as
 separate processes on 127.0.0.1 in a private network namespace (ray_cluster_run.py). Prepare and replay of
 synthetic data publish the version a local run's push makes, byte for byte, although a worker process was
-killed mid-shard; the scripted evaluation scores as the local one; a rerun runs nothing."""
+killed mid-shard; the scripted evaluation scores as the local one; a rerun runs nothing. An s3:// source
+(on a moto_server: Parquet of base64 images, JSONL naming image objects by relative path) prepared on the
+cluster, whose nodes know no S3 endpoint but the one each task carries, publishes the version a local prepare
+of the same objects makes, and no GET of the Parquet object asked for all of it."""
 
 from __future__ import annotations
 
@@ -18,7 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import REPO
-from tests.integration.conftest import BIN
+from tests.fakes import source_with_image_files, upload_folder
+from tests.integration.conftest import BIN, BUCKET
 from thyme_core import prepare, replay
 from thyme_core.agent.config import AgentConfig
 from thyme_core.agent.infer import BackendSpec
@@ -58,7 +62,15 @@ def local_run(source, tsv, responses, root: Path) -> dict:
     return {"prepared": prepared, "replayed": replayed, "eval": query_version(store, "eval", EVAL_ROWS)[1]}
 
 
-def test_cluster_runs_publish_what_local_runs_make_despite_a_killed_worker(tmp_path):
+def local_s3_run(uri: str, root: Path) -> str:
+    """A local prepare of an s3:// source (this process's S3 endpoint: the test's moto_server), pushed."""
+    home, config = DataHome(root / "s3-home"), prepare.PrepareConfig(shard_rows=SHARD_ROWS)
+    for spec in prepare.plan(uri, SPLIT, config, home):
+        prepare.prepare_shard(spec, home, config)
+    return push(home, LocalStore(root / "s3-store"), "sft").manifest
+
+
+def test_cluster_runs_publish_what_local_runs_make_despite_a_killed_worker(tmp_path, s3):
     rows = list(generate_records(SPLIT, 22, 11, 640, 480, 1))
     rows += [bad.with_image(rows[0], bad.truncated_jpeg(), 1), bad.missing_processed_image(rows[1]).record]
     source = tmp_path / "src" / "data.parquet"
@@ -66,11 +78,16 @@ def test_cluster_runs_publish_what_local_runs_make_despite_a_killed_worker(tmp_p
     pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), source, row_group_size=2)
     tsv, responses = write_demo_benchmark(tmp_path / "bench", n=7)
     local = local_run(source, tsv, responses, tmp_path / "local")
+    uri, client, _ = s3
+    s3_folder = source_with_image_files(tmp_path / "s3-src", SPLIT, n=8)
+    upload_folder(client, BUCKET, uri.removeprefix(f"s3://{BUCKET}/"), s3_folder)
+    local["s3"] = local_s3_run(uri, tmp_path / "local")
 
     work = tmp_path / "cluster"
     work.mkdir()
     plan = {"bin": str(BIN), "repo": str(REPO), "work": str(work), "source": str(source), "split": SPLIT,
-            "shard_rows": SHARD_ROWS, "tsv": str(tsv), "responses": str(responses)}
+            "shard_rows": SHARD_ROWS, "tsv": str(tsv), "responses": str(responses), "s3_folder": str(s3_folder),
+            "s3_uri": uri}
     (work / "plan.json").write_text(json.dumps(plan))
     run = subprocess.run(["unshare", "-n", "-p", "-f", "--kill-child", "--mount-proc", sys.executable,
                           str(Path(__file__).with_name("ray_cluster_run.py")), str(work / "plan.json")],
@@ -88,3 +105,9 @@ def test_cluster_runs_publish_what_local_runs_make_despite_a_killed_worker(tmp_p
     assert "4/7 correct (0/3 shards already done)" in got["eval_stdout"]
     assert got["after_rerun"] == got["after_replay"]  # nothing new to publish
     assert re.search(r"\b0 processed, [1-9]\d* already done", got["rerun_output"])  # every shard skipped
+
+    assert got["after_s3_prepare"] == local["s3"], got["s3_output"]  # read by the workers from S3 by range
+    gets, size = got["s3_parquet_gets"], got["s3_parquet_size"]
+    assert gets and None not in gets  # every GET of the Parquet object (plan and 4 shards) asked for a range
+    spans = [int(b) - int(a) + 1 for a, b in (re.fullmatch(r"bytes=(\d+)-(\d+)", g).groups() for g in gets)]
+    assert max(spans) < size / 2, (spans, size)  # none of them read the whole object

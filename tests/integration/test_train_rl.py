@@ -163,6 +163,10 @@ def test_zero3_two_ranks_match_one_process(home, killed, monkeypatch):
     _, rows = catalog.query(home, "SELECT step, count(*), count(DISTINCT prompt_id), sum(kept::INT) "
                                   f"FROM rl_rollouts WHERE run = 'rl-{spec.key}' GROUP BY step ORDER BY step")
     assert rows == [(1, 4, 2, 4)]
+    # with their reward parts (gathered from both ranks with the rewards)
+    _, rows = catalog.query(home, "SELECT count(reward_format), count(reward_accuracy) FROM rl_rollouts "
+                                  f"WHERE run = 'rl-{spec.key}'")
+    assert rows == [(4, 4)]
 
 
 def test_a_killed_run_resumes_on_an_empty_home_from_the_stores_checkpoint(tmp_path, killed, two_nodes, run_store,

@@ -50,8 +50,9 @@ def rl_rows(home: DataHome) -> str:
             from thyme_core.catalog.schema import TrajectoryRecord
 
             rows.append((TrajectoryRecord(**{**base, "run_id": run, "sample_id": sid, "benchmark": ""}), [], []))
-            rl.append(RlRolloutRecord(run, 1, group, member, f"p{group}", sid, reward, "", reward - 1.25 if group == 0
-                                      else 0.0, group == 0, ""))
+            acc = 1.0 if reward > 1 else 0.0  # 2.0 = right, consistent, formatted; 0.5 = formatted only
+            rl.append(RlRolloutRecord(run, 1, group, member, f"p{group}", sid, reward, "", 1.0, acc,
+                                      1.0 if acc else None, reward - 1.25 if group == 0 else 0.0, group == 0, ""))
     records.publish(home, f"{run}-step-00001", rows)
     with atomic_dir(home.shards_dir / "rl" / key / "step-00001", home.tmp_dir) as stage:
         pq.write_table(to_table(RlRolloutRecord, rl), stage / "rl_rollouts.parquet")
@@ -161,6 +162,8 @@ def test_every_page_loads_decodes_its_images_and_draws_the_known_crop(viewer, br
         p.open(p.links("#steps a")[0], "rl-step")
         assert page.locator(".rollout").count() == 4
         assert page.locator(".rollout.dropped").first.inner_text().find("zero-variance group") >= 0
+        assert page.locator(".rollout .reward-accuracy").all_inner_texts() == ["1.0", "0.0", "0.0", "0.0"]
+        assert page.locator(".rollout .reward-consistency").all_inner_texts() == ["1.0", "–", "–", "–"]
         p.open(p.links(".rollout a")[0], "rl-trajectory")
         p.open(viewer, "runs-again")
         p.open(p.links("#sft-runs a")[0], "sft")

@@ -81,3 +81,22 @@ def test_the_duckdb_file_declares_the_views_for_the_cli(home):
     con = duckdb.connect(str(home.catalog_path), read_only=True, config={"file_search_path": str(home.root)})
     assert con.execute("SELECT count(*) FROM sft_samples").fetchone() == (0,)
     assert os.path.exists(str(home.catalog_path) + ".schema-sha256")
+
+
+def test_rl_steps_published_before_the_reward_parts_read_them_as_null(home):
+    import pyarrow.parquet as pq
+
+    from thyme_core.catalog.schema import RlRolloutRecord, to_table
+
+    row = RlRolloutRecord("rl-k", 1, 0, 0, "p0", "s00001/p0:0", 1.5, "", 1.0, 1.0, None, 0.5, True, "")
+    old = to_table(RlRolloutRecord, [row]).drop_columns(["reward_format", "reward_accuracy", "reward_consistency"])
+    catalog.publish(home)
+    # a step and the home's typed empty part both written before the parts existed
+    (home.shards_dir / "rl" / "k" / "step-00001").mkdir(parents=True)
+    pq.write_table(old, home.shards_dir / "rl" / "k" / "step-00001" / "rl_rollouts.parquet")
+    pq.write_table(old.slice(0, 0), home.shards_dir / "rl" / "_schema" / "rl_rollouts.parquet")
+    sql = "SELECT reward, reward_format, reward_consistency FROM rl_rollouts"
+    assert catalog.query(home, sql)[1] == [(1.5, None, None)]
+    catalog.publish(home)  # the next publish brings the empty part up to date: the CLI's glob view binds too
+    con = duckdb.connect(str(home.catalog_path), read_only=True, config={"file_search_path": str(home.root)})
+    assert con.execute(sql).fetchall() == [(1.5, None, None)]

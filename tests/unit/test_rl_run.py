@@ -7,6 +7,7 @@ from step 1's checkpoint and redoes step 2, then step 3; a rerun with nothing ch
 """
 
 import json
+import re
 
 import pytest
 
@@ -63,6 +64,9 @@ def test_run_lands_in_the_catalog_resumes_and_skips(home):
     assert rows == [(1, "p0", 0, 2.0, True, True, ""), (1, "p0", 1, 0.5, False, True, ""),
                     (2, "p1", 0, 2.0, True, True, ""), (2, "p1", 1, 0.5, False, True, ""),
                     (3, "p0", 0, 2.0, True, True, ""), (3, "p0", 1, 0.5, False, True, "")]
+    _, rows = catalog.query(home, "SELECT DISTINCT member, reward_format, reward_accuracy, reward_consistency "
+                                  "FROM rl_rollouts ORDER BY member")
+    assert rows == [(0, 1.0, 1.0, 1.0), (1, 1.0, 0.0, None)]  # consistency is asked only of a right answer
     _, rows = catalog.query(home, "SELECT count(*), count(DISTINCT t.sample_id), min(e.status), max(e.status) "
                                   "FROM rl_rollouts r JOIN trajectories t ON t.run_id = r.run AND "
                                   "t.sample_id = r.sample_id JOIN executions e ON e.run_id = r.run AND "
@@ -96,9 +100,15 @@ def test_run_lands_in_the_catalog_resumes_and_skips(home):
     assert pages.rl_run(spec.key).count("<polyline") >= 6
     step = pages.rl_step(spec.key, 2)
     assert step.count('class="rollout kept"') == 2 and ">2.0<" in step and ">0.5<" in step
+    # the reward's parts, side by side: right (format, accuracy, consistency) and wrong (format only, no
+    # consistency asked)
+    cells = re.findall(r'class="reward-(\w+)">([^<]*)<', step)
+    assert cells == [("format", "1.0"), ("accuracy", "1.0"), ("consistency", "1.0"),
+                     ("format", "1.0"), ("accuracy", "0.0"), ("consistency", "–")]
     sid = rows_of(home, "SELECT sample_id FROM rl_rollouts WHERE step = 2 AND member = 0")[0][0]
     rollout = pages.trajectory(f"rl-{spec.key}", sid)
     assert 'class="fed-back"' in rollout and "not a crop or zoom of the input" in rollout and ">2.0<" in rollout
+    assert "format 1.0 · accuracy 1.0 · consistency 1.0" in rollout
 
     # nothing changed: skipped; more steps: the same run goes on from its last checkpoint
     again = rl_run.prepare_run(home, cfg, PROMPTS)

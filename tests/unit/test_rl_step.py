@@ -17,10 +17,11 @@ from thyme_core.agent.backends.hf import TransformersBackend
 from thyme_core.agent.backends.scripted import ScriptedBackend
 from thyme_core.rl.grpo import GrpoLossConfig, group_advantages, policy_loss
 from thyme_core.rl.judge import StaticJudge
-from thyme_core.rl.rewards import RewardConfig
+from thyme_core.rl import store
+from thyme_core.rl.rewards import (RewardConfig, Scores, accuracy_reward, consistency_reward, format_reward)
 from thyme_core.rl.rollout import RLPrompt, RolloutConfig, loss_keep, make_agent, rollout
-from thyme_core.rl.step import (StepConfig, frozen_copy, grpo_step, grpo_update, score_rollouts,
-                                trajectory_logprobs)
+from thyme_core.rl.step import (StepConfig, StepResult, frozen_copy, grpo_step, grpo_update, merge_results,
+                                score_rollouts, trajectory_logprobs)
 from thyme_core.rl.update import Learner, TorchUpdate
 
 @pytest.fixture(scope="module")
@@ -127,3 +128,44 @@ def test_configs_reject_impossible_values():
     with pytest.raises(ThymeError):
         StepConfig(rewards=("no_such_reward",))
     assert StepConfig(reward=RewardConfig(consistency_weight=0)).reward.consistency_weight == 0
+
+
+@pytest.mark.parametrize("name, sign", [("combined", 1.0), ("combined_negated", -1.0)])
+def test_a_steps_records_carry_the_reward_parts_each_reward_function_gives(home, name, sign):
+    # two prompts of one response answering "A": right for p1, wrong for p2; one group per (fake) rank
+    prompts = [RLPrompt("p1", image_bytes(), QUESTION, "A"), RLPrompt("p2", image_bytes(), QUESTION, "B")]
+    rcfg = RolloutConfig(group_size=2)
+    got = rollout(make_agent(ScriptedBackend(CODE.format("A")), home, rcfg), prompts, rcfg)
+    judge, config = StaticJudge(1.0), RewardConfig(consistency_weight=0.5)
+    completions, columns = [r.completion for r in got], {"question": [r.prompt.question for r in got]}
+    fmt = format_reward(completions)
+    acc = accuracy_reward(completions, [r.prompt.solution for r in got], judge=judge, **columns)
+    cons = consistency_reward(completions, judge=judge, **columns)
+    # consistency is asked only where accuracy > 0: NULL (not computed) elsewhere
+    expected = [(f, a, c if a > 0 else None) for f, a, c in zip(fmt, acc, cons)]
+    assert expected == [(1.0, 1.0, 1.0)] * 2 + [(1.0, 0.0, None)] * 2
+
+    scores = score_rollouts(got, (name,), judge, config)
+    assert list(scores) == [sign * 2.0] * 2 + [sign * 0.5] * 2  # the control negates the total, not its parts
+    # the cross-rank merge (rank 0 gathers each rank's group) keeps every rollout's parts in rank order
+    ranks = []
+    for lo in (0, 2):
+        part = Scores(scores[lo:lo + 2], scores.reasons[lo:lo + 2], scores.parts[lo:lo + 2])
+        adv = group_advantages(list(part), 2, part.reasons)
+        ranks.append((got[lo:lo + 2], list(part), part.reasons, adv, adv.keep.tolist(), None, part.parts))
+    local = StepResult({}, got[:2], scores, ranks[0][3], ranks[0][4], {}, [])
+    merged = merge_results(local, ranks)
+    _, rows = store.rollout_records("k" * 16, 1, merged, group_size=2)
+    assert [(r.reward_format, r.reward_accuracy, r.reward_consistency) for r in rows] == expected
+    assert [r.reward for r in rows] == list(scores) and [r.group for r in rows] == [0, 0, 1, 1]
+
+
+def test_reward_parts_are_only_the_components_the_named_rewards_computed(home):
+    prompts = [RLPrompt("p1", image_bytes(), QUESTION, "B")]
+    rcfg = RolloutConfig(group_size=1)
+    got = rollout(make_agent(ScriptedBackend(CODE.format("A")), home, rcfg), prompts, rcfg)
+    assert score_rollouts(got, ("format",)).parts == [{"format": 1.0}]
+    assert score_rollouts(got, ("accuracy", "format")).parts == [{"accuracy": 0.0, "format": 1.0}]
+    # no judge and w_cons 0: consistency not asked, so not computed
+    parts = score_rollouts(got, ("combined",), None, RewardConfig(consistency_weight=0)).parts
+    assert parts == [{"format": 1.0, "accuracy": 0.0, "consistency": None}]

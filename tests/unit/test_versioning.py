@@ -46,6 +46,8 @@ def _versions(root):
     # (checkpoints pushed to / restored from the store), so the RL key sees the store code (SFT keeps its
     # launcher, sft/launch.py, out of its key; RL's launcher could move out of rl/run.py the same way)
     ("versions/s3.py", {"rl"}),
+    # the S3 client setup is how prepare reads s3:// sources (and the store's too, which is no run content)
+    ("base/s3.py", {"prepare", "rl"}),
     # a package __init__ runs on every import of its modules
     ("agent/__init__.py", {"rl", "sft"}),
 ])

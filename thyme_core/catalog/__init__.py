@@ -6,15 +6,20 @@ elsewhere and its catalog still works. Named queries live in sql/queries/<name>.
 
 Reads never write. `read(home)` is an in-memory DuckDB connection with the views declared over the home's
 Parquet parts: it opens no database file, takes no lock, and any number of readers (the viewer, two CLI calls)
-run beside writers. Writes happen in one place, `publish(home)`, which every stage calls after it publishes a
+run beside writers. The agent and RL views are declared by file lists there (views.py: fast, one copy of each
+trajectory); catalog.duckdb keeps schema.sql's glob-and-window form of them, for the duckdb CLI. Writes happen in one place, `publish(home)`, which every stage calls after it publishes a
 shard folder: it creates each view's empty typed parts (so every view resolves before its first shard) and
 writes `catalog.duckdb` (the same views, for the duckdb CLI) by rename, so no reader ever sees half of it.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import hashlib
 import os
+import shutil
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,8 +31,9 @@ from thyme_core.base.errors import ThymeError
 from thyme_core.base.fsio import atomic_write_bytes
 from thyme_core.base.home import DataHome
 from thyme_core.catalog.schema import (ImageRecord, RejectRecord, ReplayRecord, RlSample, SftSample, ShardRun,
-                                       ShardSummary, to_table)
+                                       ShardSummary, arrow_schema, to_table)
 from thyme_core.catalog.schema import EvalResult, ExecutionRecord, TrajectoryRecord, TurnRecord
+from thyme_core.catalog import views
 from thyme_core.catalog.schema import RlRolloutRecord
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
@@ -63,15 +69,17 @@ def named_queries() -> list[str]:
 
 
 def ensure_schema_parts(home: DataHome) -> None:
+    """Write each view's empty typed part where it is missing or has an older schema (a field added since)."""
     for table, parts in _SCHEMA_PARTS.items():
         folder = home.shards_dir / table / "_schema"
-        if all((folder / f"{n}.parquet").exists() for n in parts):
-            continue
-        folder.mkdir(parents=True, exist_ok=True)
         for name, cls in parts.items():
-            tmp = folder / f".{name}.parquet.{os.getpid()}.tmp"
+            path = folder / f"{name}.parquet"
+            if path.exists() and pq.read_schema(path).remove_metadata() == arrow_schema(cls):
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".{name}.parquet.{os.getpid()}.{threading.get_ident()}.tmp"
             pq.write_table(to_table(cls, []), tmp, compression="zstd")
-            tmp.replace(folder / f"{name}.parquet")
+            tmp.replace(path)
 
 
 def _has_schema_parts(home: DataHome) -> bool:
@@ -99,13 +107,31 @@ def publish(home: DataHome) -> None:
     atomic_write_bytes(stamp, digest.encode())
 
 
+@functools.cache
+def empty_parts_dir() -> Path:
+    """This process's typed empty parts of every view (shards/<table>/_schema/ in a temporary folder, removed
+    at exit): searched after a home, so a view binds with every current column whatever the home holds."""
+    folder = Path(tempfile.mkdtemp(prefix="thyme-catalog-"))
+    atexit.register(shutil.rmtree, folder, True)
+    ensure_schema_parts(DataHome(folder))
+    return folder
+
+
+def connect(root: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB over the home at `root` with schema.sql's views, the agent and RL ones declared by
+    file lists (views.py), nothing opened for writing. The caller declares those again when shards change."""
+    empty = empty_parts_dir()
+    con = duckdb.connect(":memory:", config={"file_search_path": f"{root},{empty}"})
+    con.execute(sql_text("schema"))
+    views.declare(con, Path(root), empty)
+    return con
+
+
 def read(home: DataHome) -> duckdb.DuckDBPyConnection:
     """A read-only view of the catalog: in memory, no lock, no file written (see the module doc)."""
     if not _has_schema_parts(home):
         raise ThymeError(f"{home.root}: no catalog here yet (run `thyme prepare`, `thyme eval` or `thyme data pull`)")
-    con = duckdb.connect(":memory:", config={"file_search_path": str(home.root)})
-    con.execute(sql_text("schema"))
-    return con
+    return connect(Path(home.root).resolve())
 
 
 def is_named(name: str) -> bool:

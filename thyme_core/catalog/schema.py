@@ -238,6 +238,12 @@ class RlRolloutRecord:
     sample_id: str  # "s<step>/<prompt_id>:<member>"
     reward: float | None  # the summed reward; NULL when missing (judge failure)
     reward_reason: str  # "" or the reason code of a missing reward
+    # the reward's components (rl/rewards.py Scores.parts), NULL where not computed: format and accuracy by the
+    # rewards that use them, consistency only where accuracy > 0 and w_cons > 0 (and NULL when its judge
+    # failed). For the combined_negated control they are the un-negated components, while `reward` is negated.
+    reward_format: float | None
+    reward_accuracy: float | None
+    reward_consistency: float | None
     advantage: float
     kept: bool  # carried loss (not dropped with its group, not masked for a limit)
     limit: str  # "" or the limit it hit: round_limit / budget / length / image_limit

@@ -1,11 +1,13 @@
 """What a shard step does on a cluster worker: the stage's own shard function, its output straight into the store.
 
-No disk is shared: a worker reads its shard from the source (prepare: the file, by row group or byte range;
-replay: the prepared parts and images, from the store), runs the same function a local run runs (prepare_shard,
+No disk is shared: a worker reads its shard from the source (prepare: an s3:// object by ranged GETs of its
+row groups or lines, or a path every node sees; replay: the prepared parts and images, from the store), runs the same function a local run runs (prepare_shard,
 replay_shard, eval_shard) in a scratch home of its own, then puts every output file into the store as
 `objects/<ab>/<sha256>` (named by content, so writers on many machines never conflict) and writes the shard's
 completion marker `parts/<table>/<key>.json` last: the shard's manifest entries and its counts. The step returns
-the same entries and counts (a few KiB), never the data; the driver publishes the version from them.
+the same entries and counts (a few KiB), never the data; the driver publishes the version from them. Where
+S3 is (base/s3.Endpoint) comes with the task, as the store's URI does: a worker shares no environment
+with the driver (an s3:// source's endpoint is in its ShardSpec); credentials are the worker's own.
 
 A shard whose marker is in the store is finished: the driver does not submit it again (an interrupted run rerun
 later redoes only the rest), and a worker that finds it (a retry racing a finished attempt) returns it as is.
@@ -33,6 +35,7 @@ from thyme_core.base.home import DataHome
 from thyme_core.catalog.schema import ShardRun, ShardSummary
 from thyme_core.versions.keys import ObjectMissing, Store, object_key
 from thyme_core.versions.manifest import FileEntry, file_entry, sha256_file, version_paths
+from thyme_core.base.s3 import Endpoint
 from thyme_core.versions.store import open_store
 
 MARKER_FORMAT = "thyme-part/1"
@@ -116,9 +119,9 @@ def scratch_home(table: str) -> Iterator[DataHome]:
 
 
 def run_stored(store_uri: str, table: str, key: str, work: Callable[[DataHome], Any],
-               inputs: Callable[[Store, DataHome], None] | None = None) -> StoredShard:
+               inputs: Callable[[Store, DataHome], None] | None = None, s3: Endpoint | None = None) -> StoredShard:
     """Run `work(home)` in a scratch home (after `inputs` fetched what it reads), store what it added."""
-    store = open_store(store_uri)
+    store = open_store(store_uri, s3)
     done = read_marker(store, table, key)
     if done is not None:
         return done
@@ -154,14 +157,16 @@ def fetch(store: Store, home: DataHome, entries: list[FileEntry]) -> None:
 # ---- the three steps (module-level functions: Ray ships them by name to workers that import this module)
 
 
-def prepare_step(spec, store_uri: str, config) -> StoredShard:
-    """One prepare shard, read from its source file (visible to the worker), into the store."""
+def prepare_step(spec, store_uri: str, config, s3: Endpoint | None = None) -> StoredShard:
+    """One prepare shard, read from its source (an s3:// object by range, or a file the worker sees), into
+    the store."""
     from thyme_core.prepare.shards import prepare_shard
 
-    return run_stored(store_uri, "prepare", spec.key, lambda home: prepare_shard(spec, home, config))
+    return run_stored(store_uri, "prepare", spec.key, lambda home: prepare_shard(spec, home, config), s3=s3)
 
 
-def replay_step(prepare_key: str, parts: tuple[FileEntry, ...], store_uri: str, config) -> StoredShard:
+def replay_step(prepare_key: str, parts: tuple[FileEntry, ...], store_uri: str, config,
+                s3: Endpoint | None = None) -> StoredShard:
     """Replay one prepared shard: its sample parts and their images come from the store."""
     from thyme_core.replay.verify import replay_key, replay_shard
 
@@ -173,10 +178,10 @@ def replay_step(prepare_key: str, parts: tuple[FileEntry, ...], store_uri: str, 
         fetch(store, home, [FileEntry(p, Path(p).name.split(".")[0], 0) for p in sorted(images)])
 
     return run_stored(store_uri, "replay", replay_key(prepare_key, config),
-                      lambda home: replay_shard(home.shards_dir / "prepare" / prepare_key, home, config), inputs)
+                      lambda home: replay_shard(home.shards_dir / "prepare" / prepare_key, home, config), inputs, s3)
 
 
-def eval_step(shard, spec, config, store_uri: str) -> StoredShard:
+def eval_step(shard, spec, config, store_uri: str, s3: Endpoint | None = None) -> StoredShard:
     """One evaluation shard (the benchmark file visible to the worker); the model stays loaded in the worker."""
     from thyme_core.agent.infer import cached_backend
     from thyme_core.eval.evaluate import eval_shard
@@ -187,4 +192,4 @@ def eval_step(shard, spec, config, store_uri: str) -> StoredShard:
     def work(home: DataHome):
         return eval_shard(shard, home, spec, config, backend=cached_backend(spec, worker_home))
 
-    return run_stored(store_uri, "agent", shard.key, work)
+    return run_stored(store_uri, "agent", shard.key, work, s3=s3)

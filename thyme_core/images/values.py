@@ -19,8 +19,9 @@ Reject.UNREADABLE_IMAGE_FILE: the record is rejected with that reason, never the
 bytes then go through the same checks as any image (store.prepare_image) and are stored by their sha256, so
 the catalog never points at the user's files, only at the home's store.
 
-`fetch` lets a remote source (the HF Hub) supply a relative path that is not on disk: it gets the path
-relative to the data file's folder and returns a local file, or None when the source has no such file.
+`fetch` lets a remote source supply a relative path that is not on disk: it gets the path relative to the data
+file's folder and returns a local file (the HF Hub: its cache) or the bytes themselves (S3), or None when the
+source has no such file (it may also raise Rejected with its own reason).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ _EXTENSION = re.compile(r"\.[A-Za-z0-9]{2,5}$")
 _BASE64_CHARS = re.compile(r"^[A-Za-z0-9+/=\s]*$")
 _PATH_PREFIXES = ("file://", "~", "./", "../", ".\\", "..\\")
 _SHORT = 4096  # a base64 image is far longer than any path
-Fetch = Callable[[str], "Path | None"]
+Fetch = Callable[[str], "Path | bytes | None"]
 
 
 def classify(value, base: Path | None = None) -> str:
@@ -133,6 +134,10 @@ def _read(text: str, base: Path | None, fetch: Fetch | None) -> bytes:
     if not path.exists() and fetch is not None and not Path(text).expanduser().is_absolute() \
             and not text.startswith("file://"):
         fetched = fetch(text)
+        if isinstance(fetched, bytes):
+            if not fetched:
+                raise Rejected(Reject.EMPTY_IMAGE, f"{text}: the object is empty")
+            return fetched
         if fetched is not None:
             path = Path(fetched)
     try:

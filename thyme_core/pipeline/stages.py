@@ -60,7 +60,7 @@ def record(store: Store, key: str, stage: str, outputs: dict, flow_run: str | No
 
 def source_fingerprint(source: str) -> list | None:
     """A local source file or folder as (name, sha256) pairs; None for a remote source (its prepare stage is
-    always dispatched: the worker mirrors it and skips the shards it already finished)."""
+    always dispatched: its shards are keyed by the objects' ETags and skip themselves when finished)."""
     path = Path(source)
     if "://" in source or not path.exists():
         return None

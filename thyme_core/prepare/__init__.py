@@ -1,8 +1,8 @@
 """Data preparation: Thyme SFT and RL files into a clean catalog.
 
-source.py (reading Parquet/JSONL shards), hub.py (hf:// sources), paths.py (path rewriting), shards.py (one
-shard: decode, rewrite, write), rl.py (RL prompts), report.py (run summaries), s3_mirror.py (mirroring an S3 prefix). The stage's
-entry points are re-exported here.
+source.py (reading Parquet/JSONL shards), s3_source.py (s3:// sources, read by range), hub.py (hf:// sources),
+paths.py (path rewriting), shards.py (one shard: decode, rewrite, write), rl.py (RL prompts), report.py (run
+summaries). The stage's entry points are re-exported here.
 """
 
 from thyme_core.prepare.shards import (PrepareConfig, ShardResult, code_version, finished, plan, plan_hub_file,

@@ -158,7 +158,8 @@ class _ShardOutput:
         self.store = img.ImageStore(home.root, home.tmp_dir)
         self.image_config = image_config
         self.source_file = spec.display_name or Path(spec.path).name
-        self.base = Path(spec.path).parent  # relative image paths are taken from the data file's folder
+        # Relative image paths are taken from the data file's folder (an S3 object's: by its fetcher).
+        self.base = Path(spec.path).parent
         self.fetch = image_fetcher(spec)
         self.samples: list[SftSample] = []
         self.rl_samples: list[RlSample] = []

@@ -1,7 +1,8 @@
 """Thyme SFT and RL sources, read in shards with flat memory.
 
-A source is a Parquet file in Hugging Face `datasets` layout, a JSONL file with the same fields, or a folder
-holding such files. Two schemas, detected per file (`detect_schema`):
+A source is a Parquet file in Hugging Face `datasets` layout, a JSONL file with the same fields, a folder
+holding such files, or an s3://bucket/prefix of them (read in place by range: s3_source.py). Two schemas,
+detected per file (`detect_schema`):
 - SFT: `image` (list of base64 strings), `question`, `response`;
 - RL (the released form): `messages` (list of {role, content}), `images` (or `image`: list of base64
   strings), `solution`, `question`.
@@ -10,8 +11,9 @@ is SFT; then that schema's columns are checked, and a missing one is an error na
 cuts each file into shards of about `shard_rows` rows (Parquet at row-group boundaries, JSONL at line
 boundaries), and smaller when the file has fewer than MIN_SHARDS_PER_FILE * shard_rows rows, so that even a
 file of a few thousand large rows gives every core of a worker several shards and none idles while the last
-shard runs (a rule of the file alone, not of the machine's core count, so keys agree across machines). It names each shard by a key derived from the file's content hash, the split, the row range,
-the preparation config and the code version: a rerun finds the same keys and skips finished work.
+shard runs (a rule of the file alone, not of the machine's core count, so keys agree across machines). It
+names each shard by a key derived from the file's content hash (an S3 object: its ETag and size), the split,
+the row range, the preparation config and the code version: a rerun finds the same keys and skips finished work.
 
 File-level problems (unreadable file, missing column, wrong column type) are ThymeError with the file and
 column named; record-level problems are left to the caller to turn into reason codes.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -31,6 +34,7 @@ import pyarrow.parquet as pq
 from thyme_core.base.errors import ThymeError
 from thyme_core.base.home import DataHome
 from thyme_core.base.names import check_name
+from thyme_core.prepare import s3_source
 from thyme_core.prepare.digests import cached_sha256
 
 REQUIRED_COLUMNS = ("image", "question", "response")  # SFT
@@ -47,7 +51,7 @@ MIN_SHARDS_PER_FILE = 16  # when row groups allow: 8 per core on 2 cores, 2 per 
 class ShardSpec:
     key: str
     split: str
-    path: str  # absolute path of the source file
+    path: str  # absolute path of the source file, or its s3:// URI
     kind: str  # "parquet" or "jsonl"
     file_sha256: str
     row_start: int
@@ -56,8 +60,10 @@ class ShardSpec:
     byte_start: int = 0  # jsonl: byte range of the shard's lines
     byte_stop: int = 0
     schema: str = "sft"  # "sft" or "rl": the file's schema (detect_schema)
-    display_name: str = ""  # source_file in the catalog ("" = the file name); hub files: their path in the repo
+    display_name: str = ""  # source_file in the catalog ("" = the file name); hub files: their path in the repo,
+    # S3 objects: their name under the prefix
     hub_base: str = ""  # hub files: "hf://datasets/OWNER/NAME@SHA/FOLDER", to fetch images named relative to it
+    s3: s3_source.S3Object | None = None  # S3 objects (path is their s3:// URI): ETag, size and endpoint
 
 
 def list_source_files(source: str | Path) -> list[Path]:
@@ -78,17 +84,29 @@ def list_source_files(source: str | Path) -> list[Path]:
 
 def plan_shards(source: str | Path, split: str, shard_rows: int, salt: str,
                 home: DataHome | None = None) -> list[ShardSpec]:
-    """All shards of a source. `salt` (config hash + code version) goes into every shard key. With a home,
-    file hashes come from its digest cache when the files are unchanged (digests.py)."""
+    """All shards of a source: a local file or folder, or s3://bucket/prefix (s3_source.py: read by range).
+    `salt` (config hash + code version) goes into every shard key. With a home, local file hashes come from
+    its digest cache when the files are unchanged (digests.py)."""
     check_name("split", split)
+    if s3_source.is_remote(source):
+        return [spec for obj in s3_source.list_objects(str(source)) for spec in _plan_s3(obj, split, shard_rows, salt)]
     specs: list[ShardSpec] = []
     for path in list_source_files(source):
-        digest = cached_sha256(path, home)
+        where, digest = str(path.absolute()), cached_sha256(path, home)
         if path.suffix.lower() in PARQUET_SUFFIXES:
-            specs += _plan_parquet(path, split, shard_rows, digest, salt)
+            specs += _plan_parquet(where, path, split, shard_rows, digest, salt)
         else:
-            specs += _plan_jsonl(path, split, shard_rows, digest, salt)
+            specs += _plan_jsonl(where, lambda: open(path, "rb"), split, shard_rows, digest, salt)
     return specs
+
+
+def _plan_s3(obj: s3_source.S3Object, split: str, shard_rows: int, salt: str) -> list[ShardSpec]:
+    """An object's shards, keyed by its identity (ETag, size) and its name under the prefix."""
+    salt, extra = f"{salt}:s3:{obj.name}", {"display_name": obj.name, "s3": obj}
+    if obj.name.lower().endswith(PARQUET_SUFFIXES):
+        return _plan_parquet(obj.uri, s3_source.open_binary(obj), split, shard_rows, obj.digest, salt, **extra)
+    return _plan_jsonl(obj.uri, lambda: s3_source.open_binary(obj, buffered=True), split, shard_rows, obj.digest,
+                       salt, **extra)
 
 
 def shard_target_rows(total_rows: int, shard_rows: int) -> int:
@@ -105,12 +123,14 @@ def _shard_key(digest: str, split: str, start: int, stop: int, salt: str) -> str
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def _open_parquet(path: Path) -> pq.ParquetFile:
+def _open_parquet(where: str, source=None) -> pq.ParquetFile:
+    """`where` (a path or an s3:// URI, for messages) as a ParquetFile read from `source` (default: the path):
+    only the footer is read here."""
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(where if source is None else source)
     except (pa.ArrowException, OSError) as exc:
-        raise ThymeError(f"{path}: not a readable Parquet file ({exc})") from None
-    check_parquet_schema(path, pf.schema_arrow)
+        raise ThymeError(f"{where}: not a readable Parquet file ({exc})") from None
+    check_parquet_schema(where, pf.schema_arrow)
     return pf
 
 
@@ -186,9 +206,10 @@ def _is_string(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t)
 
 
-def _plan_parquet(path: Path, split: str, shard_rows: int, digest: str, salt: str) -> list[ShardSpec]:
-    pf = _open_parquet(path)
-    md, kind = pf.metadata, check_parquet_schema(path, pf.schema_arrow)
+def _plan_parquet(where: str, source, split: str, shard_rows: int, digest: str, salt: str,
+                  **extra) -> list[ShardSpec]:
+    pf = _open_parquet(where, source)
+    md, kind = pf.metadata, check_parquet_schema(where, pf.schema_arrow)
     shard_rows = shard_target_rows(md.num_rows, shard_rows)
     specs, groups, start, row = [], [], 0, 0
     for i in range(md.num_row_groups):
@@ -196,52 +217,55 @@ def _plan_parquet(path: Path, split: str, shard_rows: int, digest: str, salt: st
         row += md.row_group(i).num_rows
         if row - start >= shard_rows or i == md.num_row_groups - 1:
             key = _shard_key(digest, split, start, row, salt)
-            specs.append(ShardSpec(key, split, str(path.absolute()), "parquet", digest, start, row, tuple(groups),
-                                   schema=kind))
+            specs.append(ShardSpec(key, split, where, "parquet", digest, start, row, tuple(groups), schema=kind,
+                                   **extra))
             groups, start = [], row
     return specs
 
 
-def _jsonl_schema(path: Path) -> str:
-    """The schema of a JSONL file, from the keys of its first parseable records. A file with none (empty,
-    or every line broken) is taken as SFT: its lines then become bad_field rejects as before."""
+def _plan_jsonl(where: str, open_file, split: str, shard_rows: int, digest: str, salt: str,
+                **extra) -> list[ShardSpec]:
+    """Shards of whole lines, from one pass over the file: the schema from the keys of its first
+    JSONL_SNIFF_LINES lines (a file with no parseable record is taken as SFT: its lines then become
+    bad_field rejects), and the byte offset after every non-blank line."""
     keys: set[str] = set()
-    with open(path, "rb") as f:
-        for _, line in zip(range(JSONL_SNIFF_LINES), f):
-            try:
-                record = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                continue
-            if isinstance(record, dict):
-                keys |= set(record)
-    return detect_schema(path, keys, required_image=False) if keys else "sft"
-
-
-def _plan_jsonl(path: Path, split: str, shard_rows: int, digest: str, salt: str) -> list[ShardSpec]:
-    kind = _jsonl_schema(path)
-    with open(path, "rb") as f:
-        shard_rows = shard_target_rows(sum(1 for line in f if line.strip()), shard_rows)
-    specs, start_row, start_byte, row, pos = [], 0, 0, 0, 0
-    with open(path, "rb") as f:
-        for line in f:
+    ends = array("q")  # byte offset after each non-blank line
+    pos = 0
+    with open_file() as f:
+        for n, line in enumerate(f):
             pos += len(line)
             if line.strip():
-                row += 1
-            if row - start_row >= shard_rows:
-                key = _shard_key(digest, split, start_row, row, salt)
-                specs.append(ShardSpec(key, split, str(path.absolute()), "jsonl", digest, start_row, row, (),
-                                       start_byte, pos, kind))
-                start_row, start_byte = row, pos
-    if row > start_row:
-        key = _shard_key(digest, split, start_row, row, salt)
-        specs.append(ShardSpec(key, split, str(path.absolute()), "jsonl", digest, start_row, row, (),
-                               start_byte, pos, kind))
+                ends.append(pos)
+            if n < JSONL_SNIFF_LINES:
+                keys |= _record_keys(line)
+    kind = detect_schema(where, keys, required_image=False) if keys else "sft"
+    rows = len(ends)
+    size = shard_target_rows(rows, shard_rows)
+    specs, start_row, start_byte = [], 0, 0
+    while start_row < rows:
+        stop_row = min(start_row + size, rows)
+        stop_byte = ends[stop_row - 1] if stop_row - start_row == size else pos  # a short last one: to the end
+        key = _shard_key(digest, split, start_row, stop_row, salt)
+        specs.append(ShardSpec(key, split, where, "jsonl", digest, start_row, stop_row, (), start_byte, stop_byte,
+                               kind, **extra))
+        start_row, start_byte = stop_row, stop_byte
     return specs
 
 
+def _record_keys(line: bytes) -> set[str]:
+    try:
+        record = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return set()
+    return set(record) if isinstance(record, dict) else set()
+
+
 def image_fetcher(spec: ShardSpec):
-    """For a shard of a hub file: a function fetching an image file named relative to the data file from the
-    same repo at the same commit (None for local files, whose images are on disk)."""
+    """For a shard of a hub file or an S3 object: a function fetching an image named relative to the data file
+    from the same place (the repo at the same commit, the object's folder); None for local files, whose
+    images are on disk."""
+    if spec.s3 is not None:
+        return s3_source.relative_fetcher(spec.s3)
     if not spec.hub_base:
         return None
     from thyme_core.prepare import hub
@@ -258,17 +282,28 @@ def read_shard(spec: ShardSpec) -> Iterator[tuple[int, dict | str]]:
         yield from _read_jsonl(spec)
 
 
+def _open_binary(spec: ShardSpec, buffered: bool = True):
+    if spec.s3 is not None:
+        return s3_source.open_binary(spec.s3, buffered)
+    return open(spec.path, "rb")
+
+
 def _read_parquet(spec: ShardSpec) -> Iterator[tuple[int, dict]]:
     # One row group in memory at a time (read_row_group is ~2.5x faster than iter_batches on large
-    # base64 strings); Python objects are made for READ_BATCH_ROWS rows at a time.
-    pf = _open_parquet(Path(spec.path))
+    # base64 strings); Python objects are made for READ_BATCH_ROWS rows at a time. A local file is read by
+    # pyarrow itself; from S3, the footer and then each of the shard's column chunks is one ranged GET.
+    remote = _open_binary(spec, buffered=False) if spec.s3 is not None else None
+    pf = _open_parquet(spec.path, remote)
     columns = list(REQUIRED_COLUMNS)
     if spec.schema == "rl":
         image_col = rl_image_column(pf.schema_arrow.names)
         columns = [image_col if c == "images" else c for c in RL_COLUMNS]
     row = spec.row_start
     for group in spec.row_groups:
-        table = pf.read_row_group(group, columns=columns)
+        try:
+            table = pf.read_row_group(group, columns=columns)
+        except (pa.ArrowException, OSError) as exc:
+            raise ThymeError(f"{spec.path}: row group {group} cannot be read ({exc})") from None
         for start in range(0, table.num_rows, READ_BATCH_ROWS):
             for record in table.slice(start, READ_BATCH_ROWS).to_pylist():
                 yield row, record
@@ -278,7 +313,7 @@ def _read_parquet(spec: ShardSpec) -> Iterator[tuple[int, dict]]:
 
 def _read_jsonl(spec: ShardSpec) -> Iterator[tuple[int, dict | str]]:
     row = spec.row_start
-    with open(spec.path, "rb") as f:
+    with _open_binary(spec) as f:
         f.seek(spec.byte_start)
         while f.tell() < spec.byte_stop:
             line = f.readline()

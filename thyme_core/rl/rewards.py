@@ -12,6 +12,12 @@
 - combined: r = w_acc * acc * (1 + w_cons * cons) + w_fmt * fmt, cons only asked and counted when acc > 0.
 - combined_negated: -combined, for control runs that must unlearn (bench/learn_cpu.py).
 
+Each returned list also carries its components in `parts` (format / accuracy / consistency, one dict per
+completion, only the components the function computed): format_reward gives {"format"}, combined gives all three
+(consistency None where it was not asked: acc == 0, or w_cons == 0). combined_negated's parts are the
+un-negated components: what the completion scored, while its total is the control's -combined. The RL store
+keeps them per rollout (catalog rl_rollouts.reward_format / reward_accuracy / reward_consistency).
+
 A judge failure is a missing reward: None, with its reason code (judge.JudgeFailure) in the returned list's
 `reasons`. It is never scored 0. What the trainer does with a group holding a missing reward is in
 grpo.group_advantages (the whole group is dropped from the loss and counted by reason).
@@ -31,13 +37,19 @@ from thyme_core.rl.judge import Verdict, accuracy_messages, consistency_messages
 from thyme_core.base.presets import setting as _f
 
 
+PARTS = ("format", "accuracy", "consistency")  # the components a reward function may report in Scores.parts
+
+
 class Scores(list):
     """Rewards, one per completion (a float, or None when missing), with `reasons` alongside: "" where the
-    reward is present, the reason code where it is missing. A plain list to anything that wants one."""
+    reward is present, the reason code where it is missing; and `parts`: per completion, a dict of the
+    components (PARTS) this reward computed, a component missing from the dict was not computed. A plain list
+    to anything that wants one."""
 
-    def __init__(self, values, reasons=None):
+    def __init__(self, values, reasons=None, parts=None):
         super().__init__(values)
         self.reasons = list(reasons) if reasons is not None else [""] * len(self)
+        self.parts = [dict(p) for p in parts] if parts is not None else [{} for _ in self]
 
 
 @dataclass(frozen=True)
@@ -83,7 +95,8 @@ def format_reward(completions, **kwargs) -> Scores:
     >>> format_reward(["<think>crop it</think><answer>B</answer>", "<answer>B</answer>"])
     [1.0, 0.0]
     """
-    return Scores([1.0 if format_ok(_text(c)) else 0.0 for c in completions])
+    values = [1.0 if format_ok(_text(c)) else 0.0 for c in completions]
+    return Scores(values, parts=[{"format": v} for v in values])
 
 
 # ---------------------------------------------------------------- accuracy rules
@@ -210,11 +223,12 @@ def accuracy_reward(completions, solution, judge=None, config: RewardConfig | No
     open_ended = [i for i, v in enumerate(values) if v is None]
     reasons = [""] * n
     if judge is None:
-        return Scores([0.0 if v is None else v for v in values], reasons)
-    asked = [accuracy_messages(questions[i] or "", solution_text(solution[i]), answers[i]) for i in open_ended]
-    for i, verdict in zip(open_ended, judge.ask_many(asked)):
-        values[i], reasons[i] = _take(verdict)
-    return Scores(values, reasons)
+        values = [0.0 if v is None else v for v in values]
+    else:
+        asked = [accuracy_messages(questions[i] or "", solution_text(solution[i]), answers[i]) for i in open_ended]
+        for i, verdict in zip(open_ended, judge.ask_many(asked)):
+            values[i], reasons[i] = _take(verdict)
+    return Scores(values, reasons, [{"accuracy": v} for v in values])
 
 
 def _take(verdict: Verdict) -> tuple[float | None, str]:
@@ -253,7 +267,7 @@ def consistency_reward(completions, judge=None, config: RewardConfig | None = No
             where.append(i)
     for i, verdict in zip(where, judge.ask_many(asked)):
         values[i], reasons[i] = _take(verdict)
-    return Scores(values, reasons)
+    return Scores(values, reasons, [{"consistency": v} for v in values])
 
 
 # ---------------------------------------------------------------- combined
@@ -311,21 +325,23 @@ def combined_reward(completions, solution, judge=None, config: RewardConfig | No
     [1.5, 0.5]
     """
     rows = score_completions(completions, solution, judge=judge, config=config, **kwargs)
-    return Scores([r.total for r in rows], [r.reason for r in rows])
+    return Scores([r.total for r in rows], [r.reason for r in rows],
+                  [{"format": r.format, "accuracy": r.accuracy, "consistency": r.consistency} for r in rows])
 
 
 def combined_negated_reward(completions, solution, judge=None, config: RewardConfig | None = None,
                             **kwargs) -> Scores:
     """Minus the combined reward: the control run of bench/learn_cpu.py. Group-normalised advantages of -r are
     exactly minus those of r, so training on it must lower the combined reward; a measurement that cannot
-    show that cannot tell learning from noise either.
+    show that cannot tell learning from noise either. Its `parts` are combined's, not negated: the control's
+    rollouts record what they scored on each component.
 
     >>> combined_negated_reward(["<think>3*4=12</think><answer>12</answer>", "<answer>12</answer>"],
     ...                         solution=["12", "12"], config=RewardConfig(consistency_weight=0))
     [-1.5, -1.0]
     """
     got = combined_reward(completions, solution, judge=judge, config=config, **kwargs)
-    return Scores([None if v is None else -v for v in got], got.reasons)
+    return Scores([None if v is None else -v for v in got], got.reasons, got.parts)
 
 
 REWARDS = {

@@ -105,14 +105,18 @@ def trajectory_logprobs(model, inputs_for: InputsFor, r: Rollout, chunk: int = 1
 
 
 def score_rollouts(rollouts: list[Rollout], names, judge=None, config: RewardConfig | None = None) -> Scores:
-    """The sum of the named rewards per rollout; None (with the first reason) when any of them is missing."""
+    """The sum of the named rewards per rollout; None (with the first reason) when any of them is missing.
+    `parts`: the components the named rewards computed (rewards.Scores), the first name's where two give one."""
     completions = [r.completion for r in rollouts]
     kwargs = {"solution": [r.prompt.solution for r in rollouts], "question": [r.prompt.question for r in rollouts]}
     totals: list[float | None] = [0.0] * len(rollouts)
     reasons = [""] * len(rollouts)
+    parts: list[dict] = [{} for _ in rollouts]
     for name in names:
         scores = get_reward(name)(completions, judge=judge, config=config, **kwargs)
         reasons_of = getattr(scores, "reasons", [""] * len(scores))
+        for i, got in enumerate(getattr(scores, "parts", [{}] * len(scores))):
+            parts[i] = {**got, **parts[i]}
         for i, (value, reason) in enumerate(zip(scores, reasons_of)):
             if totals[i] is None:
                 continue
@@ -120,7 +124,7 @@ def score_rollouts(rollouts: list[Rollout], names, judge=None, config: RewardCon
                 totals[i], reasons[i] = None, reason or "missing_reward"
             else:
                 totals[i] += value
-    return Scores(totals, reasons)
+    return Scores(totals, reasons, parts)
 
 
 def grpo_update(learner: Learner, inputs_for: InputsFor, rollouts: list[Rollout], advantages: torch.Tensor,
@@ -197,7 +201,7 @@ def grpo_step(agent, learner: Learner, inputs_for: InputsFor, prompts: list[RLPr
     inner, old, grad_norm = grpo_update(learner, inputs_for, rollouts, adv.advantages, keep, config)
     train_s = time.perf_counter() - t0
     local = StepResult({}, rollouts, rewards, adv, keep, old, inner)
-    parts = learner.ranks.gather((rollouts, list(rewards), rewards.reasons, adv, keep, timing))
+    parts = learner.ranks.gather((rollouts, list(rewards), rewards.reasons, adv, keep, timing, rewards.parts))
     result = merge_results(local, parts) if parts is not None else local
     result.metrics = _metrics(result.rollouts, result.rewards, result.advantages, result.keep, inner, grad_norm)
     timings = [p[5] for p in parts] if parts else [timing]
@@ -210,12 +214,13 @@ def grpo_step(agent, learner: Learner, inputs_for: InputsFor, prompts: list[RLPr
 
 
 def merge_results(local: StepResult, parts: list[tuple]) -> StepResult:
-    """Rank 0's view of a step: every rank's rollouts, rewards, advantages and keep flags, in rank order
-    (whole groups per rank, so the group layout survives). old_logp stays this rank's."""
+    """Rank 0's view of a step: every rank's rollouts, rewards (with their reasons and parts), advantages and
+    keep flags, in rank order (whole groups per rank, so the group layout survives). old_logp stays this rank's."""
     if len(parts) == 1:
         return local
     rollouts = [r for p in parts for r in p[0]]
-    rewards = Scores([x for p in parts for x in p[1]], [x for p in parts for x in p[2]])
+    rewards = Scores([x for p in parts for x in p[1]], [x for p in parts for x in p[2]],
+                     [x for p in parts for x in p[6]])
     advs = [p[3] for p in parts]
     dropped: dict[str, int] = {}
     for a in advs:

@@ -3,8 +3,8 @@
 A step publishes two folders, each written atomically (fsio.atomic_dir), so a folder that exists is complete:
 - shards/agent/rl-<key>-step-<N>/: the agent's own trajectory / turn / execution records (agent/records.py),
   so `trajectories`, `turns`, `executions` hold RL rollouts next to inference and evaluation;
-- shards/rl/<key>/step-<N>/rl_rollouts.parquet: one RlRolloutRecord per rollout (reward, reason, advantage,
-  group, member, kept, limit), the `rl_rollouts` view.
+- shards/rl/<key>/step-<N>/rl_rollouts.parquet: one RlRolloutRecord per rollout (reward, reason, the reward's
+  parts, advantage, group, member, kept, limit), the `rl_rollouts` view.
 The trajectory's run_id is "rl-<key>" and its sample_id "s<step>/<prompt>:<member>", the same in both, so the
 views join on (run_id, sample_id) = (run, sample_id). A resumed run that publishes a step again keeps the
 first copy (same deterministic rollouts).
@@ -47,12 +47,18 @@ def rollout_records(key: str, step: int, result, group_size: int, backend: str =
         turns = [dataclasses.replace(t, sample_id=sid) for t in turns]
         execs = [dataclasses.replace(e, sample_id=sid) for e in execs]
         agent_rows.append((traj, turns, execs))
-        reward = result.rewards[i]
+        reward, parts = result.rewards[i], result.rewards.parts[i]
         rl_rows.append(RlRolloutRecord(
             run=run, step=step, group=i // group_size, member=r.member, prompt_id=r.prompt.prompt_id,
-            sample_id=sid, reward=None if reward is None else float(reward), reward_reason=result.rewards.reasons[i],
+            sample_id=sid, reward=_float(reward), reward_reason=result.rewards.reasons[i],
+            reward_format=_float(parts.get("format")), reward_accuracy=_float(parts.get("accuracy")),
+            reward_consistency=_float(parts.get("consistency")),
             advantage=float(advantages[i]), kept=bool(result.keep[i]), limit=r.limit))
     return agent_rows, rl_rows
+
+
+def _float(value) -> float | None:
+    return None if value is None else float(value)
 
 
 def publish_step(home: DataHome, key: str, step: int, result, group_size: int, backend: str = "",

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path("/sys/fs/cgroup")
-PREFIX = "thyme-sandbox-"  # pool folders: PREFIX + the host's pid + a random token
+PREFIX = "thyme-sandbox-"  # pool folders: PREFIX + the host's pid + a random token + its PID namespace
 FREEZE_TIMEOUT_S = 5.0
 
 
@@ -67,7 +67,7 @@ class Support:
 
 def detect(enabled: bool = True) -> Support:
     """Make the pool's cgroup folders where the machine lets us; an empty Support where it does not."""
-    name = f"{PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+    name = f"{PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{_pid_namespace()}"
     support = Support()
     if not enabled or not ROOT.is_dir():
         return support
@@ -172,19 +172,32 @@ def _make(folder: Path) -> Path | None:
         return None
 
 
+def _pid_namespace() -> str:
+    """This process's PID namespace (the inode of /proc/self/ns/pid): a pid means something only inside it."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "0"
+
+
 def _remove_stale(parent: Path, prefix: str) -> None:
-    """Pool folders left by a process that died without closing its pool (named <prefix><pid>-<token>)."""
+    """Pool folders left by a process that died without closing its pool (named <prefix><pid>-<token>-<pidns>;
+    the pid first, as older versions named them and parse them). Only this PID namespace's folders are judged:
+    a pool in another namespace (a test's private cluster, a container sharing the cgroup tree) has a pid that
+    /proc here does not show although it is alive."""
     try:
         entries = [p for p in parent.iterdir() if p.name.startswith(prefix)]
     except OSError:
         return
+    here = _pid_namespace()
     for folder in entries:
-        pid = folder.name[len(prefix):].split("-")[0]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+        parts = folder.name[len(prefix):].split("-")
+        pid, namespace = parts[0], parts[2] if len(parts) == 3 else here  # (older names: no namespace)
+        if namespace == here and pid.isdigit() and not Path(f"/proc/{pid}").exists():
             try:
                 sessions = [p for p in folder.iterdir() if p.is_dir()]
-            except OSError:  # another process's pool cleaned it up first
-                continue
+            except OSError:
+                continue  # another process cleaning up at the same time removed it first
             for session in sessions:
                 _rmdir(session)
             _rmdir(folder)

@@ -1,9 +1,8 @@
 """The S3 backend of the version store: any S3-compatible server through boto3.
 
-Configuration is boto3's own (AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3, AWS_PROFILE, the credential chain,
-AWS_REGION); THYME_S3_ENDPOINT, when set, overrides the endpoint. Missing credentials or an unreachable bucket
-fail here, at start-up, with the reason. Requests retry with exponential backoff and jitter (botocore's
-"standard" retry mode); objects above the multipart threshold go up and down in parallel parts.
+The client's configuration (endpoint, region, credentials, retries) is base/s3.py's, shared with s3:// prepare
+sources. Missing credentials or an unreachable bucket fail here, at start-up, with the reason. Objects above
+the multipart threshold go up and down in parallel parts.
 
 Conditional writes move refs: If-None-Match: * to create, If-Match: <etag> to replace; a 412 (or a 409 from
 a server that saw two conditional writes race) is a RefConflict.
@@ -12,23 +11,20 @@ a server that saw two conditional writes race) is a RefConflict.
 from __future__ import annotations
 
 import base64
-import os
 from pathlib import Path
 from urllib.parse import urlparse
 
 from thyme_core.base.errors import ThymeError
+from thyme_core.base.s3 import MAX_ATTEMPTS, Endpoint, connect
 from thyme_core.versions.keys import ObjectMissing, RefConflict, conflict_message
 
-ENDPOINT_ENV = "THYME_S3_ENDPOINT"
 MULTIPART_THRESHOLD = 64 << 20
-MAX_ATTEMPTS = 8
 
 
 class S3Store:
-    def __init__(self, uri: str, multipart_threshold: int = MULTIPART_THRESHOLD, max_attempts: int = MAX_ATTEMPTS):
-        import boto3
+    def __init__(self, uri: str, multipart_threshold: int = MULTIPART_THRESHOLD, max_attempts: int = MAX_ATTEMPTS,
+                 endpoint: Endpoint | None = None):
         from boto3.s3.transfer import TransferConfig
-        from botocore.config import Config
 
         parsed = urlparse(uri)
         if not parsed.netloc:
@@ -36,21 +32,7 @@ class S3Store:
         self.uri = uri
         self.bucket = parsed.netloc
         self.prefix = parsed.path.strip("/") + "/" if parsed.path.strip("/") else ""
-        from botocore.exceptions import BotoCoreError
-
-        try:
-            self.session = boto3.session.Session()
-            credentials = self.session.get_credentials()
-        except BotoCoreError as exc:  # e.g. AWS_PROFILE names a profile that does not exist
-            raise ThymeError(f"store {uri}: AWS configuration: {exc}") from None
-        if credentials is None:
-            raise ThymeError(
-                f"store {uri}: no AWS credentials found. Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
-                "AWS_PROFILE (~/.aws/credentials), or run where an instance/role provides them"
-            )
-        config = Config(retries={"max_attempts": max_attempts, "mode": "standard"}, connect_timeout=10,
-                        read_timeout=120, max_pool_connections=32)
-        self.client = self.session.client("s3", endpoint_url=os.environ.get(ENDPOINT_ENV) or None, config=config)
+        self.session, self.client = connect(f"store {uri}", endpoint, max_attempts)
         self.transfer = TransferConfig(multipart_threshold=multipart_threshold, multipart_chunksize=max(
             8 << 20, multipart_threshold // 4), max_concurrency=8)
         self.multipart_threshold = multipart_threshold

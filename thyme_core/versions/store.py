@@ -39,13 +39,14 @@ def default_store_uri() -> str:
     return str(base / "thyme-store")
 
 
-def open_store(uri: str | None = None) -> Store:
-    """The store at `uri` (default: see module doc). An s3:// store checks credentials and bucket now."""
+def open_store(uri: str | None = None, endpoint=None) -> Store:
+    """The store at `uri` (default: see module doc). An s3:// store checks credentials and bucket now, at
+    `endpoint` (an s3.Endpoint; default: this process's environment)."""
     uri = uri or default_store_uri()
     if uri.startswith("s3://"):
         from thyme_core.versions.s3 import S3Store
 
-        return S3Store(uri)
+        return S3Store(uri, endpoint=endpoint)
     if "://" in uri and not uri.startswith("file://"):
         raise ThymeError(f"store {uri!r}: use a local folder, file:///path or s3://bucket/prefix")
     return LocalStore(Path(uri.removeprefix("file://")).expanduser().absolute())

@@ -4,8 +4,9 @@ The model's code is not parsed (it may compute its box, rotate, or lie in a comm
 matched against the input. A crop or a zoom (a crop resized, uniformly) of the input is a scaled copy of one of
 its regions, so normalised cross-correlation (cv2.matchTemplate, TM_CCOEFF_NORMED) of the returned image,
 resized to each candidate scale, against the input finds it. Coarse pass: both images shrunk so the input's
-longer side is at most 320 px, zoom factors 0.5..16 on a geometric grid; fine pass: factors within 6% of the
-best in a window around the coarse hit, at up to 480 px for the window (about a pixel of precision). A hit counts when its score reaches `min_score` (0.85) and the
+longer side is at most 240 px, zoom factors 0.5..16 on a geometric grid; fine pass: factors within 6% of the
+best in a window around the coarse hit, the factor chosen at half resolution and the position at up to 480 px
+for the window (about a pixel of precision). A hit counts when its score reaches `min_score` (0.85) and the
 returned image is not flat (a flat patch matches anywhere). Anything else (a rotation, an enhancement that
 changed the pixels, a chart drawn from scratch) is "no region" rather than a guess.
 """
@@ -18,10 +19,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-COARSE_SIDE = 320
+COARSE_SIDE = 240  # over 60 random crops and zooms, 320 px found nothing 240 missed, at 1.4x the CPU
 FINE_SIDE = 480
 MIN_SCORE = 0.85
 MIN_TEMPLATE = 8  # px: below this a match means little
+HALF_MIN_SIDE = 120  # px: a fine window whose half-size scan would be smaller scans every zoom at full size
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,13 @@ def _fit(crop: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, float]:
     return cv2.resize(crop, size, interpolation=cv2.INTER_AREA), c
 
 
+def _resized(image: np.ndarray, scale: float) -> np.ndarray:
+    if scale >= 1.0:
+        return image
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
 def _scan(src: np.ndarray, crop: np.ndarray, zooms, shrink: float) -> tuple[float, float, tuple[int, int]]:
     """(score, zoom, top-left in src) of the best zoom: `crop` resized to (crop size / zoom) * shrink."""
     ch, cw = crop.shape
@@ -99,12 +108,20 @@ def locate(source: np.ndarray, returned: np.ndarray, min_score: float = MIN_SCOR
     pad = 4 / shrink + 0.1 * max(w, h)
     x0, y0 = max(0, int(cx - pad)), max(0, int(cy - pad))
     x1, y1 = min(sw, int(math.ceil(cx + w * 1.1 + pad))), min(sh, int(math.ceil(cy + h * 1.1 + pad)))
-    window = src[y0:y1, x0:x1]
-    fshrink = min(1.0, FINE_SIDE / max(window.shape))  # precision: about a pixel in FINE_SIDE of the region
-    if fshrink < 1.0:
-        window = cv2.resize(window, (max(1, round(window.shape[1] * fshrink)), max(1, round(window.shape[0] * fshrink))),
-                            interpolation=cv2.INTER_AREA)
+    full = src[y0:y1, x0:x1]
+    fshrink = min(1.0, FINE_SIDE / max(full.shape))  # precision: about a pixel in FINE_SIDE of the region
+    window = _resized(full, fshrink)
     fine = [zoom * f for f in np.linspace(0.94, 1.06, 9)]
+    if max(window.shape) >= 2 * HALF_MIN_SIDE:
+        # the zoom at half that resolution (a quarter of the pixels), then the position at full resolution over
+        # that zoom and its two neighbours: 9 scans at 1/4 the cost + 3, instead of 9
+        hshrink = fshrink / 2
+        half = _resized(full, hshrink)
+        reduced, c = _fit(crop, half.shape)
+        hscore, hzoom, _ = _scan(half, reduced, fine, hshrink / c)
+        if hscore > -1.0:
+            step = fine[1] / fine[0]
+            fine = [hzoom / step, hzoom, hzoom * step]
     reduced, c = _fit(crop, window.shape)
     fscore, fzoom, (fx, fy) = _scan(window, reduced, fine, fshrink / c)
     if fscore >= score:

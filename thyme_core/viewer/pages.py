@@ -32,6 +32,7 @@ RL_METRIC_CURVES = [("KL (k3, mean per token)", ["kl_mean"]), ("clip fraction", 
                     ("grad norm", ["grad_norm"]), ("rollouts/s", ["rollouts_per_s"]),
                     ("engine wait share", ["engine_wait_share"])]
 RL_CATALOG_CURVES = [("reward mean and spread (std)", ["reward_mean", "reward_std"]),
+                     ("reward parts (means)", ["format_mean", "accuracy_mean", "consistency_mean"]),
                      ("code use and code success", ["code_rate", "code_success_rate"]),
                      ("zero-variance groups", ["zero_variance_groups"]), ("kept rollouts", ["kept", "limited"])]
 _CODE_OPEN = re.compile(r"<code>", re.I)
@@ -56,10 +57,16 @@ def reasoning_of(text: str) -> str:
     return (text[: m.start()] if m else text or "").strip()
 
 
+@functools.lru_cache(maxsize=4)
+def _input_gray(source: str):
+    """A trajectory's input image, decoded once for all of its fed-back images."""
+    return images.load_gray(Path(source))
+
+
 @functools.lru_cache(maxsize=4096)
 def _region(source: str, returned: str) -> crops.Region | None:
     try:
-        return crops.locate(images.load_rgb(Path(source)), images.load_rgb(Path(returned)))
+        return crops.locate(_input_gray(source), images.load_gray(Path(returned)))
     except (OSError, ValueError):
         return None
 
@@ -118,13 +125,9 @@ class Pages:
         f = {k: str(filters.get(k) or "") for k in FILTER_KEYS}
         if f["outcome"] not in ("", *OUTCOMES):
             f["outcome"] = ""
-        only = None
-        if f["error_type"]:
-            only = [r["sample_id"] for r in self.db.query("eval_error_samples", run_id=run_id,
-                                                           error_type=f["error_type"])]
         rows = self.db.query("eval_samples", run_id=run_id, benchmark=benchmark or "", category=category or "",
-                             outcome=f["outcome"], stop_reason=f["stop_reason"], search=f["q"], only_samples=only,
-                             limit=limit + 1, offset=max(0, offset))
+                             outcome=f["outcome"], stop_reason=f["stop_reason"], search=f["q"],
+                             error_type=f["error_type"], limit=limit + 1, offset=max(0, offset))
         more, rows = len(rows) > limit, rows[:limit]
         statuses = {s["sample_id"]: s for s in self.db.query(
             "sample_statuses", run_id=run_id, sample_ids=[r["sample_id"] for r in rows])} if rows else {}
