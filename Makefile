@@ -7,7 +7,7 @@ HOME_DEMO ?= .demo-home
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DS_ACCELERATOR := cpu
 
-.PHONY: setup demo test test-unit test-integration test-gpu bench clean
+.PHONY: setup demo test test-unit test-integration test-gpu test-slow bench clean
 
 setup: $(STAMP)
 
@@ -35,10 +35,13 @@ test-unit: setup
 	bash tests/run_tier.sh unit "not integration and not gpu"
 
 test-integration: setup
-	bash tests/run_tier.sh integration "integration"
+	bash tests/run_tier.sh integration "integration and not slow"
 
 test-gpu: setup
 	bash tests/run_tier.sh gpu "gpu"
+
+test-slow: setup
+	bash tests/run_tier.sh slow "slow"
 
 clean:
 	rm -rf $(VENV) $(HOME_DEMO) $(HOME_DEMO)-store

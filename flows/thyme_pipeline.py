@@ -6,7 +6,7 @@ Stages and what passes between them (versions in the store, the only shared stat
 2. replay verification (cpu): that version -> DATASET/DATASET_TAG, the replays added;
 3. SFT stage 1, then stage 2 (gpu, when `sft_steps` > 0): dataset version + start model -> model versions
    DATASET-sft1, DATASET-sft2 (`nnodes` > 1: one node run per node, node 0 publishes);
-4. RL (gpu, when `rl_steps` > 0): from the newest model -> DATASET-rl;
+4. RL (gpu, when `rl_steps` > 0): from the newest model -> DATASET-rl (`nnodes` > 1: as SFT);
 5. evaluate (gpu, when `eval_tsv` is set): the newest model on the benchmark, scored by `eval_protocol`
    (thyme or vlmevalkit) with `eval_retries` of answerless trajectories.
 Each stage is keyed by its input versions, config and code (thyme_core/pipeline): a stage whose result is
@@ -91,7 +91,7 @@ def thyme_pipeline(
         model: The model to start from: a folder on the worker's machine or a model version NAME@HASH.
             Empty: the tiny offline model.
         nproc: SFT: processes (GPUs) per node. 0: the preset's.
-        nnodes: SFT: nodes of a multi-node run (one node run per node; node 0 publishes the model).
+        nnodes: SFT and RL: nodes of a multi-node run (one node run per node; node 0 publishes the model).
         sft_overrides: SFT: any other preset setting by name, e.g. {"learning_rate": 1e-5}.
         rl_overrides: RL: any other preset setting by name.
         eval_tsv: Evaluate the newest weights on this VLMEvalKit TSV benchmark. Empty: no evaluation.
@@ -125,7 +125,7 @@ def thyme_pipeline(
                                 nnodes=nnodes, publish_as=f"{dataset}-sft{stage}", **start)["model"]
         if rl_steps > 0:
             weights = run.stage("rl", train_rl, "rl", model=weights, max_steps=rl_steps, dataset=data,
-                                preset="rl_tiny" if tiny else "rl", overrides=rl_overrides or {},
+                                preset="rl_tiny" if tiny else "rl", overrides=rl_overrides or {}, nnodes=nnodes,
                                 publish_as=f"{dataset}-rl")["model"]
         if eval_tsv:
             run.stage("evaluate", evaluate, Path(eval_tsv).stem, tsv=eval_tsv, backend=eval_backend, model=weights or "",

@@ -5,7 +5,10 @@ Hugging Face format, DONE), runs/rl/LATEST, each step's rollouts under shards/ag
 shards/rl/<key>/step-<N>/ (views trajectories / turns / executions / rl_rollouts), and a markdown artifact.
 With `dataset=NAME@HASH` (what the pipeline dispatches) the prompts come from that version checked out into
 this worker's home, `model` may be a version NAME@HASH, and the final weights are published as the model
-version `publish_as`, the stage's result recorded in the store under its key (a recorded stage is skipped).
+version `publish_as`, the stage's result recorded in the store under its key (a recorded stage is skipped);
+checkpoints go to the store as they are saved, and a rerun on an empty home resumes from the newest there.
+With `nnodes` > 1 this run is node `node_rank` of the stage (the pipeline starts one per node); node 0
+publishes the model.
 Deployed on the `gpu` work pool; the same flow runs the tiny model on CPU.
 """
 
@@ -18,7 +21,7 @@ from pydantic import Field
 
 from tasks import user_errors
 from tasks.stages import record_stage, show_asset, stage_done
-from tasks.train import publish_model
+from tasks.train import meet_nodes, publish_model
 from tasks.train_rl import prepare_rl_run, rl_stage_key, rl_values, run_rl
 from thyme_core.base.home import resolve_home
 
@@ -28,8 +31,9 @@ user_errors.install()
 @flow(name="train_rl", log_prints=True)
 def train_rl(model: str | None = None, data: str | None = None, max_steps: Annotated[int, Field(ge=1)] | None = None,
              home: str | None = None, preset: str | None = None, overrides: dict | None = None,
-             dataset: str = "", store: str = "", publish_as: str = "",
-             system_prompt: str | None = None) -> dict:
+             dataset: str = "", store: str = "", publish_as: str = "", nnodes: Annotated[int, Field(ge=1)] = 1,
+             node_rank: Annotated[int, Field(ge=0)] = 0, rdzv_id: str = "",
+             rdzv_timeout: Annotated[float, Field(gt=0.0)] = 120.0, system_prompt: str | None = None) -> dict:
     """GRPO-ATS RL with the sandbox in the rollout loop, on the catalog's RL prompts.
 
     Args:
@@ -49,21 +53,28 @@ def train_rl(model: str | None = None, data: str | None = None, max_steps: Annot
         store: The version store: a folder, file:///path or s3://bucket/prefix. Empty: the worker's
             THYME_STORE, else ~/.local/share/thyme-store.
         publish_as: With `dataset`: the model name the final weights are published as. Empty: DATASET-rl.
+        nnodes: Nodes of this stage (nproc >= 1); each runs this flow once with its own node_rank.
+        node_rank: This node's rank (0 publishes the model and the report).
+        rdzv_id: The rendezvous id the nodes meet under. Empty: derived from the stage's key.
+        rdzv_timeout: Seconds to wait for every node to join.
         system_prompt: A system prompt file, as in evaluate. Empty: infra/prompts/system.txt.
     """
     home_root = str(resolve_home(home).ensure().root)
     overrides = {**(overrides or {}), **({"system_prompt": system_prompt} if system_prompt else {})}
     preset = preset or ("rl" if model else "rl_tiny")
-    values = rl_values(model, data, max_steps, overrides)
+    values = rl_values(model, data, max_steps, overrides, nnodes)
     key = rl_stage_key(preset, values, dataset, store) if dataset else None
     done = stage_done(store, key)
     if done:
         print(f"RL: stage {key} already published {done['outputs']['model']}; skipped")
         return {"key": key, "model": done["outputs"]["model"], "skipped": True}
     spec = prepare_rl_run(home_root, preset, values, dataset, store)
+    nodes = meet_nodes(store, rdzv_id or f"rl-{key or spec.key}", nnodes, node_rank, rdzv_timeout)
     if spec.done:
         print(f"RL: run {spec.key} already finished (same prompts, config and code); skipped")
-    result = {**run_rl(spec, home_root), "skipped": spec.done}
+    result = {**run_rl(spec, home_root, nodes), "skipped": spec.done}
+    if node_rank != 0:
+        return result
     if dataset:
         published, lineage = publish_model(store, str(spec.run_dir), result["final"],
                                            publish_as or f"{dataset.partition('@')[0]}-rl", "rl", key,

@@ -32,8 +32,8 @@ def _key(kind: str, store: str, a: dict) -> str | None:
         values = sft_values(a["stage"], a["model"], a["max_steps"], a["init_from"], a["nnodes"], a["overrides"])
         return sft_stage_key(preset, values, a["dataset"], store)
     if kind == "rl":
-        return rl_stage_key(a["preset"], rl_values(a["model"], a["data"], a["max_steps"], a["overrides"]),
-                            a["dataset"], store)
+        return rl_stage_key(a["preset"], rl_values(a["model"], a["data"], a["max_steps"], a["overrides"],
+                                                   a["nnodes"]), a["dataset"], store)
     # the same parameters the evaluate flow hashes for its own key (it leaves out `cluster` too)
     params = {k: v for k, v in a.items() if k not in ("home", "store", "model", "tsv", "key", "cluster")}
     return eval_stage_key(store, a["tsv"], a["model"], params)
@@ -73,7 +73,7 @@ class Stages:
             self._row(kind, label, "ran (in-process)", "", _outputs(result))
             return result
         children = dispatch.dispatch(kind, {**params, "store": self.store}, name,
-                                     nodes=params.get("nnodes", 1) if kind == "sft" else 1)
+                                     nodes=params.get("nnodes", 1) if kind in ("sft", "rl") else 1)
         record = stage_done(self.store, key) if key else self._ref(params)
         self._row(kind, label, "ran", ", ".join(children), record["outputs"])
         return {**_result(record), "children": children}

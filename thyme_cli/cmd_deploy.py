@@ -5,6 +5,12 @@ Both talk to the Prefect API named by PREFECT_API_URL (a `prefect server`, or Cl
 ephemeral fallback here. The nightly deployment's source and store come from one place (`nightly_defaults`):
 the options given, else THYME_NIGHTLY_SOURCE / THYME_STORE, else beside the home (`<home>/incoming`, and
 `<home>-store` when a home was named, as `thyme demo` does), and `thyme deploy` says which it used.
+
+A worker that vanishes (its machine died, it was SIGKILLed) leaves its flow runs RUNNING for ever unless
+someone notices: `thyme serve` makes every flow run it starts send a heartbeat every 30 s, and `thyme deploy`
+installs Prefect's own "zombie" automation, which marks a run CRASHED once its heartbeats stop for
+THYME_HEARTBEAT_TIMEOUT_S seconds (default 90). The pipeline then dispatches that stage again
+(tasks/dispatch.py), and a training stage resumes there from the store's newest checkpoint.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from thyme_cli.main import add_home_arg
 REPO = Path(__file__).resolve().parent.parent
 PREFECT_FILE = REPO / "infra" / "prefect.yaml"
 POOLS = ("cpu", "gpu")
+CRASH_AUTOMATION = "thyme: crash flow runs whose heartbeats stopped"
+HEARTBEAT_S = "30"  # Prefect's minimum
 
 
 def register(sub) -> None:
@@ -79,6 +87,7 @@ def deploy(args) -> int:
     env["THYME_NIGHTLY_SOURCE"], env["THYME_STORE"] = nightly_defaults(args.home, args.source, args.store)
     os.environ["PREFECT_API_URL"] = env["PREFECT_API_URL"]
     ensure_work_pools()
+    ensure_crash_detection(int(os.environ.get("THYME_HEARTBEAT_TIMEOUT_S", "90")))
     cmd = [str(Path(sys.executable).parent / "prefect"), "--no-prompt", "deploy", "--prefect-file", str(PREFECT_FILE)]
     cmd += [a for name in args.name for a in ("--name", name)] or ["--all"]
     out = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
@@ -109,6 +118,7 @@ def without_worker_advice(text: str) -> str:
 
 def serve(args) -> int:
     env = _api_env(args)
+    env.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", HEARTBEAT_S)  # so a vanished worker's runs are noticed
     os.environ["PREFECT_API_URL"] = env["PREFECT_API_URL"]
     ensure_work_pools()
     cmd = [str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool", args.pool, "--type", "process"]
@@ -136,3 +146,38 @@ def ensure_work_pools() -> None:
                     pass
 
     asyncio.run(create())
+
+
+def ensure_crash_detection(timeout_s: int) -> None:
+    """Prefect's recipe for zombie flow runs (docs: "detect zombie flows"): a proactive trigger per flow run,
+    armed by its heartbeats, that marks it CRASHED when neither a heartbeat nor a final state follows within
+    `timeout_s`. Replaced when its timeout differs."""
+    from datetime import timedelta
+
+    from prefect.automations import Automation
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    try:
+        found = Automation.read(name=CRASH_AUTOMATION)
+    except ValueError:  # none by that name
+        found = None
+    if found is not None:
+        if found.trigger.within == timedelta(seconds=timeout_s):
+            return
+        found.delete()
+    Automation(
+        name=CRASH_AUTOMATION,
+        description="Marks a flow run CRASHED when its worker stopped sending heartbeats (thyme deploy)",
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
+                    "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed"},
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
+            within=timedelta(seconds=timeout_s)),
+        actions=[ChangeFlowRunState(state=StateType.CRASHED,
+                                    message=f"no heartbeat for {timeout_s} s: its worker or machine went away")],
+    ).create()

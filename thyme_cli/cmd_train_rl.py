@@ -12,6 +12,15 @@ def register(sub) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="optimizer steps in all (overrides the preset)")
     p.add_argument("--nproc", type=int, default=None, help="0: one process, no DeepSpeed; N: torchrun N ranks with "
                                                           "DeepSpeed (overrides the preset)")
+    p.add_argument("--nnodes", type=int, default=1, help="nodes of the run (nproc >= 1): start this command on each, "
+                                                        "with its --node-rank and the same --rdzv-id and --store")
+    p.add_argument("--node-rank", type=int, default=0, help="this node's rank (0 publishes the rendezvous address)")
+    p.add_argument("--rdzv-id", default="", help="names the multi-node run (the same on every node)")
+    p.add_argument("--dataset", default="", help="dataset version NAME@HASH whose prompts to use (pulled into the "
+                                                 "home) instead of the home's catalog; the weights become a model "
+                                                 "version")
+    p.add_argument("--store", default="", help="version store (default $THYME_STORE): datasets, models, "
+                                               "checkpoints, the rendezvous address")
     p.add_argument("--preset", default=None, help="infra/presets/<name>.yaml or a path (default: rl, or rl_tiny "
                                                   "without --model)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -39,7 +48,10 @@ def run(args) -> int:
         from flows.train_rl import train_rl
 
         result = train_rl(model=args.model, data=args.data, max_steps=args.max_steps, home=args.home,
-                          preset=args.preset, overrides=overrides, system_prompt=args.system_prompt)
-    print(f"RL run {result['key']}: {result['steps']} steps{' (skipped)' if result['skipped'] else ''}; "
-          f"final weights: {result['final']}")
+                          preset=args.preset, overrides=overrides, dataset=args.dataset, store=args.store,
+                          nnodes=args.nnodes, node_rank=args.node_rank, rdzv_id=args.rdzv_id,
+                          system_prompt=args.system_prompt)
+    steps = f"{result['steps']} steps" if "steps" in result else "already published"
+    print(f"RL run {result['key']}: {steps}{' (skipped)' if result['skipped'] else ''}; "
+          f"final weights: {result.get('model') or result.get('final')}")
     return 0

@@ -157,3 +157,17 @@ def s3(s3_endpoint, monkeypatch):
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     uri = f"s3://{BUCKET}/t-{uuid.uuid4().hex[:8]}"
     return uri, boto3.client("s3", endpoint_url=s3_endpoint), dict(os.environ, **env, PYTHONPATH=str(REPO))
+
+
+@pytest.fixture(scope="module")
+def run_store(s3_endpoint):
+    """The S3 store training runs of a module share as "workers" with separate homes would (checkpoints, the
+    rendezvous address); this process (and the ranks it starts) reach it through the AWS environment, and
+    node addresses are 127.0.0.1."""
+    from thyme_core.versions.store import open_store
+
+    saved = {k: os.environ.get(k) for k in (*CREDS, "AWS_ENDPOINT_URL", "THYME_NODE_ADDR")}
+    os.environ.update(CREDS, AWS_ENDPOINT_URL=s3_endpoint, THYME_NODE_ADDR="127.0.0.1")
+    yield open_store(f"s3://{BUCKET}/runs-{uuid.uuid4().hex[:8]}")
+    for k, v in saved.items():
+        os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)

@@ -3,7 +3,9 @@
 (moto_server). The thyme-pipeline deployment is triggered as the UI's Run button does, with training and
 evaluation: each stage runs as a child run on its pool's worker (read from the API), the dataset and model
 versions and the evaluation equal those of a single-home in-process run, a rerun dispatches nothing, and the
-versions show in Prefect's asset graph with their upstreams.
+versions show in Prefect's asset graph with their upstreams. Last, the gpu worker is SIGKILLed mid-SFT (after a
+checkpoint reached the store): its child run is marked CRASHED when its heartbeats stop, the pipeline
+dispatches the stage again, and a second gpu worker with an empty home resumes it from the store's checkpoint.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -25,6 +29,7 @@ from thyme_core.synth import generate_records
 from thyme_core.synth.benchmark import write_demo_benchmark
 from thyme_core.synth.writer import SCHEMA
 
+HEARTBEAT_TIMEOUT_S = 60  # the zombie automation's (thyme deploy): 30 s heartbeats, so at least one missed
 SFT = {"splits": ["2round"], "global_batch": 2, "micro_batch": 1, "nproc": 1, "max_pixels": 12544, "save_steps": 1}
 
 
@@ -67,29 +72,75 @@ def _children(server, run_id):
     return _client_call(server, go)
 
 
+@dataclass
+class Cluster:
+    """The module's server-side world: deployments registered, workers by name (each its own home)."""
+
+    root: Path
+    env: dict
+    store: str
+    homes: dict = field(default_factory=dict)  # worker name -> its THYME_HOME
+    workers: dict = field(default_factory=dict)  # worker name -> Popen (its own session)
+
+    def start(self, name: str, pool: str, **extra_env) -> None:
+        home = self.homes[name] = self.root / f"{name}-home"
+        self.workers[name] = subprocess.Popen(
+            [str(BIN / "thyme"), "serve", "--pool", pool, "--home", str(home)],
+            env=dict(self.env, PREFECT_HOME=str(self.root / f"{name}-prefect-home"), **extra_env), cwd=REPO,
+            stdout=open(self.root / f"{name}-worker.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+
+    def vanish(self, name: str) -> None:
+        """SIGKILL a worker and everything it started, as its machine dying would (a flow run's process has a
+        session of its own, so the worker's process group alone would leave it running)."""
+        import psutil
+
+        proc = self.workers.pop(name)
+        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        for p in tree:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        for w in self.workers.values():
+            os.killpg(w.pid, 15)
+        for w in self.workers.values():
+            try:
+                w.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(w.pid, 9)
+
+
+class StallAfterStep2:
+    """THYME_HOOKS of the first gpu worker: while the file THYME_TEST_STALL names exists, a training run stops
+    after step 2 and its checkpoint (announced, so its push is under way): a worker about to vanish."""
+
+    @staticmethod
+    def after_step(step):
+        path = os.environ.get("THYME_TEST_STALL", "")
+        while step >= 2 and path and os.path.exists(path):
+            time.sleep(0.5)
+
+
 @pytest.fixture(scope="module")
 def cluster(prefect_server, s3_endpoint, tmp_path_factory):
-    """(root, env, store uri, worker homes): the deployments registered, a cpu and a gpu worker running."""
+    """The deployments registered, a cpu and a gpu worker running (the gpu one stalls training on demand)."""
     root = tmp_path_factory.mktemp("cluster")
     store = f"s3://{BUCKET}/dist-{uuid.uuid4().hex[:8]}"
     env = dict(os.environ, **CREDS, AWS_ENDPOINT_URL=s3_endpoint, PREFECT_API_URL=prefect_server,
                PREFECT_SERVER_ANALYTICS_ENABLED="false", PYTHONPATH=str(REPO), THYME_STORE=store,
-               THYME_NODE_ADDR="127.0.0.1", PREFECT_HOME=str(root / "client-prefect-home"))
+               THYME_NODE_ADDR="127.0.0.1", PREFECT_HOME=str(root / "client-prefect-home"),
+               THYME_HEARTBEAT_TIMEOUT_S=str(HEARTBEAT_TIMEOUT_S))
     env.pop("AWS_PROFILE", None)
     thyme("deploy", "--home", root / "deploy-home", env=env)
-    homes = {pool: root / f"{pool}-home" for pool in ("cpu", "gpu")}
-    workers = [subprocess.Popen([str(BIN / "thyme"), "serve", "--pool", pool, "--home", str(home)],
-                                env=dict(env, PREFECT_HOME=str(root / f"{pool}-prefect-home")), cwd=REPO,
-                                stdout=open(root / f"{pool}-worker.log", "w"), stderr=subprocess.STDOUT,
-                                start_new_session=True) for pool, home in homes.items()]
-    yield root, env, store, homes
-    for w in workers:
-        os.killpg(w.pid, 15)
-    for w in workers:
-        try:
-            w.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(w.pid, 9)
+    c = Cluster(root, env, store)
+    c.start("cpu", "cpu")
+    c.start("gpu", "gpu", THYME_HOOKS="tests.integration.test_distributed:StallAfterStep2",
+            THYME_TEST_STALL=str(root / "stall"))
+    yield c
+    c.stop()
 
 
 @pytest.fixture(scope="module")
@@ -124,8 +175,8 @@ def _outputs(summary):
 @pytest.fixture(scope="module")
 def dispatched(cluster, inputs, prefect_server):
     """The thyme-pipeline deployment run once, as the UI's Run button starts it: its flow run id."""
-    root = cluster[0]
-    run_id = _trigger(prefect_server, "thyme_pipeline/thyme-pipeline", {**inputs, "store": cluster[2]})
+    root = cluster.root
+    run_id = _trigger(prefect_server, "thyme_pipeline/thyme-pipeline", {**inputs, "store": cluster.store})
     state = _wait(prefect_server, run_id)
     assert state.is_completed(), f"{state.type}: {state.message}\n" + (root / "cpu-worker.log").read_text()[-3000:]
     return run_id
@@ -135,7 +186,7 @@ def test_stages_run_on_their_pools_and_match_a_single_home_run(cluster, inputs, 
                                                                monkeypatch):
     from thyme_core.versions.store import open_store
 
-    root, env, store, homes = cluster
+    root, env, store, homes = cluster.root, cluster.env, cluster.store, cluster.homes
     for k in (*CREDS, "AWS_ENDPOINT_URL"):  # this process reads the S3 store too
         monkeypatch.setenv(k, env[k])
     children = _children(prefect_server, dispatched)
@@ -189,3 +240,46 @@ def test_versions_show_in_the_prefect_asset_graph_with_their_upstreams(prefect_s
     assert upstream["thyme://model/synthetic-sft2"] >= {"thyme://model/synthetic-sft1", "thyme://dataset/synthetic"}
     assert "thyme://dataset/synthetic" in upstream["thyme://model/synthetic-sft1"]
     assert "thyme://dataset/synthetic" in upstream
+
+
+@pytest.mark.slow  # opt-in (make test-slow): a heartbeat timeout and three more SFT child runs
+def test_a_gpu_worker_that_vanishes_mid_sft_is_replaced_and_the_retry_resumes_from_the_store(
+        cluster, inputs, prefect_server, monkeypatch):
+    """The gpu worker running SFT stage 1 is SIGKILLed, with everything it started, once step 2's checkpoint
+    is in the store. Its child run goes CRASHED when its heartbeats stop (thyme deploy's automation), the
+    pipeline dispatches the stage again, a second gpu worker with an empty home takes it and resumes from the
+    store's checkpoint, and the pipeline completes. (Last in the module: the first gpu worker is gone after.)"""
+    from thyme_core.versions.store import open_store
+
+    for k in (*CREDS, "AWS_ENDPOINT_URL"):
+        monkeypatch.setenv(k, cluster.env[k])
+    s3 = open_store(cluster.store)
+    before = set(s3.list_keys("checkpoints/"))
+    stall = cluster.root / "stall"
+    stall.write_text("")  # the first gpu worker's runs stop after step 2 from now on
+    params = {**inputs, "store": cluster.store, "sft_steps": 3, "sft_overrides": {**SFT, "epochs": 2},
+              "eval_tsv": ""}
+    run_id = _trigger(prefect_server, "thyme_pipeline/thyme-pipeline", params)
+    deadline = time.time() + 900
+    while True:
+        pushed = [k for k in s3.list_keys("checkpoints/") if k not in before and k.endswith("/step-0000002.json")]
+        if pushed:
+            break
+        state = _client_call(prefect_server, lambda c: c.read_flow_run(run_id)).state
+        assert not state.is_final() and time.time() < deadline, (state, (cluster.root / "gpu-worker.log").read_text()[-3000:])
+        time.sleep(2)
+    run_key = pushed[0].split("/")[1]
+    cluster.vanish("gpu")
+    cluster.start("gpu-b", "gpu")  # an empty home, no stall
+    state = _wait(prefect_server, run_id)
+    stall.unlink()
+    assert state.is_completed(), f"{state.type}: {state.message}\n" + (cluster.root / "gpu-b-worker.log").read_text()[-3000:]
+
+    children = {c.name: c.state for c in _children(prefect_server, run_id)}
+    first = next(n for n in children if n.startswith("sft-stage1-") and not n.endswith("-r2"))
+    assert children[first].is_crashed(), children[first]
+    assert children[f"{first}-r2"].is_completed()
+    resumed = cluster.homes["gpu-b"] / "runs" / "sft" / "stage1" / run_key / "metrics.jsonl"
+    records = [json.loads(line) for line in resumed.read_text().splitlines()]
+    assert {"event": "resumed", "step": 2} in records  # from the store: this home never saw step 1 or 2
+    assert [m["step"] for m in records if "loss" in m] == [3]

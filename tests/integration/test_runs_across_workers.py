@@ -17,7 +17,6 @@ import uuid
 
 import pytest
 
-from tests.integration.conftest import BUCKET, CREDS
 from thyme_core import prepare
 from thyme_core.base.home import DataHome
 from thyme_core.pipeline import training
@@ -28,7 +27,6 @@ from thyme_core.sft.config import load_preset
 from thyme_core.synth import write_dataset
 from thyme_core.versions.pull import checkout
 from thyme_core.versions.push import push
-from thyme_core.versions.store import open_store
 
 # 4 samples, 2 per step: 2 steps an epoch, 2 epochs; a checkpoint every 2 steps
 CFG = {"splits": ["2round"], "epochs": 2, "nproc": 1, "micro_batch": 1, "global_batch": 2, "save_steps": 2,
@@ -36,12 +34,8 @@ CFG = {"splits": ["2round"], "epochs": 2, "nproc": 1, "micro_batch": 1, "global_
 
 
 @pytest.fixture(scope="module")
-def store(s3_endpoint):
-    saved = {k: os.environ.get(k) for k in (*CREDS, "AWS_ENDPOINT_URL", "THYME_NODE_ADDR")}
-    os.environ.update(CREDS, AWS_ENDPOINT_URL=s3_endpoint, THYME_NODE_ADDR="127.0.0.1")
-    yield open_store(f"s3://{BUCKET}/runs-{uuid.uuid4().hex[:8]}")
-    for k, v in saved.items():
-        os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+def store(run_store):
+    return run_store
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""RL in the DeepSpeed mode: `torchrun` with two ranks, ZeRO-3 (gloo, CPU), the tiny Qwen2.5-VL, the real sandbox.
+"""RL in the DeepSpeed mode: `torchrun` ranks, ZeRO-3 (gloo, CPU), the tiny Qwen2.5-VL, the real sandbox.
 
 The ranks steer the random tiny model through scripts (THYME_HOOKS -> `Hooks` below; member 0 answers
 right, member 1 wrong, both crop in the sandbox) and judge with a fixed verdict. Checked:
@@ -6,8 +6,13 @@ right, member 1 wrong, both crop in the sandbox) and judge with a fixed verdict.
   gradient norm, so the per-rank scaling and the lockstep passes add up to the same update;
 - every rank's rollouts land in the catalog (two prompts per step, one per rank);
 - the rollout engine follows the policy (weights synced after each update: the sync counts every tensor);
-- a run whose ranks are SIGKILLed right after step 1's checkpoint resumes from it and only runs step 2,
-  and its final weights differ from the start model's;
+- preemption: a run whose ranks are SIGKILLed right after step 1's checkpoint (pushed to an S3 store in the
+  background) is rerun on another "worker" with an empty home: it finds the store's checkpoint, runs only step
+  2, and that step's record equals an uninterrupted run's; its final weights differ from the start model's;
+- multi-node: 2 nodes x 1 rank (two node runs on 127.0.0.1, each its own home, meeting through the address
+  node 0 published in the store) take the same steps as 1 node x 2 ranks, node 0 holds every rank's
+  rollouts, and no per-node (partial) checkpoint goes to the store; a node whose peer never arrives fails
+  within the rendezvous timeout;
 - a judge outage on one rank's prompt: that rank keeps nothing and runs zero-weighted padding passes (so the
   ZeRO-3 collectives line up), and the update still equals the one-process one (with a frozen vision tower,
   and gradient checkpointing on the ranks);
@@ -17,6 +22,8 @@ right, member 1 wrong, both crop in the sandbox) and judge with a fixed verdict.
 import json
 import os
 import signal
+import threading
+import uuid
 
 import pytest
 import torch
@@ -28,6 +35,8 @@ from thyme_core.rl import run as rl_run
 from thyme_core.rl.config import load_preset
 from thyme_core.rl.judge import JudgeFailure, StaticJudge, Verdict
 from thyme_core.rl.rollout import RLPrompt
+from thyme_core.runs import checkpoint, remote, rendezvous
+from thyme_core.runs.launch import Nodes
 
 PROMPTS = [RLPrompt(f"p{i}", image_bytes(), QUESTION, "A") for i in range(2)]
 SETTINGS = dict(group_size=2, prompts_per_step=2, max_new_tokens=400, max_length=1200, save_steps=1)
@@ -69,67 +78,149 @@ def home(tmp_path_factory):
     return DataHome(tmp_path_factory.mktemp("rl_home")).ensure()
 
 
-def _launch(home, cfg, lines):
-    spec = rl_run.prepare_run(home, cfg, PROMPTS)
+def _launch(home, cfg, lines, store=None, nodes=Nodes()):
+    spec = rl_run.prepare_run(home, cfg, PROMPTS, store=store)
     metrics = []
     try:
-        rl_run.train(home, spec, on_metrics=metrics.append, on_line=lines.append)
+        rl_run.train(home, spec, on_metrics=metrics.append, on_line=lines.append, nodes=nodes)
     finally:
         print("\n".join(lines[-60:]))
     return spec, metrics
 
 
-def test_zero3_two_ranks_match_one_process_and_resume_after_a_kill(home, monkeypatch):
-    monkeypatch.setenv("THYME_HOOKS", "tests.integration.test_train_rl:Hooks")
-    one = load_preset("rl_tiny", max_steps=1, nproc=0, **SETTINGS)
-    solo_spec = rl_run.prepare_run(home, one, PROMPTS)
-    solo = []
-    rl_run.train(home, solo_spec, on_metrics=solo.append)
+class _hooks:
+    """THYME_HOOKS for the ranks of a module-scoped run (monkeypatch is per test)."""
 
-    ranks = load_preset("rl_tiny", max_steps=2, nproc=2, deepspeed="zero3", **SETTINGS)
+    def __init__(self, name):
+        self.name = name
+
+    def __enter__(self):
+        os.environ["THYME_HOOKS"] = f"tests.integration.test_train_rl:{self.name}"
+
+    def __exit__(self, *exc):
+        del os.environ["THYME_HOOKS"]
+
+
+# two ZeRO-3 ranks, 2 steps, a checkpoint after each
+RANKS = dict(max_steps=2, nproc=2, deepspeed="zero3", **SETTINGS)
+
+
+@pytest.fixture(scope="module")
+def killed(home, run_store):
+    """1 node x 2 ranks, SIGKILLed right after step 1's checkpoint, pushing to the store: (spec, its records)."""
     lines: list[str] = []
-    monkeypatch.setenv("THYME_HOOKS", "tests.integration.test_train_rl:KillAfterStep1")
-    with pytest.raises(RuntimeError, match="exited with code"):
-        _launch(home, ranks, lines)
-    monkeypatch.setenv("THYME_HOOKS", "tests.integration.test_train_rl:Hooks")
-    spec = rl_run.prepare_run(home, ranks, PROMPTS)
-    assert not (spec.run_dir / "DONE").exists()
-    first = rl_run.read_metrics(spec.run_dir)
-    assert [m["step"] for m in first] == [1]
+    with _hooks("KillAfterStep1"), pytest.raises(RuntimeError, match="exited with code"):
+        _launch(home, load_preset("rl_tiny", **RANKS), lines, store=run_store.uri)
+    spec = rl_run.prepare_run(home, load_preset("rl_tiny", **RANKS), PROMPTS, store=run_store.uri)
+    return spec, rl_run.read_metrics(spec.run_dir)
 
-    lines = []
-    spec, resumed = _launch(home, ranks, lines)
-    assert [m.get("event") for m in resumed] == ["resumed", None] and resumed[0]["step"] == 1
-    assert json.loads((spec.run_dir / "DONE").read_text()) == {"steps": 2}
 
-    # step 1 of two ZeRO-3 ranks == step 1 of one plain process: same rollouts, loss and gradient
-    a, b = solo[0], first[0]
-    assert b["ranks"] == 2 and a["ranks"] == 1
+@pytest.fixture(scope="module")
+def two_nodes(tmp_path_factory, run_store):
+    """2 nodes x 1 rank, uninterrupted, each node its own home: (node specs, node 0's records)."""
+    root = tmp_path_factory.mktemp("rl-nodes")
+    cfg = load_preset("rl_tiny", **{**RANKS, "nproc": 1, "nnodes": 2})
+    run_id, results, specs = f"rl-{uuid.uuid4().hex[:8]}", {}, {}
+
+    def node(rank):
+        home = DataHome(root / f"node{rank}").ensure()
+        try:
+            nodes = rendezvous.meet(run_store, run_id, 2, rank, timeout=60)
+            specs[rank], results[rank] = _launch(home, cfg, [], store=run_store.uri, nodes=nodes)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            results[rank] = exc
+
+    with _hooks("Hooks"):
+        threads = [threading.Thread(target=node, args=(r,)) for r in (1, 0)]  # node 1 first: it waits for node 0
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not [r for r in results.values() if isinstance(r, Exception)], results
+    return specs, rl_run.read_metrics(specs[0].run_dir)
+
+
+def _same_step(a, b):
     for k in ("reward_mean", "kept", "groups", "first_ratio_mean", "first_kl_mean", "tokens"):
         assert a[k] == pytest.approx(b[k], abs=1e-6), k
     for k in ("loss", "pg_loss", "grad_norm"):
         assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-6), k
+
+
+def test_zero3_two_ranks_match_one_process(home, killed, monkeypatch):
+    monkeypatch.setenv("THYME_HOOKS", "tests.integration.test_train_rl:Hooks")
+    solo_spec = rl_run.prepare_run(home, load_preset("rl_tiny", max_steps=1, nproc=0, **SETTINGS), PROMPTS)
+    solo = []
+    rl_run.train(home, solo_spec, on_metrics=solo.append)
+    spec, first = killed
+    assert [m["step"] for m in first] == [1] and not (spec.run_dir / "DONE").exists()
+    # step 1 of two ZeRO-3 ranks == step 1 of one plain process: same rollouts, loss and gradient
+    a, b = solo[0], first[0]
+    assert b["ranks"] == 2 and a["ranks"] == 1
+    _same_step(a, b)
     assert a["first_ratio_mean"] == pytest.approx(1.0, abs=1e-6) and a["updated"] == 1
-
-    # the rollout engines were synced after every update (each rank wrote every tensor)
-    assert all(m["sync_tensors"] > 0 for m in rl_run.read_metrics(spec.run_dir))
-
-    # both ranks' rollouts are in the catalog, per step: 2 prompts x 2 members
+    # both ranks' rollouts are in the catalog: 2 prompts x 2 members
     _, rows = catalog.query(home, "SELECT step, count(*), count(DISTINCT prompt_id), sum(kept::INT) "
                                   f"FROM rl_rollouts WHERE run = 'rl-{spec.key}' GROUP BY step ORDER BY step")
-    assert rows == [(1, 4, 2, 4), (2, 4, 2, 4)]
+    assert rows == [(1, 4, 2, 4)]
     # with their reward parts (gathered from both ranks with the rewards)
     _, rows = catalog.query(home, "SELECT count(reward_format), count(reward_accuracy) FROM rl_rollouts "
                                   f"WHERE run = 'rl-{spec.key}'")
-    assert rows == [(8, 8)]
+    assert rows == [(4, 4)]
+
+
+def test_a_killed_run_resumes_on_an_empty_home_from_the_stores_checkpoint(tmp_path, killed, two_nodes, run_store,
+                                                                         monkeypatch):
+    spec, _ = killed
+    assert remote.remote_steps(run_store, spec.key) == [1]  # pushed in the background before the ranks died
+    monkeypatch.setenv("THYME_HOOKS", "tests.integration.test_train_rl:Hooks")
+    other = DataHome(tmp_path / "worker-b").ensure()
+    again = rl_run.prepare_run(other, load_preset("rl_tiny", **RANKS), PROMPTS, store=run_store.uri)
+    assert again.key == spec.key and checkpoint.latest_step(again.run_dir) == 1  # brought from the store
+    lines: list[str] = []
+    again, resumed = _launch(other, load_preset("rl_tiny", **RANKS), lines, store=run_store.uri)
+    assert [m.get("event") for m in resumed] == ["resumed", None] and resumed[0]["step"] == 1
+    assert json.loads((again.run_dir / "DONE").read_text()) == {"steps": 2}
+    # the resumed step is the uninterrupted run's step 2: the same prompts, rollouts and update
+    records = rl_run.read_metrics(again.run_dir)
+    assert [m["step"] for m in records] == [2]
+    _same_step(records[0], two_nodes[1][1])
+    assert records[0]["sync_tensors"] > 0  # the rollout engine followed the policy
+    _, rows = catalog.query(other, "SELECT step, count(*), count(DISTINCT prompt_id) FROM rl_rollouts "
+                                   f"WHERE run = 'rl-{again.key}' GROUP BY step ORDER BY step")
+    assert rows == [(2, 4, 2)]
 
     # the final weights moved away from the start model
     from safetensors.torch import load_file
 
-    start = load_file(str(next((home.root / "models").rglob("model.safetensors"))))
-    final = load_file(str(spec.run_dir / "final" / "model.safetensors"))
+    start = load_file(str(next((other.root / "models").rglob("model.safetensors"))))
+    final = load_file(str(again.run_dir / "final" / "model.safetensors"))
     moved = [k for k in final if k in start and not torch.equal(start[k].float(), final[k].float())]
     assert moved, "no weight changed"
+
+
+def test_two_nodes_of_one_rank_take_the_steps_of_one_node_of_two(killed, two_nodes, run_store):
+    specs, records = two_nodes
+    assert [m["step"] for m in records] == [1, 2] and records[0]["ranks"] == 2
+    _same_step(records[0], killed[1][0])
+    # node 0 holds the run's records, every rank's rollouts and DONE; node 1 only took part
+    home0 = DataHome(specs[0].run_dir.parents[2])
+    _, rows = catalog.query(home0, "SELECT step, count(*), count(DISTINCT prompt_id) FROM rl_rollouts "
+                                   f"WHERE run = 'rl-{specs[0].key}' GROUP BY step ORDER BY step")
+    assert rows == [(1, 4, 2), (2, 4, 2)]
+    assert (specs[0].run_dir / "DONE").exists() and not (specs[1].run_dir / "DONE").exists()
+    # no node holds a whole checkpoint (each has its own ranks' shards): none goes to the store
+    assert remote.remote_steps(run_store, specs[0].key) == []
+
+
+def test_an_rl_node_whose_peer_never_arrives_fails_within_the_timeout(tmp_path, run_store, monkeypatch):
+    monkeypatch.setenv("THYME_HOOKS", "tests.integration.test_train_rl:Hooks")
+    home = DataHome(tmp_path / "alone").ensure()
+    cfg = load_preset("rl_tiny", **{**RANKS, "nproc": 1, "nnodes": 2})
+    nodes = rendezvous.meet(run_store, f"rl-{uuid.uuid4().hex[:8]}", 2, 0, timeout=10)
+    with pytest.raises(RuntimeError, match="exited with code"):  # after the 10 s join timeout
+        _launch(home, cfg, [], nodes=nodes)
+    assert not (rl_run.prepare_run(home, cfg, PROMPTS).run_dir / "DONE").exists()
 
 
 def test_a_rank_with_nothing_to_learn_pads_and_the_update_still_matches(home, monkeypatch):

@@ -162,3 +162,16 @@ for action in (lambda: os.chmod(image_path, 0o777), lambda: open(image_path, "ab
     r = pool.run(code, [image], session_id="input")
     pool.close_session("input")
     assert "CHANGED" not in r.stdout and state(image) == before, r
+
+
+def test_a_dead_pools_folder_another_process_removed_first_is_skipped(tmp_path):
+    """Pools on one machine clean up dead pools' folders concurrently: one that vanishes between the listing and
+    the look inside (here: listed, but nothing behind the name) is someone else's work done, not an error."""
+    from thyme_core.sandbox import cgroups
+
+    gone = tmp_path / f"{cgroups.PREFIX}999999999-dead"
+    gone.symlink_to(tmp_path / "nothing")  # listed by the parent, ENOENT inside
+    stale = tmp_path / f"{cgroups.PREFIX}999999998-dead"
+    (stale / "session").mkdir(parents=True)
+    cgroups._remove_stale(tmp_path, cgroups.PREFIX)
+    assert not stale.exists()  # the other dead pool is still cleaned up

@@ -45,6 +45,7 @@ class RlConfig(RolloutConfig, RunConfig):
     device: str = _f("auto", "in-process mode (nproc 0): cpu, cuda, or auto (cuda when available)")
     nproc: int = _f(0, "0: one process, plain AdamW, the policy generates its own rollouts; N >= 1: torchrun "
                        "N ranks, a DeepSpeed engine, a rollout engine per rank synced after every update")
+    nnodes: int = _f(1, "nodes of the run (nproc >= 1; each runs nproc ranks; node runs meet at a c10d rendezvous)")
     deepspeed: str = _f("zero3", "DeepSpeed config with nproc >= 1: a name in infra/deepspeed/ or a path")
     rollout_engine: str = _f("transformers", "with nproc >= 1: transformers, or vllm (GPU, in-process)")
     vllm_gpu_memory: float = _f(0.35, "vLLM's share of GPU memory (the trainer needs the rest)")
@@ -66,10 +67,18 @@ class RlConfig(RolloutConfig, RunConfig):
             raise ThymeError(f"rollout_engine must be transformers or vllm, not {self.rollout_engine!r}")
         if self.rollout_engine == "vllm" and self.nproc < 1:
             raise ThymeError("the vllm rollout engine needs the DeepSpeed mode (nproc >= 1)")
-        if self.nproc and self.prompts_per_step < self.nproc:
-            raise ThymeError(f"prompts_per_step ({self.prompts_per_step}) must be >= nproc ({self.nproc}): "
+        if self.nnodes < 1 or (self.nnodes > 1 and self.nproc < 1):
+            raise ThymeError(f"nnodes must be >= 1, and a multi-node run needs nproc >= 1 (nnodes {self.nnodes}, "
+                             f"nproc {self.nproc})")
+        if self.nproc and self.prompts_per_step < self.world:
+            raise ThymeError(f"prompts_per_step ({self.prompts_per_step}) must be >= nproc * nnodes ({self.world}): "
                              "every rank rolls out whole groups of its own")
         self.step_config()  # its own checks
+
+    @property
+    def world(self) -> int:
+        """Ranks of the run (0: the in-process mode)."""
+        return self.nproc * self.nnodes
 
     def rollout_config(self, step: int) -> RolloutConfig:
         """Step `step`'s rollouts: every rollout/agent field by name, sampled with seed + step."""

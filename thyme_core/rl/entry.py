@@ -1,4 +1,5 @@
-"""The RL ranks: `torchrun --nproc_per_node=N -m thyme_core.rl.entry RUN_DIR` (started by run.train).
+"""The RL ranks: `torchrun --nproc_per_node=N -m thyme_core.rl.entry RUN_DIR` (started by run.train, on one
+node or, with nnodes > 1, on every node of the run: ranks are global, devices by LOCAL_RANK).
 
 RUN_DIR holds what run.prepare_run wrote: config.json (an RlConfig with nproc >= 1 and `model` a folder),
 run.json (the data home, the key) and prompts.jsonl. Each rank holds:
@@ -11,7 +12,7 @@ run.json (the data home, the key) and prompts.jsonl. Each rank holds:
   (rollout_engine vllm, GPU; never run yet: no GPU and no vLLM here, only its weight sink is tested against
   a stand-in); after every update sync.py copies the engine's weights into it, gathering ZeRO-3
   parameters block by block (every rank takes part).
-Rank 0 writes metrics.jsonl, the catalog rows, final/ and DONE; every rank saves its DeepSpeed checkpoint
+Rank 0 (node 0) writes metrics.jsonl, the catalog rows, final/ and DONE; every rank saves its DeepSpeed checkpoint
 shard, and a checkpoint counts once rank 0 marked it COMPLETE (runs/checkpoint.py), so a run killed mid-save
 resumes from the one before. Lines `METRICS {json}` on stdout carry each step's record to the launcher.
 """
@@ -44,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     cuda = torch.cuda.is_available()
     deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo")
     ranks = Ranks.from_dist()
-    if ranks.world != cfg.nproc:
-        raise SystemExit(f"config says nproc={cfg.nproc} but {ranks.world} processes were started")
+    if ranks.world != cfg.world:
+        raise SystemExit(f"config says nproc={cfg.nproc} x nnodes={cfg.nnodes} but {ranks.world} processes were "
+                         "started")
     local = int(os.environ.get("LOCAL_RANK", "0"))
     device = torch.device(f"cuda:{local}") if cuda else torch.device("cpu")
     if cuda:

@@ -11,7 +11,12 @@ always the start model, so a resumed run measures its KL against the same weight
   own weights (nothing to sync); checkpoints/step-<N>.pt (policy, optimizer, step; the newest is kept).
 - nproc N >= 1: `torchrun -m thyme_core.rl.entry RUN_DIR` (entry.py): a DeepSpeed engine (ZeRO-2/3) per rank,
   a rollout engine per rank (transformers, or vLLM on GPU) synced from the engine after every update, each
-  rank rolling out its share of the step's prompts; DeepSpeed checkpoints as in SFT (runs/checkpoint.py).
+  rank rolling out its share of the step's prompts; DeepSpeed checkpoints as in SFT (runs/checkpoint.py),
+  launched as SFT's are (runs/remote.launch): with a store in run.json every complete checkpoint is pushed
+  there in the background, and a run folder with none (an empty home on another worker) starts from the
+  store's newest (runs/remote.restore; single-node runs). With nnodes > 1 each node runs this on its own home (`train(...,
+  nodes)`), meeting at node 0's rendezvous (runs/rendezvous.py); node 0 holds the records, final/ and DONE.
+  The in-process mode keeps its checkpoint in the home only.
 Both run the same step loop (`run_steps`); every step's rollouts go to the catalog (store.py, rank 0). Step s
 uses prompts [s*P, (s+1)*P) of the id-ordered list, cycling, and samples with seed + s, so a resumed step
 redoes what the killed one would have (on the same device; GPU kernels are not bit-reproducible).
@@ -35,8 +40,9 @@ from thyme_core.base.errors import ThymeError
 from thyme_core.base.fsio import atomic_dir, atomic_write_bytes
 from thyme_core.base.home import DataHome
 from thyme_core.model import resolve_model_path
-from thyme_core.runs import folder
+from thyme_core.runs import folder, remote
 from thyme_core.runs import metrics as run_metrics
+from thyme_core.runs.launch import Nodes
 from thyme_core.rl import store
 from thyme_core.rl.config import RlConfig
 from thyme_core.rl.data import load_prompts
@@ -89,9 +95,10 @@ def _stored(home: DataHome, image) -> str:
 
 
 def prepare_run(home: DataHome, cfg: RlConfig, prompts: list[RLPrompt] | None = None,
-                data: DataHome | None = None) -> RlRunSpec:
+                data: DataHome | None = None, store: str | None = None) -> RlRunSpec:
     """Load the prompts (data.load_prompts from `data`, default the run's home, unless given), key the run,
-    write its description once."""
+    write its description once. With `store` (nproc >= 1), checkpoints are pushed there as they are saved, and
+    a run folder without them starts from the store's newest (runs/remote.py)."""
     data = data or home
     prompts = prompts if prompts is not None else load_prompts(data, cfg.split, cfg.limit)
     if not prompts:
@@ -106,14 +113,20 @@ def prepare_run(home: DataHome, cfg: RlConfig, prompts: list[RLPrompt] | None = 
     key = folder.run_key(parts)
     run_dir = rl_dir(home) / key
     resolved = cfg.replace(model=str(model))
+    info = {"home": str(home.root), "key": key, "prompts": parts[0], "config": parts[1], "code": parts[2],
+            "store": store}
     # config.json and prompts.jsonl before run.json, the marker that the folder is complete
-    folder.write_once(run_dir, {
+    written = folder.write_once(run_dir, {
         "config.json": resolved.to_json().encode(),
         "prompts.jsonl": "".join(json.dumps({"id": p.prompt_id, "question": p.question, "solution": p.solution,
                                              "image": p.image}) + "\n" for p in prompts).encode(),
-        "run.json": json.dumps({"home": str(home.root), "key": key, "prompts": parts[0], "config": parts[1],
-                                "code": parts[2]}).encode()}, marker="run.json")
-    return RlRunSpec(run_dir, key, resolved, prompts, steps_done(run_dir) >= cfg.max_steps)
+        "run.json": json.dumps(info).encode()}, marker="run.json")
+    if not written and store and json.loads((run_dir / "run.json").read_text()).get("store") != store:
+        atomic_write_bytes(run_dir / "run.json", json.dumps(info).encode())  # a store named on a later prepare
+    done = steps_done(run_dir) >= cfg.max_steps
+    if store and cfg.nproc >= 1 and remote.pushes(cfg.nnodes) and not done:
+        remote.restore(run_dir)
+    return RlRunSpec(run_dir, key, resolved, prompts, done)
 
 
 def read_spec(run_dir: Path) -> tuple[DataHome, RlRunSpec]:
@@ -235,27 +248,30 @@ def finish(home: DataHome, spec: RlRunSpec) -> None:
 
 
 def train(home: DataHome, spec: RlRunSpec, judge=None, steer: Callable | None = None,
-          on_metrics: Callable[[dict], None] | None = None, on_line: Callable[[str], None] = print) -> dict:
+          on_metrics: Callable[[dict], None] | None = None, on_line: Callable[[str], None] = print,
+          nodes: Nodes = Nodes()) -> dict:
     """Run (or resume) `spec` to max_steps; returns a summary. In-process (nproc 0), `steer(backend)` may add
     logits processors and `judge` replaces the one from the environment; with nproc >= 1 the ranks take them
-    from THYME_HOOKS. `on_metrics` sees each step's record, `on_line` the ranks' other output."""
+    from THYME_HOOKS. `on_metrics` sees each step's record, `on_line` the ranks' other output. `nodes`: this
+    process's node of a multi-node run (runs/rendezvous.meet); only node 0 ends with DONE."""
     cfg, run_dir = spec.config, spec.run_dir
     summary = {"key": spec.key, "run_dir": str(run_dir), "final": str(run_dir / "final"), "skipped": spec.done}
     if spec.done:
         return {**summary, "steps": steps_done(run_dir), "resumed_from": None}
+    if nodes.nnodes != max(cfg.nnodes, 1):
+        raise ThymeError(f"the run has nnodes {cfg.nnodes} but was launched as a node of {nodes.nnodes}")
     if cfg.nproc == 0:
         resumed = _train_in_process(home, spec, judge, steer, on_metrics)
     else:
         if judge is not None or steer is not None:
             raise ThymeError("with nproc >= 1 the ranks take steer/judge from THYME_HOOKS, not from arguments")
         from thyme_core.runs.checkpoint import latest_step
-        from thyme_core.runs.launch import run_torchrun
 
         resumed = latest_step(run_dir)
-        # checkpoint events (for a store push, SFT only so far) are not step records
+        # checkpoint events (pushed to the store by remote.launch) are not step records
         steps_only = lambda m: None if m.get("event") == "checkpoint" or on_metrics is None else on_metrics(m)
-        code = run_torchrun("thyme_core.rl.entry", run_dir, cfg.nproc, on_line, steps_only)
-        if code != 0 or not (run_dir / "DONE").exists():
+        code = remote.launch("thyme_core.rl.entry", run_dir, cfg.nproc, on_line, steps_only, nodes)
+        if code != 0 or (nodes.node_rank == 0 and not (run_dir / "DONE").exists()):
             raise RuntimeError(f"RL ranks exited with code {code} (run folder {run_dir})")
     return {**summary, "steps": cfg.max_steps, "resumed_from": resumed}
 

@@ -8,6 +8,7 @@ is its manifest written under checkpoints/<run key>/<tag>.json. That manifest is
 marker in the store: a half-uploaded checkpoint has none and is never taken as the newest complete one.
 `restore` (before a launch) brings the newest complete checkpoint of the run from the store into a run folder
 that has none; the data order comes back with the step number (both trainers rebuild it from the config).
+`launch` is how SFT and RL start their ranks: torchrun with the pushing wired in, the pushes drained after.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import threading
 from pathlib import Path
 
 from thyme_core.runs import checkpoint
+from thyme_core.runs.launch import Nodes, run_torchrun
 
 _TAG_PREFIX = "checkpoints/"
 
@@ -116,6 +118,11 @@ def drain() -> list[BaseException]:
     return errors
 
 
+def pushes(nnodes: int) -> bool:
+    """Whether runs of `nnodes` nodes go through the store (push and restore): single-node runs only."""
+    return nnodes == 1
+
+
 def remote_steps(store, run_key: str) -> list[int]:
     prefix = f"{_TAG_PREFIX}{run_key}/"
     steps = []
@@ -184,3 +191,17 @@ def pushing(run_dir: Path, on_metrics):
         on_metrics(record)
 
     return handle
+
+
+def launch(module: str, run_dir: Path, nproc: int, on_line, on_metrics, nodes: Nodes = Nodes()) -> int:
+    """`torchrun -m module RUN_DIR` (launch.run_torchrun); with a store in run.json, every checkpoint the ranks
+    announce is pushed there in the background by this process (the ranks never wait on it), and the pushes
+    finish before this returns (also when the ranks died: what was complete still goes up).
+    Not for a node of a multi-node run: each node's ranks save their shards on that node's disk, so no node
+    holds a whole checkpoint to push (see `pushes`)."""
+    handle = pushing(run_dir, on_metrics) if pushes(nodes.nnodes) else on_metrics
+    try:
+        return run_torchrun(module, run_dir, nproc, on_line, handle, nodes)
+    finally:
+        for exc in drain():
+            on_line(f"a checkpoint upload failed (the run goes on; a resume elsewhere starts earlier): {exc}")

@@ -96,21 +96,15 @@ def prepare_run(home: DataHome, cfg: SftConfig, data: DataHome | None = None, st
         "run.json": json.dumps({"home": str(data.root), "key": key, "dataset": parts[0], "config": parts[1],
                                 "code": parts[2], "store": store}).encode(),
         "samples.parquet": buf.getvalue().to_pybytes()})
-    if store and not folder.is_done(run_dir):
+    if store and remote.pushes(cfg.nnodes) and not folder.is_done(run_dir):
         remote.restore(run_dir)
     return RunSpec(run_dir, key, resolved, len(samples), folder.is_done(run_dir))
 
 
 def launch(spec: RunSpec, on_line: Callable[[str], None], on_metrics: Callable[[dict], None],
            nodes: runs_launch.Nodes = runs_launch.Nodes()) -> int:
-    """Run the ranks; with a store in run.json, every checkpoint they announce is pushed there in the
-    background by this process (the ranks never wait on it), and the pushes finish before this returns."""
-    try:
-        return runs_launch.run_torchrun("thyme_core.sft.entry", spec.run_dir, spec.config.nproc, on_line,
-                                        remote.pushing(spec.run_dir, on_metrics), nodes)
-    finally:
-        for exc in remote.drain():
-            on_line(f"a checkpoint upload failed (the run goes on; a resume elsewhere starts earlier): {exc}")
+    """Run the ranks (runs/remote.launch: checkpoints pushed to the run's store, if any, in the background)."""
+    return remote.launch("thyme_core.sft.entry", spec.run_dir, spec.config.nproc, on_line, on_metrics, nodes)
 
 
 def finish(home: DataHome, spec: RunSpec) -> Path:
