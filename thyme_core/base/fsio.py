@@ -104,10 +104,13 @@ def clean_stale_staging(tmp_dir: Path) -> int:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists (one of another user counts)."""
+    """Whether a process with this pid exists (one of another user counts). A number no pid can be (a thread
+    id in a file name, say) is no process."""
+    if not 0 < pid <= 2**31 - 1:
+        return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:
         return True

@@ -96,7 +96,7 @@ def publish(home: DataHome) -> None:
     digest = hashlib.sha256(schema.encode()).hexdigest()
     if home.catalog_path.exists() and stamp.exists() and stamp.read_text() == digest:
         return
-    tmp = home.tmp_dir / f".catalog.{os.getpid()}.{threading.get_ident()}.duckdb"
+    tmp = home.tmp_dir / f".catalog-{threading.get_ident()}.{os.getpid()}.duckdb"  # (staging: .<pid>.<suffix>)
     tmp.unlink(missing_ok=True)
     con = duckdb.connect(str(tmp), config={"file_search_path": str(home.root)})
     try:
