@@ -185,8 +185,9 @@ The answer is B. The image shows a red, green and blue label; the price list is 
 """
 
 
-# What the "learn" variant's tokenizer also sees: the zoom task's words and code (synth/zoom.py), written out
-# here rather than imported, for the reason above.
+# What the "learn" variant's tokenizer also sees: the zoom task's words and code (synth/zoom.py CODE), written
+# out here rather than imported: importing synth would put synth, the sandbox runner and the eval writer into the
+# import closure of every SFT and RL run key (base/versioning.py), so editing a data generator would rerun training.
 _LEARN_CORPUS = """Question: What colour is the small square?
 Options:
 A. red
