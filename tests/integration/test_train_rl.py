@@ -12,7 +12,7 @@ right, member 1 wrong, both crop in the sandbox) and judge with a fixed verdict.
 - multi-node: 2 nodes x 1 rank (two node runs on 127.0.0.1, each its own home, meeting through the address
   node 0 published in the store) take the same steps as 1 node x 2 ranks, node 0 holds every rank's
   rollouts, and no per-node (partial) checkpoint goes to the store; a node whose peer never arrives fails
-  within the rendezvous timeout;
+  within the rendezvous timeout; nodes whose start weights differ both stop before the first step;
 - a judge outage on one rank's prompt: that rank keeps nothing and runs zero-weighted padding passes (so the
   ZeRO-3 collectives line up), and the update still equals the one-process one (with a frozen vision tower,
   and gradient checkpointing on the ranks);
@@ -221,6 +221,38 @@ def test_an_rl_node_whose_peer_never_arrives_fails_within_the_timeout(tmp_path, 
     with pytest.raises(RuntimeError, match="exited with code"):  # after the 10 s join timeout
         _launch(home, cfg, [], nodes=nodes)
     assert not (rl_run.prepare_run(home, cfg, PROMPTS).run_dir / "DONE").exists()
+
+
+def test_nodes_that_loaded_different_start_weights_both_stop_before_training(tmp_path, run_store, monkeypatch):
+    """Node 1's home holds another model under the same path (its run key is node 0's): both nodes stop at the
+    start with the rank and the fact named, instead of rolling out two models in one run."""
+    from thyme_core.model import ensure_tiny_model
+
+    monkeypatch.setenv("THYME_HOOKS", "tests.integration.test_train_rl:Hooks")
+    cfg = load_preset("rl_tiny", **{**RANKS, "nproc": 1, "nnodes": 2})
+    run_id, outcome, lines = f"rl-{uuid.uuid4().hex[:8]}", {}, {0: [], 1: []}
+
+    def node(rank):
+        home = DataHome(tmp_path / f"node{rank}").ensure()
+        ensure_tiny_model(home, seed=rank)  # node 1: other random weights, same folder name
+        try:
+            nodes = rendezvous.meet(run_store, run_id, 2, rank, timeout=60)
+            spec = rl_run.prepare_run(home, cfg, PROMPTS, store=run_store.uri)
+            rl_run.train(home, spec, on_line=lines[rank].append, nodes=nodes)
+            outcome[rank] = spec
+        except Exception as exc:  # noqa: BLE001 - checked below
+            outcome[rank] = exc
+
+    threads = [threading.Thread(target=node, args=(r,)) for r in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(isinstance(outcome[r], RuntimeError) for r in (0, 1)), outcome
+    for r in (0, 1):
+        assert any("rank 1 disagrees with rank 0 on the start weights" in line for line in lines[r]), lines[r][-20:]
+        assert not any("METRICS" in line for line in lines[r])
+    assert remote.remote_steps(run_store, rl_run.prepare_run(DataHome(tmp_path / "node0"), cfg, PROMPTS).key) == []
 
 
 def test_a_rank_with_nothing_to_learn_pads_and_the_update_still_matches(home, monkeypatch):

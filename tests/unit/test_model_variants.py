@@ -50,3 +50,54 @@ def test_learn_presets_share_the_prompt_and_the_image_size_with_the_learn_model(
     assert sft.splits == ("zoom",) and not sft.freeze_vision and rl.nproc == 1 and rl.deepspeed == "zero3"
     for name in ("sft_learn", "rl_learn"):
         assert (PRESETS_DIR / f"{name}.yaml").read_text().startswith("# Command: thyme train-")
+
+
+def test_homes_built_at_once_in_one_process_hold_the_same_weights(tmp_path):
+    """Two node runs of one process (threads) each build their home's tiny model: the weights must be the
+    seed's, not an interleaving of both builders' draws from torch's global generator (two nodes of one RL
+    run then trained two different models, and the run's steps depended on the threads' timing)."""
+    import hashlib
+    import threading
+
+    import torch
+
+    start = threading.Barrier(3)
+    digests: dict[int, str] = {}
+
+    def build(i):
+        home = DataHome(tmp_path / f"node{i}").ensure()
+        start.wait()
+        folder = resolve_model_path("tiny", home)
+        digests[i] = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+
+    threads = [threading.Thread(target=build, args=(i,)) for i in range(3)]
+    state = torch.random.get_rng_state()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(digests) == 3 and len(set(digests.values())) == 1
+    alone = resolve_model_path("tiny", DataHome(tmp_path / "alone").ensure())
+    assert hashlib.sha256((alone / "model.safetensors").read_bytes()).hexdigest() == digests[0]
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's generator is left as it was
+
+
+def test_ranks_name_the_first_fact_they_disagree_on():
+    from thyme_core.base.ranks import Ranks, first_disagreement
+    from thyme_core.model import weights_fingerprint
+
+    same = {"run key": "k", "start weights": "a"}
+    assert first_disagreement([same, dict(same), dict(same)]) == ""
+    line = first_disagreement([same, dict(same), {"run key": "k", "start weights": "b"}])
+    assert line.startswith("rank 2 disagrees with rank 0 on the start weights: 'b' vs 'a'")
+    assert "run key" in first_disagreement([same, {"start weights": "a"}])
+    Ranks().agree(same)  # one process agrees with itself
+
+    import torch
+
+    model = torch.nn.Linear(300, 300)
+    before = weights_fingerprint(model)
+    assert weights_fingerprint(model) == before
+    with torch.no_grad():
+        model.weight[0, 0] += 1.0  # the first element is among the sampled ones
+    assert weights_fingerprint(model) != before

@@ -56,6 +56,11 @@ class Ranks:
     def barrier(self) -> None:
         pass
 
+    def agree(self, facts: dict[str, str]) -> None:
+        """Every rank states `facts` (run key, start-weights fingerprint...); unless all ranks state rank 0's,
+        every rank raises the same ThymeError naming the first rank and fact that differ (so none is left
+        waiting in a later collective). One process agrees with itself."""
+
     @staticmethod
     def from_dist() -> "Ranks":
         import torch.distributed as dist
@@ -91,3 +96,23 @@ class DistRanks(Ranks):
 
     def barrier(self) -> None:
         self.dist.barrier()
+
+    def agree(self, facts: dict[str, str]) -> None:
+        everyone: list[Any] = [None] * self.world
+        self.dist.all_gather_object(everyone, facts)
+        disagreement = first_disagreement(everyone)
+        if disagreement:
+            from thyme_core.base.errors import ThymeError
+
+            raise ThymeError(disagreement)
+
+
+def first_disagreement(facts: list[dict[str, str]]) -> str:
+    """'' when every rank's facts equal rank 0's, else one line naming the first rank and fact that differ."""
+    for rank, theirs in enumerate(facts[1:], start=1):
+        for name in sorted(set(facts[0]) | set(theirs)):
+            if facts[0].get(name) != theirs.get(name):
+                return (f"rank {rank} disagrees with rank 0 on the {name}: {theirs.get(name)!r} vs "
+                        f"{facts[0].get(name)!r} (every node must run the same code on the same config, data "
+                        "and start model)")
+    return ""

@@ -98,3 +98,22 @@ def load_model_and_processor(path: str | os.PathLike | None, home: DataHome, *, 
     folder = resolve_model_path(path, home)
     model = load_model(folder, dtype=dtype, attn_implementation=attn_implementation, device=device)
     return model, load_processor(folder, min_pixels=min_pixels, max_pixels=max_pixels)
+
+
+def weights_fingerprint(model, samples: int = 1024) -> str:
+    """A short digest of a loaded model's weights: every tensor's name, shape, dtype and the raw bytes of up to
+    `samples` evenly spaced elements. Exact (no float reductions, so the same on any device) and cheap at 7B
+    (a few MB leave the GPU). Ranks compare it before training (base.ranks.agree): a node that loaded other
+    weights under the same path would otherwise train silently, since a run's key names the model by path."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().reshape(-1)
+        if flat.numel() > samples:
+            flat = flat[torch.linspace(0, flat.numel() - 1, samples, device=flat.device).long()]
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}:".encode())
+        digest.update(flat.cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,14 +79,23 @@ def tiny_model_dir(home: DataHome, name: str = "tiny") -> Path:
     return home.root / "models" / variant(name).folder
 
 
+# One build at a time in a process: the random init draws from torch's global generator, so two threads
+# building at once (two node runs of one test, two stages of one Prefect process) interleave their draws
+# and each gets different weights: two nodes of one run then train two different models.
+_BUILD_LOCK = threading.RLock()  # re-entered: ensure_tiny_model holds it around build_tiny_model
+
+
 def ensure_tiny_model(home: DataHome, seed: int = 0, name: str = "tiny") -> Path:
     """The folder of tiny model `name` (VARIANTS) in `home`, building it first if it is not there yet."""
     target = tiny_model_dir(home, name)
     if (target / MARKER).exists():
         return target
-    staging = home.ensure().tmp_dir / f"{target.name}.{os.getpid()}"
+    staging = home.ensure().tmp_dir / f"{target.name}.{os.getpid()}.{threading.get_ident()}"
     shutil.rmtree(staging, ignore_errors=True)
-    build_tiny_model(staging, seed=seed, name=name)
+    with _BUILD_LOCK:
+        if (target / MARKER).exists():  # another thread built it while this one waited
+            return target
+        build_tiny_model(staging, seed=seed, name=name)
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         staging.rename(target)
@@ -110,8 +120,9 @@ def build_tiny_model(out: Path, seed: int = 0, name: str = "tiny") -> Path:
     tokenizer.save_pretrained(out)
     image_processor = build_image_processor(spec.min_pixels, spec.max_pixels)
     image_processor.save_pretrained(out)
-    torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(tiny_config(tokenizer, spec.shape))
+    with _BUILD_LOCK, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # the same weights for a seed, whatever the caller's generator state was
+        model = Qwen2_5_VLForConditionalGeneration(tiny_config(tokenizer, spec.shape))
     model.save_pretrained(out)
     (out / MARKER).write_text(json.dumps({"version": spec.folder, "variant": name, "seed": seed}))
     return out

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     steer, judge_factory = rl_run.load_hooks()
     judge = judge_factory() if judge_factory else rl_run.judge_from_env()
 
-    engine, reference, processor, zero3 = _policy_and_reference(cfg, ranks.world, device, cuda)
+    engine, reference, processor, zero3 = _policy_and_reference(cfg, ranks, spec.key, device, cuda)
     backend, new_sink, inputs_for = _rollout_engine(cfg, home, device, processor, cuda)
     if steer:
         steer(backend)
@@ -81,14 +81,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _policy_and_reference(cfg, world: int, device, cuda: bool):
-    """(DeepSpeed engine over the policy, the frozen reference or None, processor, ZeRO-3?)."""
+def _policy_and_reference(cfg, ranks, key: str, device, cuda: bool):
+    """(DeepSpeed engine over the policy, the frozen reference or None, processor, ZeRO-3?). The ranks first
+    agree on the run key and the start weights: DeepSpeed would broadcast rank 0's policy, but each node's
+    rollout engine and reference load their own copy, so a node with other weights would roll out another model."""
     import deepspeed
     import torch
 
-    ds_config = _deepspeed_config(cfg, world, bf16=cuda)
+    from thyme_core.model import weights_fingerprint
+
+    ds_config = _deepspeed_config(cfg, ranks.world, bf16=cuda)
     zero3 = ds_config["zero_optimization"]["stage"] == 3
     policy, processor = _load(cfg, device, bf16=cuda)
+    ranks.agree({"run key": key, "start weights": weights_fingerprint(policy)})
     if cfg.freeze_vision:
         from thyme_core.runs.engine import freeze_vision
 

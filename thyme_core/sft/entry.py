@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from thyme_core.agent.prompt import load_system_prompt
-    from thyme_core.model import load_model, load_processor
+    from thyme_core.base.ranks import Ranks
+    from thyme_core.model import load_model, load_processor, weights_fingerprint
     from thyme_core.runs import checkpoint, folder
     from thyme_core.sft import loop
     from thyme_core.sft.batching import padding_ratio, plan_batches
@@ -64,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model(cfg.model, dtype=torch.float32, attn_implementation=cfg.attn_implementation,
                        device=str(device))
     model.to(device).train()
+    # every node must train the same run from the same weights (a key names the model by path only)
+    Ranks.from_dist().agree({"run key": run_dir.name, "start weights": weights_fingerprint(model)})
     engine = loop.build_engine(model, cfg, total, use_bf16)
     loop.run(engine, ctx, total)
     zero_stage = engine.zero_optimization_stage()
