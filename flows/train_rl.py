@@ -69,10 +69,10 @@ def train_rl(model: str | None = None, data: str | None = None, max_steps: Annot
         print(f"RL: stage {key} already published {done['outputs']['model']}; skipped")
         return {"key": key, "model": done["outputs"]["model"], "skipped": True}
     spec = prepare_rl_run(home_root, preset, values, dataset, store)
-    nodes = meet_nodes(store, rdzv_id or f"rl-{key or spec.key}", nnodes, node_rank, rdzv_timeout)
-    if spec.done:
+    nodes = meet_nodes(store, rdzv_id or f"rl-{key or spec.key}", nnodes, node_rank, rdzv_timeout, spec.done)
+    if spec.done or nodes.finished:
         print(f"RL: run {spec.key} already finished (same prompts, config and code); skipped")
-    result = {**run_rl(spec, home_root, nodes), "skipped": spec.done}
+    result = {**run_rl(spec, home_root, nodes), "skipped": spec.done or nodes.finished}
     if node_rank != 0:
         return result
     if dataset:

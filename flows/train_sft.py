@@ -72,14 +72,14 @@ def train_sft(stage: Literal[1, 2] = 1, model: str | None = None,
         print(f"SFT stage {stage}: stage {key} already published {done['outputs']['model']}; skipped")
         return {"stage": stage, "key": key, "model": done["outputs"]["model"], "skipped": True}
     spec = prepare_sft_run(home_root, preset, values, dataset, store)
-    nodes = meet_nodes(store, rdzv_id or f"sft-{key or spec.key}", nnodes, node_rank, rdzv_timeout)
-    if spec.done:
+    nodes = meet_nodes(store, rdzv_id or f"sft-{key or spec.key}", nnodes, node_rank, rdzv_timeout, spec.done)
+    if spec.done or nodes.finished:
         print(f"SFT stage {stage}: run {spec.key} already finished (same data, config and code); skipped")
         final = str(spec.run_dir / "final")
     else:
         final = run_sft(spec, home_root, nodes)
     result = {"stage": stage, "key": key or spec.key, "run_dir": str(spec.run_dir), "final": final,
-              "skipped": spec.done}
+              "skipped": spec.done or nodes.finished}
     if node_rank != 0:
         return result
     result["report"] = publish_sft_report(spec)

@@ -54,10 +54,12 @@ def sft_stage_key(preset: str, overrides: dict, dataset: str, store: str = "") -
 
 
 @task(name="meet-nodes", cache_policy=NO_CACHE)
-def meet_nodes(store: str, run_id: str, nnodes: int, node_rank: int, timeout: float) -> Nodes:
+def meet_nodes(store: str, run_id: str, nnodes: int, node_rank: int, timeout: float, finished: bool = False
+               ) -> Nodes:
+    """This node's place in the stage; node 0 tells the others whether its run is `finished` already."""
     if nnodes == 1:
-        return Nodes()
-    return rendezvous.meet(open_store(store or None), run_id, nnodes, node_rank, timeout)
+        return Nodes(finished=finished)
+    return rendezvous.meet(open_store(store or None), run_id, nnodes, node_rank, timeout, finished=finished)
 
 
 @task(name="run-sft", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_unless_user_error,

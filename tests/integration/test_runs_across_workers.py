@@ -5,7 +5,8 @@ with a moto S3 store as the only thing the "workers" (separate data homes) share
   dataset version out, finds the store's newest complete checkpoint (step 2, pushed in the background while
   training went on), resumes there, and its losses for steps 3..4 equal an uninterrupted run's;
 - multi-node: 2 nodes x 1 rank (two node runs on 127.0.0.1, each its own home, meeting through the address
-  node 0 published in the store) give the same losses as 1 node x 2 ranks; a node whose peer never arrives
+  node 0 published in the store) give the same losses as 1 node x 2 ranks, and each node pushes its part of
+  every checkpoint (ZeRO-2's once-written model states on every node); a node whose peer never arrives
   fails (the rendezvous timeout) instead of waiting.
 """
 
@@ -78,10 +79,10 @@ def test_a_rerun_on_an_empty_home_resumes_from_the_stores_checkpoint(tmp_path, s
         rc, _ = _train(first)
     finally:
         del os.environ["THYME_HOOKS"]
-    assert rc != 0 and remote.remote_steps(store, first.key) == [2]  # step 3 never saved, step 2 uploaded
+    assert rc != 0 and remote.remote_steps(store, first.key, 1) == [2]  # step 3 never saved, step 2 uploaded
 
     second = training.prepare_sft(DataHome(tmp_path / "worker-b"), store, cfg, dataset)  # an empty home
-    assert checkpoint.latest_step(second.run_dir) == 2  # brought from the store
+    assert checkpoint.latest_step(second.run_dir, 1) == 2  # brought from the store
     rc, lines = _train(second)
     assert rc == 0, "\n".join(lines[-30:])
     assert any("'event': 'resumed', 'step': 2" in line for line in lines)
@@ -91,7 +92,7 @@ def test_a_rerun_on_an_empty_home_resumes_from_the_stores_checkpoint(tmp_path, s
 
 
 def test_two_nodes_of_one_rank_equal_one_node_of_two(tmp_path, store, dataset):
-    cfg = load_preset("sft_tiny_stage1", **{**CFG, "nproc": 2, "save_steps": 10})
+    cfg = load_preset("sft_tiny_stage1", **{**CFG, "nproc": 2})
     one = launch.prepare_run(DataHome(tmp_path / "one"), cfg, checkout(store, dataset, DataHome(tmp_path / "one"))[0])
     rc, lines = _train(one)
     assert rc == 0, "\n".join(lines[-30:])
@@ -100,7 +101,8 @@ def test_two_nodes_of_one_rank_equal_one_node_of_two(tmp_path, store, dataset):
     specs, results = [], {}
     for rank in range(2):
         home = DataHome(tmp_path / f"node{rank}")
-        specs.append(launch.prepare_run(home, cfg.replace(nproc=1, nnodes=2), checkout(store, dataset, home)[0]))
+        specs.append(launch.prepare_run(home, cfg.replace(nproc=1, nnodes=2), checkout(store, dataset, home)[0],
+                                        store=store.uri))
 
     def node(rank):
         nodes = rendezvous.meet(store, run_id, 2, rank, timeout=60)
@@ -114,6 +116,12 @@ def test_two_nodes_of_one_rank_equal_one_node_of_two(tmp_path, store, dataset):
     assert results[0][0] == 0 and results[1][0] == 0, "\n".join(results[0][1][-30:] + results[1][1][-30:])
     assert _losses(specs[0]) == pytest.approx(_losses(one), rel=1e-5, abs=1e-6) and len(_losses(one)) == 4
     assert (specs[0].run_dir / "DONE").exists() and not (specs[1].run_dir / "DONE").exists()  # node 0 finishes
+    # ZeRO-2 keeps its model states once: with node-local storage each node wrote its own copy and pushed
+    # its part of every checkpoint (steps 2 and 4); a part holds what its node's ranks need to load
+    assert remote.remote_steps(store, specs[0].key, 2) == [2, 4]
+    for spec in specs:
+        names = {p.name for p in (spec.run_dir / "checkpoints").rglob("*.pt")}
+        assert "mp_rank_00_model_states.pt" in names, names
 
 
 def test_a_node_whose_peer_never_arrives_fails_instead_of_waiting(tmp_path, store, dataset):

@@ -120,11 +120,12 @@ def test_lineage_is_queryable_with_sql(tmp_path):
                     ("d-sft2", "model", "sft2", '{"model": "d-sft1@x"}', None, None)]
 
 
-def _checkpoint(run_dir, step):
+def _checkpoint(run_dir, step, files=None, world=1):
     folder = checkpoint.checkpoints_dir(run_dir) / checkpoint.tag(step)
     folder.mkdir(parents=True)
-    (folder / "mp_rank_00_model_states.pt").write_bytes(bytes([step]) * 1000)
-    checkpoint.mark_complete(run_dir, step, {})
+    for name, data in (files or {"mp_rank_00_model_states.pt": bytes([step]) * 1000}).items():
+        (folder / name).write_bytes(data)
+    checkpoint.mark_complete(run_dir, step, {"world": world})
     return folder
 
 
@@ -134,18 +135,57 @@ def test_checkpoints_reach_the_store_and_only_complete_ones_are_resumed(tmp_path
     for run in (run_a, run_b):
         run.mkdir(parents=True)
         (run / "run.json").write_text(json.dumps({"key": "k1", "store": str(store_root)}))
-    remote.upload(run_a, _checkpoint(run_a, 2))
+    whole = remote.part_name(1)
+    remote.upload(run_a, _checkpoint(run_a, 2), whole)
     later = _checkpoint(run_a, 4)
     checkpoint.prune(run_a, 1)  # the local copy of step 2 goes; its upload was staged before
-    remote.upload(run_a, later)
+    remote.upload(run_a, later, whole)
     assert remote.drain() == []
     store = open_store(str(store_root))
-    assert remote.remote_steps(store, "k1") == [2, 4]
+    assert remote.remote_steps(store, "k1", 1) == [2, 4]
     # a half-uploaded checkpoint (objects but no manifest) is not a resume point
     store.put_bytes(object_key("f" * 64), b"partial")
-    assert remote.remote_steps(store, "k1") == [2, 4]
-    assert remote.restore(run_b) == 4
+    assert remote.remote_steps(store, "k1", 1) == [2, 4]
+    # nor one saved by another number of ranks (ZeRO cannot repartition its optimizer states)
+    assert remote.remote_steps(store, "k1", 2) == [] and remote.restore(run_b, 2) is None
+    assert remote.restore(run_b, 1) == 4
     restored = checkpoint.checkpoints_dir(run_b) / checkpoint.tag(4)
     assert checkpoint.latest_step(run_b) == 4
     assert (restored / "mp_rank_00_model_states.pt").read_bytes() == bytes([4]) * 1000
-    assert remote.restore(run_b) is None  # nothing newer than what it holds
+    assert remote.restore(run_b, 1) is None  # nothing newer than what it holds
+
+
+def test_a_multi_node_checkpoint_counts_once_every_node_pushed_its_part_and_restores_whole(tmp_path):
+    """Two nodes share no disk: each pushes its ranks' shards; a step with one part is no resume point; a
+    restore brings both parts into one folder (a rerun's ranks may land on other nodes)."""
+    from thyme_core.runs.launch import Nodes
+
+    store_root = tmp_path / "store"
+    homes = [tmp_path / f"node{i}" / "run" for i in range(3)]
+    for run in homes:
+        run.mkdir(parents=True)
+        (run / "run.json").write_text(json.dumps({"key": "k2", "store": str(store_root)}))
+    nodes = [Nodes(2, i, "127.0.0.1:1") for i in range(2)]
+
+    def part(i, step):  # node i's ranks are 2i and 2i+1 of 4; each node writes its own model-states copy
+        files = {f"zero_pp_rank_{r}_mp_rank_00_optim_states.pt": bytes([step, r]) * 100 for r in (2 * i, 2 * i + 1)}
+        files["mp_rank_00_model_states.pt"] = bytes([step, 9]) * 100
+        return _checkpoint(homes[i], step, files, world=4)
+
+    remote.upload(homes[0], part(0, 1), remote.part_name(4, nodes[0]))
+    remote.upload(homes[1], part(1, 1), remote.part_name(4, nodes[1]))
+    remote.upload(homes[0], part(0, 2), remote.part_name(4, nodes[0]))  # node 1 died before pushing step 2
+    assert remote.drain() == []
+    store = open_store(str(store_root))
+    assert remote.remote_steps(store, "k2", 4) == [1]
+    assert remote.restore(homes[2], 4) == 1
+    got = sorted(p.name for p in (checkpoint.checkpoints_dir(homes[2]) / checkpoint.tag(1)).iterdir())
+    assert got == ["COMPLETE", "mp_rank_00_model_states.pt"] + [f"zero_pp_rank_{r}_mp_rank_00_optim_states.pt"
+                                                                for r in range(4)]
+    assert checkpoint.latest_step(homes[2], 4) == 1 and checkpoint.latest_step(homes[2], 2) is None
+
+
+def test_ranks_resume_from_the_newest_step_every_node_holds():
+    assert checkpoint.common_step([[1, 2], [1]]) == 1
+    assert checkpoint.common_step([[2], [1]]) is None
+    assert checkpoint.common_step([[3, 4], [3, 4], [4]]) == 4

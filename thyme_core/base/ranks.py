@@ -15,6 +15,7 @@ torch, which places their byte tensors itself (on the current CUDA device under 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -38,6 +39,7 @@ class Ranks:
     """One process: every collective is the identity."""
 
     rank, world = 0, 1
+    multi_node = False  # ranks on other machines: no disk shared with rank 0
 
     @property
     def is_main(self) -> bool:
@@ -56,10 +58,19 @@ class Ranks:
     def barrier(self) -> None:
         pass
 
+    def everyone(self, obj: Any) -> list[Any]:
+        """Every rank's `obj` on every rank (in rank order)."""
+        return [obj]
+
     def agree(self, facts: dict[str, str]) -> None:
         """Every rank states `facts` (run key, start-weights fingerprint...); unless all ranks state rank 0's,
         every rank raises the same ThymeError naming the first rank and fact that differ (so none is left
         waiting in a later collective). One process agrees with itself."""
+        disagreement = first_disagreement(self.everyone(facts))
+        if disagreement:
+            from thyme_core.base.errors import ThymeError
+
+            raise ThymeError(disagreement)
 
     @staticmethod
     def from_dist() -> "Ranks":
@@ -77,6 +88,8 @@ class DistRanks(Ranks):
         self.dist = dist
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.device = comm_device()
+        # torchrun's ranks per node (LOCAL_WORLD_SIZE) short of the world: several nodes, each its own disk
+        self.multi_node = int(os.environ.get("LOCAL_WORLD_SIZE", self.world)) < self.world
 
     def sum(self, values: list[float]) -> list[float]:
         """Element-wise sums over the ranks, in float64 (token counts stay exact far past 2**24)."""
@@ -97,14 +110,10 @@ class DistRanks(Ranks):
     def barrier(self) -> None:
         self.dist.barrier()
 
-    def agree(self, facts: dict[str, str]) -> None:
-        everyone: list[Any] = [None] * self.world
-        self.dist.all_gather_object(everyone, facts)
-        disagreement = first_disagreement(everyone)
-        if disagreement:
-            from thyme_core.base.errors import ThymeError
-
-            raise ThymeError(disagreement)
+    def everyone(self, obj: Any) -> list[Any]:
+        out: list[Any] = [None] * self.world
+        self.dist.all_gather_object(out, obj)
+        return out
 
 
 def first_disagreement(facts: list[dict[str, str]]) -> str:

@@ -13,8 +13,8 @@ run.json (the data home, the key) and prompts.jsonl. Each rank holds:
   a stand-in); after every update sync.py copies the engine's weights into it, gathering ZeRO-3
   parameters block by block (every rank takes part).
 Rank 0 (node 0) writes metrics.jsonl, the catalog rows, final/ and DONE; every rank saves its DeepSpeed checkpoint
-shard, and a checkpoint counts once rank 0 marked it COMPLETE (runs/checkpoint.py), so a run killed mid-save
-resumes from the one before. Lines `METRICS {json}` on stdout carry each step's record to the launcher.
+shard, and a checkpoint counts once each node's first rank marked it COMPLETE (runs/checkpoint.py), so a run
+killed mid-save resumes from the one before. Lines `METRICS {json}` on stdout carry each step's record to the launcher.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     from thyme_core.rl.sync import sync_weights
     from thyme_core.runs import checkpoint
 
-    start = checkpoint.resume_deepspeed(engine, spec.run_dir)
+    start = checkpoint.resume_deepspeed(engine, spec.run_dir, ranks)
     if start:
         sync_weights(engine.module, new_sink())
         _say(ranks, {"event": "resumed", "step": start})
@@ -113,7 +113,7 @@ def _save(engine, run_dir: Path, step: int, ranks) -> None:
     """Every rank writes its shard; the checkpoint counts once rank 0 marks it COMPLETE after all did."""
     from thyme_core.runs import checkpoint
 
-    checkpoint.save_deepspeed(engine, run_dir, step, {}, 1, ranks.is_main, ranks.barrier)
+    checkpoint.save_deepspeed(engine, run_dir, step, {}, 1, ranks.barrier)
     hooks.after_step(step)
 
 
@@ -128,7 +128,7 @@ def _deepspeed_config(cfg, world: int, bf16: bool) -> dict:
     from thyme_core.runs.engine import fill_deepspeed_config
 
     # one sequence per micro-step, accumulation driven by hand (update.DeepSpeedUpdate)
-    return fill_deepspeed_config(cfg.deepspeed_path(), world, 1, 1, cfg.max_grad_norm, bf16)
+    return fill_deepspeed_config(cfg.deepspeed_path(), world, 1, 1, cfg.max_grad_norm, bf16, cfg.nnodes)
 
 
 def _load(cfg, device, bf16: bool):

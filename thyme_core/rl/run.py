@@ -14,8 +14,9 @@ always the start model, so a resumed run measures its KL against the same weight
   rank rolling out its share of the step's prompts; DeepSpeed checkpoints as in SFT (runs/checkpoint.py),
   launched as SFT's are (runs/remote.launch): with a store in run.json every complete checkpoint is pushed
   there in the background, and a run folder with none (an empty home on another worker) starts from the
-  store's newest (runs/remote.restore; single-node runs). With nnodes > 1 each node runs this on its own home (`train(...,
-  nodes)`), meeting at node 0's rendezvous (runs/rendezvous.py); node 0 holds the records, final/ and DONE.
+  store's newest (runs/remote.restore). With nnodes > 1 each node runs this on its own home (`train(...,
+  nodes)`), meeting at node 0's rendezvous (runs/rendezvous.py); each node pushes its part of every checkpoint;
+  node 0 holds the records, final/ and DONE (a node told at the rendezvous that node 0's run is finished skips).
   The in-process mode keeps its checkpoint in the home only.
 Both run the same step loop (`run_steps`); every step's rollouts go to the catalog (store.py, rank 0). Step s
 uses prompts [s*P, (s+1)*P) of the id-ordered list, cycling, and samples with seed + s, so a resumed step
@@ -124,8 +125,8 @@ def prepare_run(home: DataHome, cfg: RlConfig, prompts: list[RLPrompt] | None = 
     if not written and store and json.loads((run_dir / "run.json").read_text()).get("store") != store:
         atomic_write_bytes(run_dir / "run.json", json.dumps(info).encode())  # a store named on a later prepare
     done = steps_done(run_dir) >= cfg.max_steps
-    if store and cfg.nproc >= 1 and remote.pushes(cfg.nnodes) and not done:
-        remote.restore(run_dir)
+    if store and cfg.nproc >= 1 and not done:
+        remote.restore(run_dir, cfg.world)
     return RlRunSpec(run_dir, key, resolved, prompts, done)
 
 
@@ -256,8 +257,8 @@ def train(home: DataHome, spec: RlRunSpec, judge=None, steer: Callable | None = 
     process's node of a multi-node run (runs/rendezvous.meet); only node 0 ends with DONE."""
     cfg, run_dir = spec.config, spec.run_dir
     summary = {"key": spec.key, "run_dir": str(run_dir), "final": str(run_dir / "final"), "skipped": spec.done}
-    if spec.done:
-        return {**summary, "steps": steps_done(run_dir), "resumed_from": None}
+    if spec.done or nodes.finished:  # finished: node 0 said at the rendezvous that its run is done
+        return {**summary, "skipped": True, "steps": steps_done(run_dir) or cfg.max_steps, "resumed_from": None}
     if nodes.nnodes != max(cfg.nnodes, 1):
         raise ThymeError(f"the run has nnodes {cfg.nnodes} but was launched as a node of {nodes.nnodes}")
     if cfg.nproc == 0:
@@ -267,7 +268,7 @@ def train(home: DataHome, spec: RlRunSpec, judge=None, steer: Callable | None = 
             raise ThymeError("with nproc >= 1 the ranks take steer/judge from THYME_HOOKS, not from arguments")
         from thyme_core.runs.checkpoint import latest_step
 
-        resumed = latest_step(run_dir)
+        resumed = latest_step(run_dir, cfg.world)
         # checkpoint events (pushed to the store by remote.launch) are not step records
         steps_only = lambda m: None if m.get("event") == "checkpoint" or on_metrics is None else on_metrics(m)
         code = remote.launch("thyme_core.rl.entry", run_dir, cfg.nproc, on_line, steps_only, nodes)

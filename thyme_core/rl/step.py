@@ -33,6 +33,7 @@ import copy
 import dataclasses
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -201,7 +202,13 @@ def grpo_step(agent, learner: Learner, inputs_for: InputsFor, prompts: list[RLPr
     inner, old, grad_norm = grpo_update(learner, inputs_for, rollouts, adv.advantages, keep, config)
     train_s = time.perf_counter() - t0
     local = StepResult({}, rollouts, rewards, adv, keep, old, inner)
-    parts = learner.ranks.gather((rollouts, list(rewards), rewards.reasons, adv, keep, timing, rewards.parts))
+    # on several nodes, rank 0's home is not this rank's: the images its rollouts fed back travel with them
+    carried = fed_back_images(rollouts) if learner.ranks.multi_node and not learner.ranks.is_main else {}
+    parts = learner.ranks.gather((rollouts, list(rewards), rewards.reasons, adv, keep, timing, rewards.parts,
+                                  carried))
+    if parts is not None:
+        for p in parts:
+            keep_images(agent.home, p[7])
     result = merge_results(local, parts) if parts is not None else local
     result.metrics = _metrics(result.rollouts, result.rewards, result.advantages, result.keep, inner, grad_norm)
     timings = [p[5] for p in parts] if parts else [timing]
@@ -211,6 +218,31 @@ def grpo_step(agent, learner: Learner, inputs_for: InputsFor, prompts: list[RLPr
         rollouts_per_s=sum(t.rollouts for t in timings) / wall if wall > 0 else 0.0,
         engine_wait_share=sum(t.engine_wait_s for t in timings) / max(sum(t.wall_s for t in timings), 1e-9))
     return result
+
+
+def fed_back_images(rollouts: list[Rollout]) -> dict[str, bytes]:
+    """The images these rollouts' code fed back, by home-relative path (as the catalog rows name them)."""
+    out: dict[str, bytes] = {}
+    for r in rollouts:
+        for e in r.trajectory.executions:
+            for im in e.images:
+                if im.ref and im.ref not in out:
+                    out[im.ref] = Path(im.path).read_bytes()
+    return out
+
+
+def keep_images(home, images: dict[str, bytes]) -> None:
+    """Store another node's fed-back images in this home, each checked against the content address its
+    path names (images/ab/<sha256>.<ext>), so node 0's catalog rows and the viewer find every rollout's image."""
+    import hashlib
+
+    from thyme_core.base.fsio import write_once
+
+    for ref, data in images.items():
+        parts = Path(ref).parts
+        if len(parts) != 3 or parts[0] != "images" or Path(ref).stem != hashlib.sha256(data).hexdigest():
+            raise ThymeError(f"a rank sent an image under {ref!r} that is not its content address")
+        write_once(home.root / ref, data, home.tmp_dir)
 
 
 def merge_results(local: StepResult, parts: list[tuple]) -> StepResult:

@@ -4,7 +4,7 @@
                    DeepSpeed configs by name
     folder.py      run identity and keys (inputs + config hash + code version), write-once run folders,
                    DONE markers, LATEST pointers
-    launch.py      torchrun launching (one node or several, c10d rendezvous), the METRICS line protocol
+    launch.py      torchrun launching (one node or several, static rendezvous at node 0), the METRICS line protocol
     checkpoint.py  step checkpoints with COMPLETE markers, DeepSpeed save/resume, final HF weights
     engine.py      pieces both trainers build their engine from (DeepSpeed config filling, ViT freezing)
     metrics.py     metrics.jsonl: one record per step, the last written

@@ -1,8 +1,9 @@
 """Launching a run's ranks with torchrun, on one node or several, and reading their METRICS lines.
 
 One node: `--standalone`-like, a free local port. Several nodes: every node runs the same command with
-`--nnodes N --node-rank i` and a c10d rendezvous at node 0's address; a node that never arrives makes the
-others fail after `rdzv_timeout` seconds (torchrun's join timeout), so no node is left waiting for ever.
+`--nnodes N --node-rank i` and a static rendezvous at node 0's address (global ranks follow the node rank,
+so node 0 holds rank 0: the run's records, final weights and DONE); a node that never arrives makes the
+others fail after `rdzv_timeout` seconds, so no node is left waiting for ever.
 Ranks speak one protocol (metrics.say): lines `METRICS {json}` are parsed, the rest passed on as text.
 """
 
@@ -29,6 +30,7 @@ class Nodes:
     endpoint: str = ""  # host:port of node 0's rendezvous (nnodes > 1)
     rdzv_timeout: int = 120  # seconds every node waits for the others to join
     run_id: str = "thyme"
+    finished: bool = False  # node 0's run is already done: nothing to start (rendezvous.meet)
 
     def __post_init__(self):
         if self.nnodes < 1 or not 0 <= self.node_rank < self.nnodes:
@@ -48,12 +50,12 @@ def torchrun_command(module: str, run_dir: Path, nproc: int, nodes: Nodes = Node
     if nodes.nnodes == 1:
         cmd += ["--master_addr=127.0.0.1", f"--master_port={free_port()}"]
     else:
-        cmd += [f"--nnodes={nodes.nnodes}", f"--node_rank={nodes.node_rank}", "--rdzv_backend=c10d",
+        # static rendezvous: node i's ranks are i*nproc.. (c10d would number nodes by the sort order of their
+        # host names and pids, so "node 0" would hold rank 0 only by chance); node 0 hosts the store at its
+        # published endpoint and waits `rdzv_timeout` s for the others, which retry as long
+        cmd += [f"--nnodes={nodes.nnodes}", f"--node_rank={nodes.node_rank}", "--rdzv_backend=static",
                 f"--rdzv_endpoint={nodes.endpoint}", f"--rdzv_id={nodes.run_id}",
-                # node 0 hosts the rendezvous store: said outright, since on one machine (tests) every node's
-                # address matches the endpoint and each would try to host it
-                f"--rdzv_conf=join_timeout={nodes.rdzv_timeout},is_host={str(nodes.node_rank == 0).lower()}",
-                "--max_restarts=0"]
+                f"--rdzv_conf=timeout={nodes.rdzv_timeout}", "--max_restarts=0"]
     return cmd + ["-m", module, str(run_dir)]
 
 

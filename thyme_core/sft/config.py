@@ -55,7 +55,7 @@ class SftConfig(RunConfig):
     attn_implementation: str | None = _f(None, "None = flash_attention_2 on CUDA when installed, else sdpa")
     deepspeed: str = _f("zero2", "DeepSpeed config: a name in infra/deepspeed/ (zero2, zero3) or a path")
     nproc: int = _f(1, "processes (GPUs) per node for torchrun")
-    nnodes: int = _f(1, "nodes of the run (each runs nproc ranks; node runs meet at a c10d rendezvous)")
+    nnodes: int = _f(1, "nodes of the run (each runs nproc ranks; node runs meet at a static rendezvous at node 0)")
     dataset: str = _f("", "dataset version NAME@HASH to train on (pulled into the home); '' = the home's catalog")
     save_steps: int = _f(500, "checkpoint every N optimizer steps (and at the end)")
     keep_checkpoints: int = _f(2, "how many step checkpoints to keep")

@@ -96,8 +96,8 @@ def prepare_run(home: DataHome, cfg: SftConfig, data: DataHome | None = None, st
         "run.json": json.dumps({"home": str(data.root), "key": key, "dataset": parts[0], "config": parts[1],
                                 "code": parts[2], "store": store}).encode(),
         "samples.parquet": buf.getvalue().to_pybytes()})
-    if store and remote.pushes(cfg.nnodes) and not folder.is_done(run_dir):
-        remote.restore(run_dir)
+    if store and not folder.is_done(run_dir):
+        remote.restore(run_dir, cfg.world)
     return RunSpec(run_dir, key, resolved, len(samples), folder.is_done(run_dir))
 
 

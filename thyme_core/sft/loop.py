@@ -61,7 +61,7 @@ def lr_lambda(total_steps: int, warmup_ratio: float):
 
 def deepspeed_config(cfg: SftConfig, use_bf16: bool) -> dict:
     return fill_deepspeed_config(cfg.deepspeed_path(), cfg.global_batch, cfg.micro_batch, cfg.accumulation,
-                                 cfg.max_grad_norm, use_bf16)
+                                 cfg.max_grad_norm, use_bf16, cfg.nnodes)
 
 
 def make_optimizer(params, cfg: SftConfig) -> torch.optim.AdamW:
@@ -86,7 +86,7 @@ def build_engine(model, cfg: SftConfig, total_steps: int, use_bf16: bool):
 
 def resume(engine, ctx: Context) -> int:
     """Load the newest complete checkpoint; returns the number of steps already taken."""
-    return checkpoint.resume_deepspeed(engine, ctx.run_dir)
+    return checkpoint.resume_deepspeed(engine, ctx.run_dir, Ranks.from_dist())
 
 
 def micro_loss(engine, batch: dict, chunk: int) -> torch.Tensor:
@@ -132,7 +132,7 @@ def train_step(engine, ctx: Context, step: int) -> dict:
 
 def save(engine, ctx: Context, step: int, metrics: dict) -> None:
     checkpoint.save_deepspeed(engine, ctx.run_dir, step, {"loss": metrics.get("loss")}, ctx.cfg.keep_checkpoints,
-                              ctx.is_main, Ranks.from_dist().barrier)
+                              Ranks.from_dist().barrier)
 
 
 def log(ctx: Context, record: dict) -> None:
