@@ -138,10 +138,28 @@ def test_token_logprobs_at_temperature_one():
     assert torch.allclose(got[0], want) and got[0, 1].item() == pytest.approx(-math.log(3))
 
 
-@pytest.mark.parametrize("kwargs", [{"clip_eps": 0.0}, {"clip_eps": 1.0}, {"beta": -0.1}, {"adv_eps": 0.0}])
+@pytest.mark.parametrize("kwargs", [{"clip_eps": 0.0}, {"clip_eps": 1.0}, {"beta": -0.1}, {"adv_eps": 0.0},
+                                    {"norm_tokens": -1}])
 def test_loss_config_rejects(kwargs):
     with pytest.raises(ThymeError):
         GrpoLossConfig(**kwargs)
+
+
+def test_norm_tokens_pushes_every_token_alike_whatever_the_sequence_length():
+    # two failed answers (advantage -1), one 2 model tokens long, one 8: by default each is its own token mean,
+    # so each token of the long one is pushed down 4x less; with norm_tokens every token gets the same push
+    mask = torch.zeros(2, 8, dtype=torch.bool)
+    mask[0, :2], mask[1, :] = True, True
+    adv = torch.tensor([-1.0, -1.0])
+    grads = {}
+    for n in (0, 8):
+        logp = torch.full((2, 8), -1.0, requires_grad=True)
+        loss, _ = policy_loss(logp, None, None, mask, adv, GrpoLossConfig(beta=0.0, norm_tokens=n))
+        loss.backward()
+        grads[n] = logp.grad
+    assert grads[0][0, 0].item() == pytest.approx(4 * grads[0][1, 0].item())
+    assert grads[8][0, 0].item() == pytest.approx(grads[8][1, 0].item()) == pytest.approx(1 / (2 * 8))
+    assert grads[8][0, 2:].abs().sum().item() == 0.0  # masked tokens still get nothing
 
 
 def test_shape_and_reference_checks_and_doctests():

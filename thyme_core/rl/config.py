@@ -39,6 +39,7 @@ class RlConfig(RolloutConfig, RunConfig):
     rewards: tuple = _f(("combined",), "reward names (rewards.REWARDS), summed")
     beta: float = _f(0.01, "k3 KL weight to the frozen reference")
     clip_eps: float = _f(0.2, "PPO clip range")
+    norm_tokens: int = _f(0, "loss per sequence: 0 its token mean; N > 0 its token sum / N (Dr. GRPO: no length bias)")
     inner_steps: int = _f(1, "optimizer steps per batch of rollouts")
     max_grad_norm: float = _f(1.0, "gradient clipping norm (0: none)")
     seed: int = _f(0, "seed of sampling (step s samples with seed + s; each member + a hash of its id) and of torch")
@@ -87,7 +88,8 @@ class RlConfig(RolloutConfig, RunConfig):
     def step_config(self) -> StepConfig:
         return StepConfig(rewards=self.rewards, inner_steps=self.inner_steps, max_grad_norm=self.max_grad_norm,
                           logprob_chunk=self.logprob_chunk,
-                          loss=GrpoLossConfig(clip_eps=self.clip_eps, beta=self.beta), reward=RewardConfig())
+                          loss=GrpoLossConfig(clip_eps=self.clip_eps, beta=self.beta,
+                                              norm_tokens=self.norm_tokens), reward=RewardConfig())
 
 
 def load_preset(name_or_path: str, **overrides) -> RlConfig:
