@@ -10,11 +10,15 @@ that finds it, crops and zooms is the response's code), with the "learn" variant
         text temperature 1.5: see the preset's header for why not the combined one yet)
     thyme eval (after RL)
     thyme train-rl ... --set rewards=[format_negated]: the control, advantages sign-flipped; must go down
+    thyme eval (after the control)
 
-Held-out figures per stage (eval/behaviour.py, greedy): well-formed share, code use, sandbox success, accuracy.
-RL curves per step, from each run's metrics.jsonl and its rollouts in the catalog: the trained reward (the
+Held-out figures per stage (eval/behaviour.py): well-formed share, code use, sandbox success, accuracy, greedy
+(`held_out`) and sampled as the RL rollouts are, text at temperature 1.5, seeded (`held_out_sampled`). RL
+curves per step, from each run's metrics.jsonl and its rollouts in the catalog: the trained reward (the
 control's negated back, so both curves are the format reward), well-formed share, rule-based accuracy, code use,
-code success, zero-variance groups. The last line printed is one JSON object.
+code success, zero-variance groups, rollouts that hit a limit, KL to the reference. Both runs share the seeds:
+step s rolls out the same prompts from the same sampling seed, so their difference at a step is the signal
+(their step 1 is identical). The last line printed is one JSON object.
 
     .venv/bin/python bench/learn_cpu.py --out /tmp/learn            # the full run (docs/benchmarks.md)
     .venv/bin/python bench/learn_cpu.py --out /tmp/learn --quick    # what tests/integration/test_learn.py runs
@@ -54,8 +58,9 @@ class Sizes:
 FULL = Sizes(sft_samples=256, rl_prompts=32, eval_samples=32, sft_steps=240, rl_steps=10, prompts_per_step=4,
              group_size=8)
 # The short version trains the same SFT model on the same data (what teaches the format is the 240 steps), and
-# its RL steps are the full run's first 6 (same seeds): only the held-out set and the RL runs are shorter.
-QUICK = Sizes(sft_samples=256, rl_prompts=32, eval_samples=16, sft_steps=240, rl_steps=6, prompts_per_step=4,
+# its RL steps are the full run's first 8 (same seeds; the control's format fell at steps 7-8): only the
+# held-out set and the RL runs are shorter.
+QUICK = Sizes(sft_samples=256, rl_prompts=32, eval_samples=16, sft_steps=240, rl_steps=8, prompts_per_step=4,
               group_size=8)
 EVAL_ARGS = ["--max-new-tokens", "192", "--max-length", "1024", "--max-rounds", "2"]
 # The held-out set is also answered as the RL rollouts sample (text at temperature 1.5, seeded; code greedy):
@@ -129,10 +134,11 @@ def rl_curves(home: Path, run_dir: Path, negated: bool) -> dict:
 
     sign = -1.0 if negated else 1.0
     rows = [m for m in read_metrics(run_dir) if "reward_mean" in m]
-    curves = {"reward": [round(sign * m["reward_mean"], 4) for m in rows], "well_formed": [], "accuracy": [],
+    curves = {"reward": [round(sign * m["reward_mean"], 4) + 0.0 for m in rows], "well_formed": [], "accuracy": [],
               "code_use": [round(m["code_rate"], 4) for m in rows],
               "code_ok": [round(m["code_ok_rate"], 4) for m in rows],
-              "zero_variance_groups": [int(m["zero_variance_groups"]) for m in rows]}
+              "zero_variance_groups": [int(m["zero_variance_groups"]) for m in rows],
+              "limited": [int(m["limited"]) for m in rows], "kl": [round(m["kl_mean"], 4) for m in rows]}
     prompts = {p["id"]: p for p in map(json.loads, (run_dir / "prompts.jsonl").read_text().splitlines())}
     key = run_dir.name
     for m in rows:
