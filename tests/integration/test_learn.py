@@ -7,11 +7,12 @@ Checked, with margins wide enough for the seeded run not to flake (the full run'
 - SFT teaches the tool format: well-formed responses and code use go from none to most, and the code it
   writes runs in the sandbox;
 - RL and its sign-flipped control start from the same model with the same seeded rollouts (their first steps
-  agree exactly), and greedy decoding after RL keeps the format.
-Not checked yet, because the full run did not show them (docs/benchmarks.md): accuracy going up (SFT does not
-teach the colour at this scale: held-out accuracy at chance, 0.22), and the RL reward ending above the control's
-(at lr 2e-4 both format curves went 0.75 -> 0.875 over 6 steps, step for step within one rollout of each other:
-the shared seeds' luck, not learning). The assertion to add once a run shows it is in the test's last comment.
+  agree exactly); the control's format reward goes down (the measurement can fail: with the advantages' sign
+  flipped the update must break what the reward asks for), and RL's ends well above the control's, while
+  greedy decoding after RL keeps the format.
+Not checked, because the full run did not show it (docs/benchmarks.md): RL raising the format reward above its
+start (it held it: 0.66-0.81 a step against 0.63-0.78 for the same steps without learning), and accuracy going
+up (SFT does not teach the colour at this scale: held-out accuracy at chance, 0.22).
 """
 
 from __future__ import annotations
@@ -25,14 +26,14 @@ import pytest
 
 from tests.conftest import REPO
 
-# Opt-in: the short version is still a 240-step SFT plus two RL runs, about 20 minutes on a shared 2-core
-# machine (docs/benchmarks.md), far over the integration tier's budget. THYME_LEARN_TEST=1 runs it.
+# Opt-in: the short version is still a 240-step SFT plus two 8-step RL runs of 32 rollouts a step, 30-50
+# minutes on a shared 2-core machine (docs/benchmarks.md), far over the integration tier's budget.
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(os.environ.get("THYME_LEARN_TEST") != "1",
-                                 reason="the learning run takes ~20 min on 2 cores (issue 17); THYME_LEARN_TEST=1")]
+                                 reason="the learning run takes 30-50 min on 2 cores (issue 17); THYME_LEARN_TEST=1")]
 
 
-def test_sft_teaches_the_tool_format_and_rl_starts_level_with_its_control(thyme_env, tmp_path):
+def test_sft_teaches_the_tool_format_and_the_sign_flipped_rl_control_breaks_it(thyme_env, tmp_path):
     out = subprocess.run(["nice", "-n", "5", sys.executable, str(REPO / "bench" / "learn_cpu.py"), "--quick",
                           "--no-control-eval", "--out", str(tmp_path / "learn")],
                          env=thyme_env, cwd=REPO, capture_output=True, text=True)
@@ -45,5 +46,7 @@ def test_sft_teaches_the_tool_format_and_rl_starts_level_with_its_control(thyme_
     assert sft["sandbox_ok"] is not None and sft["sandbox_ok"] >= 0.75
     assert rl["well_formed"] >= 0.75  # RL kept what SFT taught
     up, down = result["rl"]["reward"], result["rl_control"]["reward"]
-    assert up[0] == down[0] and len(up) == len(down) == 4  # the same model, the same seeded first rollouts
-    # once a run shows RL against its control (issue 17): mean(up[2:]) - mean(down[2:]) >= margin, down[-1] < down[0]
+    assert up[0] == down[0] and len(up) == len(down) == 8  # the same model, the same seeded first rollouts
+    # full run: control 0.75 ... 0.375, 0.062 at steps 7-8; RL 0.781, 0.656 at the same steps
+    assert sum(down[-2:]) / 2 <= down[0] - 0.3
+    assert sum(up[-2:]) / 2 >= sum(down[-2:]) / 2 + 0.3
