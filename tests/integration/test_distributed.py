@@ -262,7 +262,8 @@ def test_a_gpu_worker_that_vanishes_mid_sft_is_replaced_and_the_retry_resumes_fr
     run_id = _trigger(prefect_server, "thyme_pipeline/thyme-pipeline", params)
     deadline = time.time() + 900
     while True:
-        pushed = [k for k in s3.list_keys("checkpoints/") if k not in before and k.endswith("/step-0000002.json")]
+        pushed = [k for k in s3.list_keys("checkpoints/") if k not in before
+                  and k.endswith("/step-0000002.world-1.json")]
         if pushed:
             break
         state = _client_call(prefect_server, lambda c: c.read_flow_run(run_id)).state
@@ -283,3 +284,17 @@ def test_a_gpu_worker_that_vanishes_mid_sft_is_replaced_and_the_retry_resumes_fr
     records = [json.loads(line) for line in resumed.read_text().splitlines()]
     assert {"event": "resumed", "step": 2} in records  # from the store: this home never saw step 1 or 2
     assert [m["step"] for m in records if "loss" in m] == [3]
+    # and step 3 is the uninterrupted run's: the same run folder (config, samples), no checkpoint, no store
+    from thyme_core.runs import remote
+
+    again = cluster.root / "uninterrupted" / run_key
+    again.mkdir(parents=True)
+    for name in ("config.json", "samples.parquet"):
+        (again / name).write_bytes((resumed.parent / name).read_bytes())
+    info = json.loads((resumed.parent / "run.json").read_text())
+    (again / "run.json").write_text(json.dumps({**info, "store": None}))
+    lines: list[str] = []
+    assert remote.launch("thyme_core.sft.entry", again, 1, lines.append, lambda m: None) == 0, lines[-30:]
+    straight = [json.loads(line) for line in (again / "metrics.jsonl").read_text().splitlines()]
+    loss = {m["step"]: m["loss"] for m in straight if "loss" in m}
+    assert [m["loss"] for m in records if "loss" in m] == pytest.approx([loss[3]], rel=1e-4, abs=1e-5)

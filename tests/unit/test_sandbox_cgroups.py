@@ -3,6 +3,7 @@ dead pool of this PID namespace goes; a live one, and any pool of another PID na
 cluster, a container), whose pid /proc here cannot show, stay."""
 
 import os
+import subprocess
 
 from thyme_core.sandbox import cgroups
 
@@ -35,3 +36,17 @@ def test_a_folder_that_cannot_be_listed_any_more_is_skipped(tmp_path):
     stale.mkdir()
     cgroups._remove_stale(tmp_path, cgroups.PREFIX)
     assert not stale.exists() and gone.exists()
+
+
+def test_a_dead_pools_leftover_sessions_are_killed_so_its_folder_can_go(tmp_path):
+    # A session outlived its host (stopped between runs, it never noticed): it keeps its cgroup folder, and
+    # every new pool used to wait ~1 s on that folder's rmdir. The folder lists it in cgroup.procs.
+    leftover = subprocess.Popen(["sleep", "600"])
+    try:
+        session = tmp_path / f"{cgroups.PREFIX}{DEAD}-ffff-{cgroups._pid_namespace()}" / "session-1"
+        session.mkdir(parents=True)
+        (session / "cgroup.procs").write_text(f"{leftover.pid}\n")
+        cgroups._remove_stale(tmp_path, cgroups.PREFIX)
+        assert leftover.wait(timeout=10) == -9
+    finally:
+        leftover.kill()

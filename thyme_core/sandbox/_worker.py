@@ -15,7 +15,9 @@ folder, sends the host a descriptor of that folder, and forks the session interp
 namespace), then exits; the template is a child subreaper, so it adopts, reaps and can kill the interpreter.
 Killing pid 1 of a pid namespace kills everything in it, which is how a timeout stops a whole session at
 once. `stop` / `cont` SIGSTOP / SIGCONT the interpreter and every process under it (the freeze used where
-no cgroup freezer is available). In root mode the interpreter drops to its own uid and then enters a user
+no cgroup freezer is available). When its control socket closes (the host exited, or died without any
+clean-up) the template SIGKILLs every session before it exits: stopped between runs, a session would never
+notice on its own. In root mode the interpreter drops to its own uid and then enters a user
 namespace of its own (its own keyrings), with every capability dropped there too.
 """
 
@@ -72,6 +74,32 @@ def template_main(mode, ctl_fd):
     _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "subreaper")
     statuses = {}
     ctl.send(json.dumps({"ready": True, "pid": os.getpid()}).encode())
+    try:
+        _serve(mode, ctl, statuses)
+    finally:
+        _end_sessions()
+
+
+def _end_sessions():
+    """The host is gone (its control socket closed, with or without a goodbye) or the loop broke: every
+    session goes with the template. A session is stopped between runs, so it would never notice its own
+    socket closing; it would sleep for ever, holding its cgroup and its uid."""
+    me = os.getpid()
+    for pid in _descendants(me):
+        if pid != me:
+            for fn in (os.killpg, os.kill):
+                try:
+                    fn(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
+def _serve(mode, ctl, statuses):
     while True:
         data, fds, _flags, _addr = socket.recv_fds(ctl, 1 << 16, 8)
         if not data:

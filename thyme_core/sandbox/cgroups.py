@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,8 +200,25 @@ def _remove_stale(parent: Path, prefix: str) -> None:
             except OSError:
                 continue  # another process cleaning up at the same time removed it first
             for session in sessions:
+                _kill_members(session)
                 _rmdir(session)
             _rmdir(folder)
+
+
+def _kill_members(folder: Path) -> None:
+    """SIGKILL what is still in a dead pool's session folder: sessions that outlived their host (a session is
+    stopped between runs, so it never notices its host is gone), which would keep the folder from going and
+    every new pool waiting on it. Their pool's owner is dead and in this PID namespace, so they are ours."""
+    try:
+        pids = [int(x) for x in (folder / "cgroup.procs").read_text().split()]
+    except (OSError, ValueError):
+        return
+    for pid in pids:
+        if pid > 1 and pid != os.getpid():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
 
 def _delegate(folder: Path, wanted: tuple[str, ...]) -> tuple[str, ...]:
