@@ -46,7 +46,7 @@ class RlConfig(RolloutConfig, RunConfig):
     device: str = _f("auto", "in-process mode (nproc 0): cpu, cuda, or auto (cuda when available)")
     nproc: int = _f(0, "0: one process, plain AdamW, the policy generates its own rollouts; N >= 1: torchrun "
                        "N ranks, a DeepSpeed engine, a rollout engine per rank synced after every update")
-    nnodes: int = _f(1, "nodes of the run (nproc >= 1; each runs nproc ranks; node runs meet at a static rendezvous at node 0)")
+    nnodes: int = _f(1, "nodes of the run (nproc >= 1; each runs nproc ranks; node runs meet at node 0: static rendezvous)")
     deepspeed: str = _f("zero3", "DeepSpeed config with nproc >= 1: a name in infra/deepspeed/ or a path")
     rollout_engine: str = _f("transformers", "with nproc >= 1: transformers, or vllm (GPU, in-process)")
     vllm_gpu_memory: float = _f(0.35, "vLLM's share of GPU memory (the trainer needs the rest)")

@@ -10,11 +10,11 @@ rank layout out, so a restore takes only checkpoints of its own W). That manifes
 marker in the store: a half-uploaded checkpoint has none and is never taken as the newest complete one.
 
 A run of N nodes shares no disk: each node's launcher pushes its own part, the shards its ranks wrote, as
-checkpoints/<run key>/<tag>.world-<W>.node-<i>-of-<N>.json, and a step counts in the store only once all N parts are
-there. `restore` (before a launch) brings the newest complete checkpoint of the run from the store into a run
-folder whose own are older: every part, merged (simple, and right whatever node a rerun's ranks land on). The data order comes back with the step number (both trainers rebuild
-it from the config). `launch` is how SFT and RL start their ranks: torchrun with the pushing wired in, the
-pushes drained after.
+checkpoints/<run key>/<tag>.world-<W>.node-<i>-of-<N>.json, and a step counts in the store only once all N
+parts are there. `restore` (before a launch) brings the newest complete checkpoint of the run from the store
+into a run folder whose own are older: every part, merged (simple, and right whatever node a rerun's ranks
+land on). The data order comes back with the step number (both trainers rebuild it from the config).
+`launch` is how SFT and RL start their ranks: torchrun with the pushing wired in, the pushes drained after.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def part_name(world: int, nodes: Nodes = Nodes()) -> str:
     return f".world-{world}" + (f".node-{nodes.node_rank}-of-{nodes.nnodes}" if nodes.nnodes > 1 else "")
 
 
-def _remote_key(run_key: str, tag: str, part: str = "") -> str:
+def _remote_key(run_key: str, tag: str, part: str) -> str:
     return f"{_TAG_PREFIX}{run_key}/{tag}{part}.json"
 
 
@@ -56,7 +56,7 @@ def _store_of(run_dir: Path):
 class Uploader:
     """One background thread uploading checkpoints in the order they were saved."""
 
-    def __init__(self, store, run_key: str, run_dir: Path, part: str = ""):
+    def __init__(self, store, run_key: str, run_dir: Path, part: str):
         self.store, self.run_key, self.run_dir, self.part = store, run_key, Path(run_dir), part
         self.todo: queue.Queue = queue.Queue()
         self.errors: list[BaseException] = []
@@ -111,8 +111,8 @@ class Uploader:
 _uploaders: dict[str, Uploader] = {}
 
 
-def uploader_for(run_dir: Path, part: str = "") -> Uploader | None:
-    """This process's uploader for the run, or for its node's `part` (None when run.json names no store)."""
+def uploader_for(run_dir: Path, part: str) -> Uploader | None:
+    """This process's uploader for the run's checkpoints named `part` (part_name; None: no store in run.json)."""
     key = f"{Path(run_dir).resolve()}{part}"
     if key not in _uploaders:
         store, run_key = _store_of(run_dir)
