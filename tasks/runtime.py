@@ -36,7 +36,7 @@ def shared_prefect_api(meanwhile: Callable[[], object] | None = None) -> Iterato
             return
     if os.environ.get("PREFECT_API_URL"):
         if meanwhile:  # nothing to wait for: let it run beside the flow's own start-up
-            threading.Thread(target=_quietly, args=(meanwhile,), name="thyme-warm-up", daemon=True).start()
+            _beside(meanwhile)
         yield os.environ["PREFECT_API_URL"]
         return
     url, stop = _boot_ephemeral(meanwhile)
@@ -51,7 +51,7 @@ def shared_prefect_api(meanwhile: Callable[[], object] | None = None) -> Iterato
 def _api_url(url: str, meanwhile: Callable[[], object] | None) -> Iterator[None]:
     """PREFECT_API_URL=url for this process and its children, for the duration."""
     if meanwhile:
-        threading.Thread(target=_quietly, args=(meanwhile,), name="thyme-warm-up", daemon=True).start()
+        _beside(meanwhile)
     os.environ["PREFECT_API_URL"] = url
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -93,6 +93,24 @@ def _boot_ephemeral(meanwhile: Callable[[], object] | None) -> tuple[str, Callab
     raise ThymeError(f"the temporary Prefect API did not start within {timeout} s (twice; is the machine "
                      "overloaded?): start a long-lived one with `thyme server start`, or set PREFECT_API_URL") \
         from failure[0]
+
+
+# Packages with import cycles inside them that both a warm-up (Ray's client registers pydantic serializers
+# as it connects) and the flow's start-up (Prefect checks parameters for pydantic v1 models) import. Two
+# threads importing one cycle at once can see a half-initialized module ("cannot import name 'Field' from
+# partially initialized module 'pydantic.v1.fields'"): import them here, once, before there are two threads.
+SHARED_CYCLIC_IMPORTS = ("pydantic.v1",)
+
+
+def _beside(meanwhile: Callable[[], object]) -> threading.Thread:
+    """Start `meanwhile` in a background thread, after the imports it shares with this thread."""
+    import importlib
+
+    for name in SHARED_CYCLIC_IMPORTS:
+        importlib.import_module(name)
+    thread = threading.Thread(target=_quietly, args=(meanwhile,), name="thyme-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def _quietly(fn: Callable[[], object]) -> None:

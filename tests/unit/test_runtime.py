@@ -41,3 +41,30 @@ def test_boot_timeout_is_retried_once_then_one_clear_line(monkeypatch):
     # two attempts, each with the wait sized for a slow machine, each server stopped; the warm-up ran once
     assert len(NeverAnswers.started) == 2 and min(NeverAnswers.started) >= runtime.EPHEMERAL_BOOT_S
     assert len(NeverAnswers.stopped) == 2 and warmed == [1]
+
+
+def test_a_warm_up_beside_the_flow_start_never_imports_a_shared_import_cycle_at_the_same_time(tmp_path):
+    # CI failure: `thyme prepare --cluster ray://...`: Ray's client imported pydantic.v1 in the warm-up thread
+    # while Prefect imported it in the main thread for the flow's parameters: "cannot import name 'Field' from
+    # partially initialized module". The cycle must be imported before the warm-up thread exists (checked in a
+    # fresh interpreter, where nothing imported it yet).
+    import subprocess
+    import sys
+
+    script = """
+import os, sys, threading
+os.environ["PREFECT_API_URL"] = "http://127.0.0.1:9/api"
+from tasks import runtime
+assert "pydantic.v1" not in sys.modules, "precondition: a fresh interpreter"
+seen, ran = [], threading.Event()
+def warm():
+    seen.extend(name in sys.modules for name in runtime.SHARED_CYCLIC_IMPORTS)
+    ran.set()
+with runtime.shared_prefect_api(meanwhile=warm):
+    ran.wait(30)
+print(seen)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[True]"
