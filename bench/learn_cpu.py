@@ -5,20 +5,22 @@ that finds it, crops and zooms is the response's code), with the "learn" variant
 (model/tiny.py), every stage through the real command, as a user runs it:
 
     thyme synth (SFT data, RL prompts, a held-out TSV of other pictures)   thyme prepare (SFT, RL)
-    thyme eval (before SFT)   thyme train-sft --preset sft_learn   thyme eval (after SFT)
-    thyme train-rl --preset rl_learn (torchrun, DeepSpeed ZeRO-3, real sandbox, the format reward sampled at
-        text temperature 1.5: see the preset's header for why not the combined one yet)
-    thyme eval (after RL)
-    thyme train-rl ... --set rewards=[format_negated]: the control, advantages sign-flipped; must go down
-    thyme eval (after the control)
+    thyme eval (before SFT)   thyme train-sft --preset sft_learn --max-steps 96   thyme eval (after SFT)
+    side by side, from the SFT model, with the same seeds:
+      thyme train-rl --preset rl_learn (torchrun, DeepSpeed ZeRO-3, real sandbox, the format reward sampled at
+          text temperature 1.0)
+      thyme train-rl ... --set rewards=[format_negated]: the control, advantages sign-flipped; must go down
+      thyme train-rl ... --set learning_rate=1e-12: no learning, each step's luck (its prompts and samples)
+    thyme eval (after RL; after the control)
 
-Held-out figures per stage (eval/behaviour.py): well-formed share, code use, sandbox success, accuracy, greedy
-(`held_out`) and sampled as the RL rollouts are, text at temperature 1.5, seeded (`held_out_sampled`). RL
-curves per step, from each run's metrics.jsonl and its rollouts in the catalog: the trained reward (the
-control's negated back, so both curves are the format reward), well-formed share, rule-based accuracy, code use,
-code success, zero-variance groups, rollouts that hit a limit, KL to the reference. Both runs share the seeds:
-step s rolls out the same prompts from the same sampling seed, so their difference at a step is the signal
-(their step 1 is identical). The last line printed is one JSON object.
+SFT stops at 96 steps on purpose (the format half learned) so RL has room to raise it. Held-out figures per
+stage (eval/behaviour.py): well-formed share, code use, sandbox success, accuracy, greedy (`held_out`) and
+sampled as the RL rollouts are, text at temperature 1.0, seeded (`held_out_sampled`). RL curves per step, from
+each run's metrics.jsonl and its rollouts in the catalog: the trained reward (the control's negated back, so
+every curve is the format reward), well-formed share, rule-based accuracy, code use, code success,
+zero-variance groups, rollouts that hit a limit, KL to the reference. The runs share the seeds: step s rolls
+out the same prompts from the same sampling seed, so their difference at a step is the signal (their step 1
+is identical). The last line printed is one JSON object.
 
     .venv/bin/python bench/learn_cpu.py --out /tmp/learn            # the full run (docs/benchmarks.md)
     .venv/bin/python bench/learn_cpu.py --out /tmp/learn --quick    # what tests/integration/test_learn.py runs
@@ -53,20 +55,26 @@ class Sizes:
     rl_steps: int
     prompts_per_step: int
     group_size: int
+    rl_nproc: int  # 1: torchrun + DeepSpeed ZeRO-3 (the user's path); 0: in-process, plain AdamW (same maths)
+    rl_evals: bool  # also answer the held-out set sampled as the rollouts are, and after RL (else RL is
+    # measured by its own rollouts only)
+    luck: bool  # a third RL run at lr 1e-12: the same seeded rollouts with no learning (each step's luck)
 
 
-FULL = Sizes(sft_samples=256, rl_prompts=32, eval_samples=32, sft_steps=240, rl_steps=10, prompts_per_step=4,
-             group_size=8)
-# The short version trains the same SFT model on the same data (what teaches the format is the 240 steps), and
-# its RL steps are the full run's first 8 (same seeds; the control's format fell at steps 7-8): only the
-# held-out set and the RL runs are shorter.
-QUICK = Sizes(sft_samples=256, rl_prompts=32, eval_samples=16, sft_steps=240, rl_steps=8, prompts_per_step=4,
-              group_size=8)
+# SFT stops at 96 steps on purpose: the format is half learned (held-out greedy well-formed ~0.5, code use ~1),
+# so RL has room to raise it. At 240 steps SFT writes it on every picture greedy and on 3 in 4 sampled, and RL
+# could only hold it (docs/benchmarks.md, "It learns?", first and second sessions).
+FULL = Sizes(sft_samples=256, rl_prompts=32, eval_samples=32, sft_steps=96, rl_steps=8, prompts_per_step=4,
+             group_size=8, rl_nproc=1, rl_evals=True, luck=True)
+# The short version (tests/integration/test_learn.py, the integration tier: ~3.5 min): the same SFT recipe and
+# steps on fewer pictures, 8 held-out pictures before and after SFT, RL and its control side by side,
+# in-process, 4 steps of 2 prompts x 8, measured by their rollouts.
+QUICK = Sizes(sft_samples=128, rl_prompts=16, eval_samples=8, sft_steps=96, rl_steps=4, prompts_per_step=2,
+              group_size=8, rl_nproc=0, rl_evals=False, luck=False)
 EVAL_ARGS = ["--max-new-tokens", "192", "--max-length", "1024", "--max-rounds", "2"]
-# The held-out set is also answered as the RL rollouts sample (text at temperature 1.5, seeded; code greedy):
-# greedy decoding after SFT is already well-formed on every picture, so only sampled answers have room to
-# show RL raising the format (and the control lowering it) on pictures RL never saw.
-SAMPLED_ARGS = ["--text-temperature", "1.5", "--seed", "0"]
+# The held-out set is also answered as the RL rollouts sample (text at the rl_learn preset's temperature 1.0,
+# seeded; code greedy): what RL trains is the sampled policy.
+SAMPLED_ARGS = ["--text-temperature", "1.0", "--seed", "0"]
 
 
 def _free_port() -> int:
@@ -105,18 +113,41 @@ class Runner:
         self.timings: dict[str, float] = {}
 
     def thyme(self, name: str, *args) -> str:
-        self.n += 1
-        log = self.work / "logs" / f"{self.n:02d}-{name}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        start = time.perf_counter()
-        out = subprocess.run([str(BIN / "thyme"), *map(str, args)], env=self.env, cwd=REPO, capture_output=True,
-                             text=True)
-        self.timings[name] = round(time.perf_counter() - start, 1)
-        log.write_text(f"$ thyme {' '.join(map(str, args))}\n{out.stdout}\n{out.stderr}")
-        print(f"[{self.timings[name]:7.1f} s] thyme {name}", file=sys.stderr, flush=True)
-        if out.returncode != 0:
-            raise RuntimeError(f"thyme {name} failed ({out.returncode}); see {log}:\n{out.stderr[-3000:]}")
-        return out.stdout
+        return self.together((name, args))[0]
+
+    def together(self, *commands: tuple[str, tuple]) -> list[str]:
+        """Run `thyme` commands side by side (one torch thread each); their stdouts, in order. Each writes
+        straight to files (a pipe left unread while another command is waited for would stall it)."""
+        runs = []
+        for name, args in commands:
+            self.n += 1
+            log = self.work / "logs" / f"{self.n:02d}-{name}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            out, err = log.with_suffix(".stdout"), log.with_suffix(".stderr")
+            with open(out, "w") as o, open(err, "w") as e:
+                proc = subprocess.Popen([str(BIN / "thyme"), *map(str, args)], env=self.env, cwd=REPO, text=True,
+                                        stdout=o, stderr=e)
+            runs.append((name, args, log, out, err, proc, time.perf_counter()))
+        ended: dict[int, float] = {}
+        while len(ended) < len(runs):
+            for i, run in enumerate(runs):
+                if i not in ended and run[5].poll() is not None:
+                    ended[i] = time.perf_counter()
+            time.sleep(0.2)
+        outs, failed = [], []
+        for i, (name, args, log, out, err, proc, start) in enumerate(runs):
+            self.timings[name] = round(ended[i] - start, 1)
+            stdout, stderr = out.read_text(), err.read_text()
+            log.write_text(f"$ thyme {' '.join(map(str, args))}\n{stdout}\n{stderr}")
+            out.unlink()
+            err.unlink()
+            print(f"[{self.timings[name]:7.1f} s] thyme {name}", file=sys.stderr, flush=True)
+            if proc.returncode != 0:
+                failed.append(f"thyme {name} failed ({proc.returncode}); see {log}:\n{stderr[-3000:]}")
+            outs.append(stdout)
+        if failed:
+            raise RuntimeError("\n".join(failed))
+        return outs
 
 
 def final_path(stdout: str) -> Path:
@@ -187,21 +218,26 @@ def run(work: Path, sizes: Sizes, seed: int, control_eval: bool) -> dict:
                              "sft_learn", "--max-steps", sizes.sft_steps, "--set", f"seed={seed}",
                              "--set", f"epochs={1 + sizes.sft_steps * 8 // sizes.sft_samples}", *h))
     held_out["after_sft"] = evaluate("after_sft", sft)
-    sampled["after_sft"] = evaluate("after_sft_sampled", sft, *SAMPLED_ARGS)
-    rl_args = ["--model", sft, "--preset", "rl_learn", "--data", "zoom", "--max-steps", sizes.rl_steps,
-               "--set", f"prompts_per_step={sizes.prompts_per_step}", "--set", f"group_size={sizes.group_size}",
-               "--set", f"seed={seed}", *h]
-    rl = final_path(r.thyme("train-rl", "train-rl", *rl_args))
-    held_out["after_rl"] = evaluate("after_rl", rl)
-    sampled["after_rl"] = evaluate("after_rl_sampled", rl, *SAMPLED_ARGS)
-    control = final_path(r.thyme("train-rl-control", "train-rl", *rl_args, "--set", "rewards=[format_negated]"))
-    if control_eval:
-        held_out["after_control_rl"] = evaluate("after_control_rl", control)
-        sampled["after_control_rl"] = evaluate("after_control_rl_sampled", control, *SAMPLED_ARGS)
+    if sizes.rl_evals:
+        sampled["after_sft"] = evaluate("after_sft_sampled", sft, *SAMPLED_ARGS)
+    rl_args = ("train-rl", "--model", sft, "--preset", "rl_learn", "--data", "zoom", "--max-steps", sizes.rl_steps,
+               "--nproc", sizes.rl_nproc, "--set", f"prompts_per_step={sizes.prompts_per_step}",
+               "--set", f"group_size={sizes.group_size}", "--set", f"seed={seed}", *h)
+    # Side by side, from the same SFT model and seeds: RL, its control (minus the reward: every advantage's sign
+    # flipped), and (full run) no learning at all, which gives each step's luck (its prompts and samples).
+    runs = {"rl": rl_args, "rl_control": (*rl_args, "--set", "rewards=[format_negated]")}
+    if sizes.luck:
+        runs["rl_no_learning"] = (*rl_args, "--set", "learning_rate=1e-12")
+    finals = dict(zip(runs, map(final_path, r.together(*runs.items()))))
+    if sizes.rl_evals:
+        held_out["after_rl"] = evaluate("after_rl", finals["rl"])
+        sampled["after_rl"] = evaluate("after_rl_sampled", finals["rl"], *SAMPLED_ARGS)
+        if control_eval:
+            held_out["after_control_rl"] = evaluate("after_control_rl", finals["rl_control"])
+            sampled["after_control_rl"] = evaluate("after_control_rl_sampled", finals["rl_control"], *SAMPLED_ARGS)
+    curves = {name: rl_curves(home, final.parent, name == "rl_control") for name, final in finals.items()}
     return {"bench": "learn_cpu", "sizes": asdict(sizes), "seed": seed, "held_out": held_out,
-            "held_out_sampled": sampled,
-            "rl": rl_curves(home, rl.parent, False), "rl_control": rl_curves(home, control.parent, True),
-            "seconds": r.timings}
+            "held_out_sampled": sampled, **curves, "seconds": r.timings}
 
 
 def main() -> None:

@@ -4,7 +4,7 @@
 set -uo pipefail
 tier=$1; expr=$2
 cd "$(dirname "$0")/.."
-.venv/bin/python -m pytest -m "$expr" -q
+.venv/bin/python -m pytest -m "$expr" -q --durations=12
 rc=$?
 if [ $rc -eq 5 ]; then
   echo "tier '$tier': pytest collected no tests for -m \"$expr\"; failing so this is not read as a pass" >&2
