@@ -119,7 +119,7 @@ def evaluate(
     scoring = EvalScoring(protocol=protocol, retries=retries, judge_url=judge_url, judge_model=judge_model)
     home_root = str(resolve_home(home).ensure().root)
     shards = plan_eval_shards(tsv, spec, config, shard_rows, run_id, scoring)
-    address, version, home_updated = cluster_address(cluster), {}, True
+    address, version, home_updated, store_uri = cluster_address(cluster), {}, True, ""
     if address:  # (the cluster path scores with our protocol; vlmevalkit scoring runs locally)
         store_uri = store or default_store_uri()
         stored = run_shards(eval_shard_on_cluster,
@@ -133,7 +133,8 @@ def evaluate(
         futures = [eval_shard.submit(s, home_root, spec, config, scoring) for s in shards]
         results = wait_with_progress(futures, f"evaluate {tsv}", postfix=lambda r: {"correct": r.correct})
     run = shards[0].run_id if shards else run_id
-    markdown = eval_report(home_root, run) if home_updated else ""
+    in_place = {} if home_updated else dict(store_uri=store_uri, version=f"{version['dataset']}@{version['version']}")
+    markdown = eval_report(home_root, run, **in_place)
     summary = {"run_id": run, "protocol": protocol, "shards": len(results),
                "shards_reused": sum(r.reused for r in results),
                "samples": sum(r.samples for r in results), "correct": sum(r.correct for r in results)}

@@ -104,7 +104,7 @@ def prepare_sft_data(
                          "path every worker can read (hf:// sources are read by the local prepare only, for now)")
     postfix = lambda r: {"samples": r.summary.samples_image + r.summary.samples_text + r.summary.samples_rl,
                          "rejects": r.summary.rejects}
-    on_cluster = {}
+    on_cluster, in_place = {}, {}
     if address:
         specs = plan_shards(source, split, home_root, config)
         store_uri = store or default_store_uri()
@@ -113,12 +113,8 @@ def prepare_sft_data(
                             f"prepare {split} on {address}", lambda s: postfix(s.result), address)
         published = publish_version(store_uri, dataset, shards, home_root)
         results, on_cluster = [s.result for s in shards], {"version": published.manifest, "dataset": dataset}
-        if not published.home_updated:
-            line = (f"prepare {split}: published {dataset}@{published.manifest} on {address}; the home keeps "
-                    f"its own catalog (a pull would lose local work)")
-            get_run_logger().info(line)
-            return {"split": split, "shards": len(specs), "shards_reused": sum(s.reused for s in shards),
-                    **on_cluster, "report": line}
+        if not published.home_updated:  # the report comes from the version, queried where it lies
+            in_place = dict(store_uri=store_uri, version=f"{dataset}@{published.manifest}")
     else:
         if hub.is_hub(source):
             snapshot = resolve_hub_source(source, home_root)
@@ -131,7 +127,7 @@ def prepare_sft_data(
             specs = plan_shards(source, split, home_root, config)
             futures = [prepare_shard.submit(spec, home_root, config) for spec in specs]
         results = wait_with_progress(futures, f"prepare {split}", postfix=postfix)
-    report = catalog_report(home_root, split, results, time.perf_counter() - started)
+    report = catalog_report(home_root, split, results, time.perf_counter() - started, **in_place)
     markdown = publish_report(report)
     get_run_logger().info(report.headline())
     summary = {"split": split, "shards": len(specs), "shards_reused": report.shards_reused,

@@ -82,7 +82,8 @@ def replay_sft_data(
                              for k, p in inputs], f"replay {split} on {address}", lambda s: postfix(s.result), address)
         published = publish_version(store_uri, name, stored, home_root)
         results = [s.result for s in stored]
-        markdown = replay_report(home_root, split, results) if published.home_updated else ""
+        in_place = {} if published.home_updated else dict(store_uri=store_uri, version=f"{name}@{published.manifest}")
+        markdown = replay_report(home_root, split, results, **in_place)
         out = {"split": split, "shards": len(results), "shards_reused": sum(r.reused for r in results),
                "blocks": sum(r.blocks for r in results), "matched": sum(r.matched for r in results)}
         _log_summary(out)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from prefect import Task, task
+from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -22,9 +22,11 @@ from thyme_core.cluster import publish as cluster
 from thyme_core.cluster import stored
 from thyme_core.cluster.engine import Resources, engine
 from thyme_core.eval.evaluate import EvalShard
+from thyme_core.prepare.report import describe_shard
 from thyme_core.prepare.shards import PrepareConfig
 from thyme_core.prepare.source import ShardSpec
 from thyme_core.replay import verify as replay
+from thyme_core.replay.verify import describe_shard as describe_replay
 from thyme_core.base.s3 import Endpoint
 from thyme_core.versions.store import open_store
 
@@ -47,8 +49,10 @@ def run_shards(shard_task: Task, calls: list[dict], desc: str, postfix: Callable
       cache_policy=NO_CACHE, task_run_name="prepare-{spec.split}-{spec.row_start}-{spec.row_stop}")
 def prepare_shard_on_cluster(spec: ShardSpec, address: str, store_uri: str, config: PrepareConfig
                              ) -> stored.StoredShard:
-    return cluster.run_shard(address, open_store(store_uri), "prepare", spec.key, stored.prepare_step,
-                             (spec, store_uri, config, Endpoint.from_env()), Resources(cpus=1))
+    out = cluster.run_shard(address, open_store(store_uri), "prepare", spec.key, stored.prepare_step,
+                            (spec, store_uri, config, Endpoint.from_env()), Resources(cpus=1))
+    get_run_logger().info(describe_shard(out.result) + _where(out))
+    return out
 
 
 @task(name="list-version-shards", cache_policy=NO_CACHE)
@@ -63,17 +67,27 @@ def list_version_shards(store_uri: str, dataset: str, split: str) -> list[tuple[
       cache_policy=NO_CACHE, task_run_name="replay-{prepare_key}")
 def replay_shard_on_cluster(prepare_key: str, parts: tuple, address: str, store_uri: str,
                             config: replay.ReplayConfig) -> stored.StoredShard:
-    return cluster.run_shard(address, open_store(store_uri), "replay", replay.replay_key(prepare_key, config),
-                             stored.replay_step, (prepare_key, parts, store_uri, config, Endpoint.from_env()),
-                             Resources(cpus=1))
+    out = cluster.run_shard(address, open_store(store_uri), "replay", replay.replay_key(prepare_key, config),
+                            stored.replay_step, (prepare_key, parts, store_uri, config, Endpoint.from_env()),
+                            Resources(cpus=1))
+    get_run_logger().info(describe_replay(out.result))
+    return out
 
 
 # No Prefect retries (a shard that fails on its rows fails the same way again); Ray resubmits a dead worker's.
 @task(name="eval-shard-on-cluster", cache_policy=NO_CACHE, task_run_name="eval-{shard.benchmark}-{shard.start}")
 def eval_shard_on_cluster(shard: EvalShard, spec: BackendSpec, config: AgentConfig, address: str, store_uri: str,
                           gpus: float) -> stored.StoredShard:
-    return cluster.run_shard(address, open_store(store_uri), "agent", shard.key, stored.eval_step,
-                             (shard, spec, config, store_uri, Endpoint.from_env()), Resources(cpus=1, gpus=gpus))
+    out = cluster.run_shard(address, open_store(store_uri), "agent", shard.key, stored.eval_step,
+                            (shard, spec, config, store_uri, Endpoint.from_env()), Resources(cpus=1, gpus=gpus))
+    r = out.result
+    get_run_logger().info(f"shard {r.key}: {r.correct}/{r.samples} correct{' (already done, reused)' if r.reused else ''}")
+    return out
+
+
+def _where(out: stored.StoredShard) -> str:
+    run = getattr(out.result, "run", None)
+    return f" on {run.host}" if run is not None and not out.reused else ""
 
 
 @task(name="publish-version", retries=2, retry_delay_seconds=3, retry_condition_fn=retry_unless_user_error,

@@ -14,6 +14,7 @@ from thyme_core.base.home import DataHome
 from thyme_core.viewer.links import markdown_link
 from thyme_core.pipeline import training
 from thyme_core.versions.folders import resolve_model
+from thyme_core.versions.query import version_querier
 from thyme_core.versions.store import open_store
 
 
@@ -34,8 +35,10 @@ def eval_shard(shard: evaluate.EvalShard, home_root: str, spec: BackendSpec, con
 
 
 @task(name="eval-report", cache_policy=NO_CACHE)
-def eval_report(home_root: str, run_id: str) -> str:
-    markdown = evaluate.report_markdown(DataHome(home_root), run_id) + markdown_link("eval", run_id)
+def eval_report(home_root: str, run_id: str, store_uri: str = "", version: str = "") -> str:
+    """From the home's catalog, or with `version` (NAME@SHA) from that version in the store."""
+    where = version_querier(open_store(store_uri), version) if version else DataHome(home_root)
+    markdown = evaluate.report_markdown(where, run_id) + markdown_link("eval", run_id)
     # (artifact_key makes any run id a valid key: before_sft and the like)
     return publish_markdown(markdown, ("eval", run_id.lower().removeprefix("eval-")),
                             "Accuracy by benchmark and category")

@@ -11,6 +11,8 @@ from thyme_core.base import workers
 from thyme_core.base.home import DataHome
 from thyme_core.prepare.report import PrepareReport, build_report, describe_shard
 from thyme_core.prepare.source import ShardSpec
+from thyme_core.versions.query import version_querier
+from thyme_core.versions.store import open_store
 
 from tasks.artifacts import publish_markdown
 from tasks.retry import retry_unless_user_error
@@ -53,7 +55,11 @@ def prepare_shard(spec: ShardSpec, home_root: str, config: prepare.PrepareConfig
 
 
 @task(name="catalog-report", cache_policy=NO_CACHE)
-def catalog_report(home_root: str, split: str, results: list[prepare.ShardResult], wall_seconds: float) -> PrepareReport:
+def catalog_report(home_root: str, split: str, results: list[prepare.ShardResult], wall_seconds: float,
+                   store_uri: str = "", version: str = "") -> PrepareReport:
+    """The run's report from the home's catalog, or with `version` (NAME@SHA) from that version in the store."""
+    if version:
+        return build_report(version_querier(open_store(store_uri), version), split, results, wall_seconds)
     home = DataHome(home_root)
     catalog.publish(home)
     return build_report(home, split, results, wall_seconds)

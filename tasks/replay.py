@@ -11,6 +11,8 @@ from tasks.artifacts import publish_markdown
 from thyme_core import replay
 from thyme_core.base.home import DataHome
 from thyme_core.replay.verify import describe_shard
+from thyme_core.versions.query import version_querier
+from thyme_core.versions.store import open_store
 
 
 @task(name="list-prepared-shards", cache_policy=NO_CACHE)
@@ -26,6 +28,9 @@ def replay_shard(prepare_dir: str, home_root: str, config: replay.ReplayConfig) 
 
 
 @task(name="replay-report", cache_policy=NO_CACHE)
-def replay_report(home_root: str, split: str, results: list[replay.ReplayShardResult]) -> str:
-    markdown = replay.summary_markdown(DataHome(home_root), split, results)
+def replay_report(home_root: str, split: str, results: list[replay.ReplayShardResult], store_uri: str = "",
+                  version: str = "") -> str:
+    """From the home's catalog, or with `version` (NAME@SHA) from that version in the store."""
+    where = version_querier(open_store(store_uri), version) if version else DataHome(home_root)
+    markdown = replay.summary_markdown(where, split, results)
     return publish_markdown(markdown, ("replay", split), "SFT replay verification summary")

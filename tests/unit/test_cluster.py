@@ -103,3 +103,27 @@ def test_without_a_cluster_address_runs_stay_local(monkeypatch):
     assert address("") is None and address(None) is None
     monkeypatch.setenv(ADDRESS_ENV, "ray://head:10001")
     assert address("") == "ray://head:10001" and address("ray://other:1") == "ray://other:1"
+
+
+def test_a_home_left_as_it_was_still_gets_the_full_report_from_the_version(source, tmp_path):
+    """The driver's home holds other work, so the version is not pulled: the run's report (per-shard lines and
+    the catalog sections) comes from the published version queried in place, equal to a pulled home's."""
+    from thyme_core.prepare.report import build_report, describe_shard
+    from thyme_core.versions.pull import pull
+    from thyme_core.versions.query import version_querier
+
+    store, busy = LocalStore(tmp_path / "store"), DataHome(tmp_path / "busy")
+    for spec in prepare.plan(source, "other", CONFIG, busy):  # the home's own work
+        prepare.prepare_shard(spec, busy, CONFIG)
+    before = build_manifest(busy).sha256
+    shards = [stored.prepare_step(spec, store.uri, CONFIG) for spec in prepare.plan(source, SPLIT, CONFIG)]
+    out = cluster.publish_shards(store, "sft", shards, busy)
+    assert not out.home_updated and build_manifest(busy).sha256 == before
+    results = [s.result for s in shards]
+    assert all(describe_shard(r).endswith("images/s") for r in results)  # a worker's run facts come back
+    in_place = build_report(version_querier(store, f"sft@{out.manifest}"), SPLIT, results, 2.0)
+    pulled = DataHome(tmp_path / "pulled")
+    pull(store, f"sft@{out.manifest}", pulled)
+    assert in_place == build_report(pulled, SPLIT, results, 2.0)
+    assert in_place.rejects == 2 and {r[0] for r in in_place.rejects_by_reason} == {SPLIT}  # not the busy home's
+    assert "| 2round |" in in_place.markdown()

@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import duckdb
 import pyarrow.parquet as pq
@@ -135,7 +135,9 @@ def read(home: DataHome) -> duckdb.DuckDBPyConnection:
 
 
 def is_named(name: str) -> bool:
-    return (SQL_DIR / "queries" / f"{name}.sql").is_file() and "/" not in name
+    if not name.replace("_", "").replace("-", "").isalnum():  # SQL text is no name (nor a path outside queries/)
+        return False
+    return (SQL_DIR / "queries" / f"{name}.sql").is_file()
 
 
 def query(home: DataHome, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> tuple[list[str], list[tuple]]:
@@ -149,6 +151,17 @@ def query(home: DataHome, sql: str, params: Sequence[Any] | dict[str, Any] = ())
         raise ThymeError(f"query failed: {exc}") from None
     finally:
         con.close()
+
+
+Query = Callable[..., tuple[list[str], list[tuple]]]  # (sql, params=()) -> (column names, rows)
+
+
+def querier(where: "DataHome | Query") -> Query:
+    """A catalog to run report queries on: a home's, or a function (sql, params=()) -> (columns, rows), such
+    as a version queried where it lies in the store (versions/query.version_querier) when no home holds it."""
+    if isinstance(where, DataHome):
+        return lambda sql, params=(): query(where, sql, params)
+    return where
 
 
 def named(home: DataHome, name: str, params: Sequence[Any] | dict[str, Any] = ()) -> tuple[list[str], list[tuple]]:

@@ -180,13 +180,14 @@ def _exact(prediction: str, answer: str) -> bool:
     return " ".join(prediction.lower().split()) == " ".join(answer.lower().split()) != ""
 
 
-def report_markdown(home: DataHome, run_id: str) -> str:
-    """Accuracy by benchmark and category as a markdown table (the named query eval_accuracy)."""
+def report_markdown(where, run_id: str) -> str:
+    """Accuracy by benchmark and category as a markdown table (the named query eval_accuracy), from `where`: a
+    home, or a published version queried in place (catalog.querier)."""
     from thyme_core import catalog
 
     one_run = f"SELECT * EXCLUDE (run_id) FROM ({catalog.sql_text('queries/eval_accuracy').strip().rstrip(';')}) " \
               "WHERE run_id = ? ORDER BY benchmark, category = '(all)' DESC, category"
-    columns, rows = catalog.query(home, one_run, [run_id])
+    columns, rows = catalog.querier(where)(one_run, [run_id])
     lines = [f"## evaluate: run `{run_id}`", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows]
     return "\n".join(lines if rows else lines[:2] + ["none"])

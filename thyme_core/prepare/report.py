@@ -99,13 +99,15 @@ def describe_shard(result: ShardResult) -> str:
             f"{s.images_seen} images ({run.images_written} new) in {run.seconds:.1f} s, {rate:.0f} images/s")
 
 
-def build_report(home: DataHome, split: str, results: list[ShardResult], wall_seconds: float) -> PrepareReport:
+def build_report(where: "DataHome | catalog.Query", split: str, results: list[ShardResult],
+                 wall_seconds: float) -> PrepareReport:
+    """The report of a run; its catalog-wide sections from `where`: a home, or a published version queried in
+    place (a cluster run whose driver home was left as it was)."""
+    query = catalog.querier(where)
     ran = [r.summary for r in results if not r.reused]
-    _, by_split = catalog.named(home, "counts_by_split")
-    _, rl_by_split = catalog.named(home, "rl_counts")
-    _, reasons = catalog.query(
-        home, "SELECT split, reason, count(*) FROM rejects GROUP BY ALL ORDER BY split, count(*) DESC"
-    )
+    _, by_split = query(catalog.sql_text("queries/counts_by_split"))
+    _, rl_by_split = query(catalog.sql_text("queries/rl_counts"))
+    _, reasons = query("SELECT split, reason, count(*) FROM rejects GROUP BY ALL ORDER BY split, count(*) DESC")
     return PrepareReport(
         split=split,
         shards_run=len(ran),

@@ -205,15 +205,17 @@ def prepared_shards(home: DataHome, split: str) -> list[str]:
     return [str(home.shards_dir / "prepare" / r[0]) for r in rows]
 
 
-def summary_markdown(home: DataHome, split: str, results: list[ReplayShardResult] = ()) -> str:
-    """This run's shards (replayed and reused), then the split's reproduction figures and failures."""
+def summary_markdown(where: "DataHome | catalog.Query", split: str, results: list[ReplayShardResult] = ()) -> str:
+    """This run's shards (replayed and reused), then the split's reproduction figures and failures (from
+    `where`: a home, or a published version queried in place)."""
+    query = catalog.querier(where)
     reused = [r for r in results if r.reused]
     lines = [f"## replay_sft_data: split `{split}`", "", "### This run", "",
              f"- shards: {len(results) - len(reused)} replayed, {len(reused)} already done with the same settings "
              f"and code (reused, {sum(r.blocks for r in reused)} code blocks)",
              f"- code blocks: {sum(r.blocks for r in results)}, {sum(r.matched for r in results)} reproduced", ""]
     for title, name in (("Samples whose code reproduces", "replay_summary"), ("Not reproduced", "replay_failures")):
-        columns, rows = catalog.named(home, name)
+        columns, rows = query(catalog.sql_text(f"queries/{name}"))
         rows = [row[1:] for row in rows if row[0] == split]
         lines += [f"### {title}", ""]
         if not rows:

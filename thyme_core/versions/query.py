@@ -78,6 +78,11 @@ def connect_version(store: Store, spec: str) -> tuple[duckdb.DuckDBPyConnection,
     return con, sha, missing
 
 
+def version_querier(store: Store, spec: str) -> catalog.Query:
+    """The version as a catalog for reports (catalog.querier): each call queries it in place."""
+    return lambda sql, params=(): query_version(store, spec, sql, params)
+
+
 def query_version(store: Store, spec: str, sql: str, params: Sequence[Any] | dict[str, Any] = ()
                   ) -> tuple[list[str], list[tuple]]:
     """Run SQL (or a named query's name) on the version in place; returns (column names, rows). Parameters as in
