@@ -1,8 +1,8 @@
 """Flow `prepare_sft_data`: Thyme SFT (and RL-form) source files -> a clean, deduplicated, path-correct catalog.
 
 Outputs, in the data home (an s3:// source is read in place, by range; an hf:// source goes to the HF cache, one
-file at a time): images/ (content-addressed store), shards/prepare/<key>/*.parquet (samples
-with image, text-only samples, images, rejects, shard summary), catalog.duckdb (views `sft_samples`,
+file at a time, or on a cluster is read by range by the workers): images/ (content-addressed store),
+shards/prepare/<key>/*.parquet (samples with image, text-only samples, images, rejects, shard summary), catalog.duckdb (views `sft_samples`,
 `images`, `rejects`, `prepare_shards`, and `rl_samples` for files in the released RL form: messages, images,
 solution, question; the schema is detected per file), and a markdown summary artifact.
 With `cluster` (or $THYME_RAY_ADDRESS) the shards run as Ray tasks that write straight into the store, and the
@@ -21,12 +21,11 @@ from pydantic import Field
 
 from tasks import user_errors
 from tasks.cluster import prepare_shard_on_cluster, publish_version, run_shards
-from tasks.prepare import (catalog_report, plan_hub_file, plan_shards, prepare_shard, publish_report,
-                           resolve_hub_source)
+from tasks.prepare import (catalog_report, plan_hub_file, plan_hub_ranges, plan_shards, prepare_shard,
+                           publish_report, resolve_hub_source)
 from tasks.progress import wait_with_progress
 from tasks.stages import prepare_stage_key, record_stage, show_asset, stage_done
 from tasks.versions import push_version
-from thyme_core.base.errors import ThymeError
 from thyme_core.base.home import resolve_home
 from thyme_core.base.names import check_name
 from thyme_core.cluster.engine import address as cluster_address
@@ -65,7 +64,8 @@ def prepare_sft_data(
             .parquet or .jsonl file, a folder of them, s3://bucket/prefix (read in place: each shard reads
             only its row groups, by range, also on a cluster; shards of unchanged objects are skipped), or a
             Hub dataset hf://datasets/OWNER/NAME[@REVISION][/PATH] (fetched file by file while earlier files'
-            shards run; not with `cluster`). Paths are read on the machine of the worker.
+            shards run; with `cluster`, read by range by the workers at the commit the revision resolved to).
+            Paths are read on the machine of the worker.
         split: The split the samples are filed under, e.g. wo_thinking_thyme_single_round, 2round,
             computation (letters, digits, '.', '_', '-').
         home: The data home folder on the worker's machine (images, shards, catalog.duckdb). Empty: the
@@ -99,14 +99,12 @@ def prepare_sft_data(
     home_root = str(resolve_home(home).ensure().root)
     address = cluster_address(cluster)
     dataset = dataset or ("sft" if address else "")
-    if address and hub.is_hub(source):
-        raise ThymeError("a cluster prepare reads the source where the workers are: give s3://bucket/prefix or a "
-                         "path every worker can read (hf:// sources are read by the local prepare only, for now)")
     postfix = lambda r: {"samples": r.summary.samples_image + r.summary.samples_text + r.summary.samples_rl,
                          "rejects": r.summary.rejects}
     on_cluster, in_place = {}, {}
-    if address:
-        specs = plan_shards(source, split, home_root, config)
+    if address:  # a hub source is planned by range: the workers read their shards from the Hub, at one commit
+        specs = plan_hub_ranges(resolve_hub_source(source, home_root), split, config) if hub.is_hub(source) \
+            else plan_shards(source, split, home_root, config)
         store_uri = store or default_store_uri()
         shards = run_shards(prepare_shard_on_cluster,
                             [dict(spec=s, address=address, store_uri=store_uri, config=config) for s in specs],

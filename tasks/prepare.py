@@ -43,6 +43,13 @@ def plan_hub_file(snapshot: hub.HubSnapshot, filename: str, split: str, config: 
     return prepare.plan_hub_file(snapshot, filename, split, config)
 
 
+@task(name="plan-hub-ranges", retries=2, retry_delay_seconds=3, retry_condition_fn=retry_unless_user_error,
+      cache_policy=NO_CACHE)
+def plan_hub_ranges(snapshot: hub.HubSnapshot, split: str, config: prepare.PrepareConfig) -> list[ShardSpec]:
+    """The snapshot's shards for workers that read the Hub by range (a cluster): footers and line ends only."""
+    return prepare.plan_hub_ranges(snapshot, split, config)
+
+
 @task(name="prepare-shard", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_unless_user_error,
       cache_policy=NO_CACHE,
       task_run_name="prepare-{spec.split}-{spec.row_start}-{spec.row_stop}")

@@ -186,3 +186,89 @@ class StandIn(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+class FakeHub(BaseHTTPRequestHandler):
+    """The Hub endpoints huggingface_hub calls for one dataset repo `repo`, with commits by sha: dataset_info
+    (/api/datasets/{repo}/revision/{rev}, with `?blobs=True` each file's size and, for .parquet files, LFS
+    metadata whose sha256 is the content's, as the Hub stores large files) and resolve
+    (/datasets/{repo}/resolve/{rev}/{path}, HEAD and GET, a `Range: bytes=a-b` answered 206 like the Hub's
+    storage). Files are set per test: `commits` (sha -> {path: bytes}), `refs` (branch -> sha); `log` holds
+    (method, path, Authorization, Range) of every request; `token`, when set, is required (401 otherwise)."""
+
+    repo = "thyme-org/thyme-mini"
+    commits: dict = {}
+    refs: dict = {}
+    log: list = []
+    token: str | None = None
+
+    def _commit(self, rev):
+        sha = self.refs.get(rev, rev)
+        return sha, self.commits.get(sha)
+
+    def do_GET(self):
+        self._serve(body=True)
+
+    def do_HEAD(self):
+        self._serve(body=False)
+
+    def _serve(self, body):
+        import hashlib
+
+        auth = self.headers.get("Authorization")
+        type(self).log.append((self.command, self.path, auth, self.headers.get("Range")))
+        if self.token and auth != f"Bearer {self.token}":
+            return self._send(401, b"unauthorized", {"X-Error-Code": "GatedRepo"}, body)
+        api, resolve = f"/api/datasets/{self.repo}/revision/", f"/datasets/{self.repo}/resolve/"
+        if self.path.startswith(api):
+            rev, _, query = self.path[len(api):].partition("?")
+            sha, files = self._commit(rev)
+            if files is None:
+                return self._send(404, b'{"error": "Revision not found"}', {"X-Error-Code": "RevisionNotFound"})
+            siblings = [{"rfilename": f} for f in files]
+            if "blobs" in query:
+                for s in siblings:
+                    data = files[s["rfilename"]]
+                    s.update(size=len(data), blobId=hashlib.sha1(data).hexdigest())
+                    if s["rfilename"].endswith(".parquet"):
+                        s["lfs"] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "pointerSize": 134}
+            data = json.dumps({"id": self.repo, "sha": sha, "siblings": siblings}).encode()
+            return self._send(200, data, {"Content-Type": "application/json"}, body)
+        if self.path.startswith(resolve):
+            rev, _, name = self.path[len(resolve):].partition("/")
+            sha, files = self._commit(rev)
+            if files is None or name not in files:
+                return self._send(404, b"not found", {"X-Error-Code": "EntryNotFound"}, body)
+            data, status, headers = files[name], 200, {"X-Repo-Commit": sha, "Content-Type": "application/octet-stream",
+                                                       "ETag": f'"{hashlib.sha256(files[name]).hexdigest()}"'}
+            ranged = self.headers.get("Range", "")
+            if ranged.startswith("bytes="):
+                start, _, stop = ranged[6:].partition("-")
+                start, stop = int(start), min(int(stop or len(data) - 1), len(data) - 1)
+                headers["Content-Range"] = f"bytes {start}-{stop}/{len(data)}"
+                data, status = data[start:stop + 1], 206
+            return self._send(status, data, headers, body)
+        self._send(404, b"no route", {}, body)
+
+    def _send(self, status, data, headers, body=True):
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def serve_fake_hub(port: int = 0):
+    """A FakeHub on 127.0.0.1 in a thread: (server, its URL); its state is reset. Stop it with .shutdown()."""
+    from http.server import ThreadingHTTPServer
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", port), FakeHub)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    FakeHub.commits, FakeHub.refs, FakeHub.log, FakeHub.token = {}, {}, [], None
+    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"

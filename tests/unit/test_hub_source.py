@@ -12,15 +12,16 @@ file is fetched when its shards are planned, images named relative to the data f
 import hashlib
 import io
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import random
 
 import pytest
 from PIL import Image
 
 from thyme_core import catalog, prepare
 from thyme_core.base.errors import ThymeError
+from thyme_core.base.home import DataHome
 from thyme_core.prepare import hub
+from tests.fakes import FakeHub, serve_fake_hub
 
 datasets = pytest.importorskip("datasets")
 CONFIG = prepare.PrepareConfig(shard_rows=2)
@@ -34,14 +35,14 @@ def png(colour) -> bytes:
     return buf.getvalue()
 
 
-def repo_files(tmp_path, n_rows: int, colour=(200, 0, 0)) -> dict[str, bytes]:
+def repo_files(tmp_path, n_rows: int, colour=(200, 0, 0), filler: int = 0) -> dict[str, bytes]:
     """The files of a dataset repo: data/train.parquet written by `datasets` (an Image sequence column whose
     images are repo files named relative to it: {bytes: None, path: "../images/i.png"}) and the images."""
     rows, files = [], {}
     for i in range(n_rows):
         files[f"images/{i}.png"] = png((colour[0], colour[1], i * 20))
         rows.append({"image": [{"bytes": None, "path": f"../images/{i}.png"}],
-                     "question": f"<image>\nWhat colour is square {i}?\nA. red\nB. blue",
+                     "question": f"<image>\nWhat colour is square {i}?\nA. red\nB. blue" + _noise(filler, i),
                      "response": "<think>It is red.</think>\n<answer>A</answer>"})
     features = datasets.Features({"image": datasets.Sequence(datasets.Image(decode=False)),
                                   "question": datasets.Value("string"), "response": datasets.Value("string")})
@@ -50,6 +51,11 @@ def repo_files(tmp_path, n_rows: int, colour=(200, 0, 0)) -> dict[str, bytes]:
     files["data/train.parquet"] = out.read_bytes()
     files["README.md"] = b"# a dataset card, not data"
     return files
+
+
+def _noise(n: int, seed: int) -> str:
+    """n characters of incompressible text (a column as large as real rows' base64 images)."""
+    return "" if not n else "\n" + random.Random(seed).randbytes(n // 2).hex()
 
 
 def write_cache(cache, sha: str, files: dict[str, bytes], ref: str = "main"):
@@ -107,63 +113,10 @@ def test_offline_cache_is_read_and_the_sha_keys_every_shard(home, tmp_path, offl
         prepare.plan(f"hf://datasets/{REPO}/nothing-here", "hub", CONFIG)
 
 
-class FakeHub(BaseHTTPRequestHandler):
-    """The two endpoints hf_hub_download and HfApi.dataset_info call, for one repo with commits by sha."""
-
-    commits: dict = {}  # sha -> {path: bytes}
-    refs: dict = {}  # branch -> sha
-    log: list = []  # (method, path, authorization)
-
-    def _commit(self, rev):
-        sha = self.refs.get(rev, rev)
-        return sha, self.commits.get(sha)
-
-    def do_GET(self):
-        self._serve(body=True)
-
-    def do_HEAD(self):
-        self._serve(body=False)
-
-    def _serve(self, body):
-        type(self).log.append((self.command, self.path, self.headers.get("Authorization")))
-        api = f"/api/datasets/{REPO}/revision/"
-        resolve = f"/datasets/{REPO}/resolve/"
-        if self.path.startswith(api):
-            sha, files = self._commit(self.path[len(api):].split("?")[0])
-            if files is None:
-                return self._send(404, b'{"error": "Revision not found"}', {"X-Error-Code": "RevisionNotFound"})
-            data = json.dumps({"id": REPO, "sha": sha, "siblings": [{"rfilename": f} for f in files]}).encode()
-            return self._send(200, data, {"Content-Type": "application/json"}, body)
-        if self.path.startswith(resolve):
-            rev, _, name = self.path[len(resolve):].partition("/")
-            sha, files = self._commit(rev)
-            if files is None or name not in files:
-                return self._send(404, b"not found", {"X-Error-Code": "EntryNotFound"}, body)
-            data = files[name]
-            return self._send(200, data, {"X-Repo-Commit": sha, "ETag": f'"{hashlib.sha256(data).hexdigest()}"',
-                                          "Content-Type": "application/octet-stream"}, body)
-        self._send(404, b"no route", {}, body)
-
-    def _send(self, status, data, headers, body=True):
-        self.send_response(status)
-        for k, v in headers.items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if body:
-            self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def fake_hub(tmp_path, monkeypatch):
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    FakeHub.commits, FakeHub.refs, FakeHub.log = {}, {}, []
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{httpd.server_address[1]}")
+    httpd, url = serve_fake_hub()
+    monkeypatch.setenv("HF_ENDPOINT", url)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "fresh-cache"))
     monkeypatch.setenv("HF_TOKEN", "hf_test_token")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
@@ -176,16 +129,16 @@ def test_online_resolves_fetches_file_by_file_and_sends_the_token(home, tmp_path
     fake_hub.refs = {"main": SHA1}
     snapshot = prepare.resolve_hub(f"hf://datasets/{REPO}", home)
     assert snapshot.sha == SHA1 and snapshot.files == ("data/train.parquet",)
-    assert not [p for _, p, _ in fake_hub.log if "/resolve/" in p]  # resolving downloads no data file
+    assert not [p for _, p, _, _ in fake_hub.log if "/resolve/" in p]  # resolving downloads no data file
     specs = prepare.plan_hub_file(snapshot, "data/train.parquet", "hub", CONFIG)
-    fetched = [p for m, p, _ in fake_hub.log if "/resolve/" in p and m == "GET"]
+    fetched = [p for m, p, _, _ in fake_hub.log if "/resolve/" in p and m == "GET"]
     assert fetched == [f"/datasets/{REPO}/resolve/{SHA1}/data/train.parquet"]  # that one file, at the sha
-    assert {a for _, _, a in fake_hub.log} == {"Bearer hf_test_token"}
+    assert {a for _, _, a, _ in fake_hub.log} == {"Bearer hf_test_token"}
     for spec in specs:
         prepare.prepare_shard(spec, home, CONFIG)
     _, rows = catalog.query(home, "SELECT count(*) FROM sft_samples")
     assert rows == [(3,)]
-    images = sorted(p for m, p, _ in fake_hub.log if m == "GET" and "/images/" in p)
+    images = sorted(p for m, p, _, _ in fake_hub.log if m == "GET" and "/images/" in p)
     assert images == [f"/datasets/{REPO}/resolve/{SHA1}/images/{i}.png" for i in range(3)]  # fetched on demand
     # offline afterwards: the same URI reads what the online run left in the cache, same keys
     import os
@@ -196,3 +149,97 @@ def test_online_resolves_fetches_file_by_file_and_sends_the_token(home, tmp_path
         del os.environ["HF_HUB_OFFLINE"]
     with pytest.raises(ThymeError, match="no revision 'v9'"):
         prepare.resolve_hub(f"hf://datasets/{REPO}@v9")
+
+
+# ---- a cluster's way (hub_range.py): planned from footers, each shard read by range at the planned commit,
+# by a worker that shares no HF cache and no HF_ENDPOINT with the driver (stored.prepare_step, as on Ray).
+
+def jsonl_file(n_rows: int) -> bytes:
+    """A small non-LFS JSONL file of the repo naming its images relative to itself (hashed once when planned)."""
+    return b"".join(json.dumps({"image": [f"../images/{i}.png"], "question": f"<image>\nSquare {i}?\nA. red\nB. blue",
+                                "response": "<answer>A</answer>"}).encode() + b"\n" for i in range(n_rows))
+
+
+def as_worker(monkeypatch, tmp_path, name: str, **env):
+    """This process as a fresh cluster worker: its own empty HF cache, no HF_ENDPOINT, its own token."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / f"{name}-hf-cache"))
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+
+
+def test_a_cluster_run_reads_by_range_and_publishes_what_a_local_run_pushes(home, tmp_path, fake_hub, monkeypatch):
+    from thyme_core.cluster import publish as cluster, stored
+    from thyme_core.versions.push import push
+    from thyme_core.versions.store import LocalStore
+
+    files = repo_files(tmp_path, 5, filler=60_000)  # ~300 kB: more than pyarrow's 64 KiB footer read
+    files["data/more.jsonl"] = jsonl_file(3)
+    fake_hub.commits, fake_hub.refs = {SHA1: files}, {"main": SHA1}
+    snapshot = prepare.resolve_hub(f"hf://datasets/{REPO}")
+    local = [s for name in snapshot.files for s in prepare.plan_hub_file(snapshot, name, "hub", CONFIG)]
+    for spec in local:
+        prepare.prepare_shard(spec, home, CONFIG)
+    local_version = push(home, LocalStore(tmp_path / "local-store"), "sft").manifest
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "driver-hf-cache"))  # the driver downloads nothing
+    fake_hub.log.clear()
+    specs = prepare.plan_hub_ranges(snapshot, "hub", CONFIG)
+    assert [s.key for s in specs] == [s.key for s in local]  # same content sha256, same salt: same keys
+    parquet = [(m, r) for m, p, _, r in fake_hub.log if p.endswith("/data/train.parquet")]
+    assert parquet and all(m == "GET" and r for m, r in parquet)  # the footer by range, never the whole file
+    read = sum(int(r[6:].split("-")[1]) - int(r[6:].split("-")[0]) + 1 for _, r in parquet)
+    assert read < len(files["data/train.parquet"]) / 3
+
+    as_worker(monkeypatch, tmp_path, "worker", HF_TOKEN="hf_test_token")
+    fake_hub.log.clear()
+    store = LocalStore(tmp_path / "store")
+    shards = [stored.prepare_step(spec, store.uri, CONFIG) for spec in specs]
+    out = cluster.publish_shards(store, "sft", shards, DataHome(tmp_path / "driver"))
+    assert out.manifest == local_version
+    gets = [(p, r) for m, p, _, r in fake_hub.log if m == "GET" and "/data/" in p]
+    assert all(f"/resolve/{SHA1}/" in p for p, _ in gets) and all(r for p, r in gets if p.endswith(".parquet"))
+    assert {a for *_, a, _ in fake_hub.log} == {"Bearer hf_test_token"}  # the worker's own token
+
+
+def test_a_file_rewritten_at_a_later_commit_is_never_mixed_in(home, tmp_path, fake_hub, monkeypatch):
+    """Planned at main = SHA1; main then moves to SHA2, where the file holds other rows: the shards still read
+    SHA1's bytes (the resolve URL names the commit), and planning again gives other keys."""
+    from thyme_core.cluster import stored
+    from thyme_core.versions.store import LocalStore
+
+    fake_hub.commits, fake_hub.refs = {SHA1: repo_files(tmp_path, 4)}, {"main": SHA1}
+    specs = prepare.plan_hub_ranges(prepare.resolve_hub(f"hf://datasets/{REPO}"), "hub", CONFIG)
+    fake_hub.commits[SHA2] = repo_files(tmp_path, 6, colour=(0, 0, 200))
+    fake_hub.refs["main"] = SHA2
+    url = hub.endpoint()
+    as_worker(monkeypatch, tmp_path, "worker")
+    shards = [stored.prepare_step(spec, LocalStore(tmp_path / "store").uri, CONFIG) for spec in specs]
+    assert sum(s.result.summary.samples_image for s in shards) == 4  # SHA1's rows, not SHA2's 6
+    stored_images = {e.sha256 for s in shards for e in s.entries if e.path.startswith("images/")}
+    assert hashlib.sha256(png((200, 0, 0))).hexdigest() in stored_images
+    assert hashlib.sha256(png((0, 0, 200))).hexdigest() not in stored_images
+    monkeypatch.setenv("HF_ENDPOINT", url)  # the driver again
+    again = prepare.plan_hub_ranges(prepare.resolve_hub(f"hf://datasets/{REPO}"), "hub", CONFIG)
+    assert not {s.key for s in again} & {s.key for s in specs}
+
+
+def test_a_worker_that_cannot_read_the_file_says_why(tmp_path, fake_hub, monkeypatch):
+    from thyme_core.prepare import source
+
+    fake_hub.commits, fake_hub.refs = {SHA1: repo_files(tmp_path, 2)}, {"main": SHA1}
+    spec = prepare.plan_hub_ranges(prepare.resolve_hub(f"hf://datasets/{REPO}"), "hub", CONFIG)[0]
+    fake_hub.token = "hf_test_token"
+    as_worker(monkeypatch, tmp_path, "tokenless")
+    monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(ThymeError, match="access denied.*set HF_TOKEN on the workers"):
+        list(source.read_shard(spec))
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    del fake_hub.commits[SHA1]["data/train.parquet"]  # gone from the server after planning
+    with pytest.raises(ThymeError, match=f"@{SHA1}/data/train.parquet.*no such file at this commit"):
+        list(source.read_shard(spec))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # an offline worker reads its own cache, and says when it lacks it
+    with pytest.raises(ThymeError, match="not in this worker's HF cache"):
+        list(source.read_shard(spec))
+    write_cache(tmp_path / "tokenless-hf-cache", SHA1, repo_files(tmp_path, 2))
+    assert len(list(source.read_shard(spec))) == 2

@@ -71,8 +71,18 @@ def parse(uri: str) -> HubRef:
     return HubRef(f"{m['owner']}/{m['name']}", m["rev"] or "main", (m["path"] or "").strip("/"))
 
 
-def _offline() -> bool:
+def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+
+
+def endpoint() -> str:
+    """HF_ENDPOINT ("" = huggingface.co): a cluster run plans with it and hands it to every worker."""
+    return (os.environ.get("HF_ENDPOINT") or "").rstrip("/")
+
+
+def token() -> str | None:
+    """HF_TOKEN of this process (never sent to another: a worker uses its own)."""
+    return os.environ.get("HF_TOKEN") or None
 
 
 def _cache_dir() -> str | None:
@@ -83,8 +93,8 @@ def _cache_dir() -> str | None:
     return None  # huggingface_hub's default (~/.cache/huggingface/hub)
 
 
-def _hub_kwargs() -> dict:
-    return {"endpoint": os.environ.get("HF_ENDPOINT") or None, "token": os.environ.get("HF_TOKEN") or None}
+def _hub_kwargs(where: str | None = None) -> dict:
+    return {"endpoint": where or endpoint() or None, "token": token()}
 
 
 def _repo_cache(repo_id: str) -> Path:
@@ -98,7 +108,7 @@ def resolve(uri: str) -> HubSnapshot:
     """The commit a revision points at and the data files under the path (online: the Hub API; offline: the
     local cache). A ThymeError naming the repo when it, the revision or any data file cannot be found."""
     ref = parse(uri)
-    sha, names = _resolve_offline(ref) if _offline() else _resolve_online(ref)
+    sha, names = _resolve_offline(ref) if offline() else _resolve_online(ref)
     prefix = ref.path.rstrip("/")
     files = sorted(n for n in names if n.lower().endswith(DATA_SUFFIXES)
                    and (not prefix or n == prefix or n.startswith(prefix + "/")))
@@ -147,23 +157,24 @@ def _resolve_offline(ref: HubRef) -> tuple[str, list[str]]:
     return sha, names
 
 
-def fetch(repo_id: str, sha: str, filename: str) -> Path:
-    """A local path of one repo file at a commit: downloaded into the HF cache (online), or found there
-    (HF_HUB_OFFLINE=1); both through hf_hub_download."""
+def fetch(repo_id: str, sha: str, filename: str, where: str | None = None) -> Path:
+    """A local path of one repo file at a commit: downloaded into the HF cache (online, from `where`, default
+    HF_ENDPOINT), or found there (HF_HUB_OFFLINE=1); both through hf_hub_download."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
     try:
         return Path(hf_hub_download(repo_id, filename, repo_type="dataset", revision=sha, cache_dir=_cache_dir(),
-                                    local_files_only=_offline(), **_hub_kwargs()))
+                                    local_files_only=offline(), **_hub_kwargs(where)))
     except (EntryNotFoundError, LocalEntryNotFoundError) as exc:
         raise FileNotFoundError(f"{repo_id}@{sha}: {filename}: {exc}") from None
     except HfHubHTTPError as exc:
         raise ThymeError(f"{repo_id}@{sha}: cannot download {filename} ({exc})") from None
 
 
-def relative_fetcher(base: str):
-    """For images named relative to a hub data file: rel path -> local file, or None when the repo has none."""
+def relative_fetcher(base: str, where: str | None = None):
+    """For images named relative to a hub data file: rel path -> local file, or None when the repo has none.
+    `where`: the Hub's URL (a cluster worker gets the planning process's; default HF_ENDPOINT)."""
     m = re.match(r"^hf://datasets/([^/@]+/[^/@]+)@([0-9a-f]{40})(?:/(.*))?$", base)
     if not m:
         raise ThymeError(f"bad hub base {base!r}")
@@ -174,7 +185,7 @@ def relative_fetcher(base: str):
         if name.startswith(".."):
             return None  # outside the repo
         try:
-            return fetch(repo_id, sha, name)
+            return fetch(repo_id, sha, name, where)
         except (FileNotFoundError, ThymeError):
             return None
 

@@ -102,6 +102,15 @@ def plan_hub_file(snapshot: hub.HubSnapshot, filename: str, split: str, config: 
             for s in plan_shards(local, split, config.shard_rows, salt)]
 
 
+def plan_hub_ranges(snapshot: hub.HubSnapshot, split: str, config: PrepareConfig) -> list[ShardSpec]:
+    """The shards of a hub snapshot planned by range, for workers that read them by range (a cluster):
+    nothing is downloaded whole, and the keys are those plan_hub_file gives (hub_range.py)."""
+    from thyme_core.prepare import hub_range, source
+
+    return [spec for f in hub_range.describe(snapshot) for spec in source.plan_hub_file(
+        f, split, config.shard_rows, f"{_salt(config)}:hf:{snapshot.repo_id}@{snapshot.sha}:{f.name}")]
+
+
 def _salt(config: PrepareConfig) -> str:
     return f"{config.fingerprint()}:{code_version()}"
 

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from thyme_core.base.errors import ThymeError
 from thyme_core.base.home import DataHome
 from thyme_core.base.names import check_name
-from thyme_core.prepare import s3_source
+from thyme_core.prepare import hub_range, s3_source
 from thyme_core.prepare.digests import cached_sha256
 
 REQUIRED_COLUMNS = ("image", "question", "response")  # SFT
@@ -64,6 +64,7 @@ class ShardSpec:
     # S3 objects: their name under the prefix
     hub_base: str = ""  # hub files: "hf://datasets/OWNER/NAME@SHA/FOLDER", to fetch images named relative to it
     s3: s3_source.S3Object | None = None  # S3 objects (path is their s3:// URI): ETag, size and endpoint
+    hub: hub_range.HubFile | None = None  # hub files read by range (path is hf://...@SHA/PATH): a cluster's
 
 
 def list_source_files(source: str | Path) -> list[Path]:
@@ -107,6 +108,19 @@ def _plan_s3(obj: s3_source.S3Object, split: str, shard_rows: int, salt: str) ->
         return _plan_parquet(obj.uri, s3_source.open_binary(obj), split, shard_rows, obj.digest, salt, **extra)
     return _plan_jsonl(obj.uri, lambda: s3_source.open_binary(obj, buffered=True), split, shard_rows, obj.digest,
                        salt, **extra)
+
+
+def plan_hub_file(f: hub_range.HubFile, split: str, shard_rows: int, salt: str) -> list[ShardSpec]:
+    """A hub file's shards planned by range (its footer, or one pass over its lines): keyed by its content
+    sha256 as a downloaded copy would be, read by range wherever they run."""
+    from thyme_core.prepare import hub
+
+    extra = {"display_name": f.name, "hub": f,
+             "hub_base": hub.HubSnapshot(f.repo_id, f.sha, f.sha, ()).base(f.name)}
+    if f.name.lower().endswith(PARQUET_SUFFIXES):
+        return _plan_parquet(f.uri, hub_range.open_binary(f), split, shard_rows, f.digest, salt, **extra)
+    return _plan_jsonl(f.uri, lambda: hub_range.open_binary(f, buffered=True), split, shard_rows, f.digest, salt,
+                       **extra)
 
 
 def shard_target_rows(total_rows: int, shard_rows: int) -> int:
@@ -270,7 +284,7 @@ def image_fetcher(spec: ShardSpec):
         return None
     from thyme_core.prepare import hub
 
-    return hub.relative_fetcher(spec.hub_base)
+    return hub.relative_fetcher(spec.hub_base, spec.hub.endpoint if spec.hub is not None else None)
 
 
 def read_shard(spec: ShardSpec) -> Iterator[tuple[int, dict | str]]:
@@ -285,6 +299,8 @@ def read_shard(spec: ShardSpec) -> Iterator[tuple[int, dict | str]]:
 def _open_binary(spec: ShardSpec, buffered: bool = True):
     if spec.s3 is not None:
         return s3_source.open_binary(spec.s3, buffered)
+    if spec.hub is not None:
+        return hub_range.open_binary(spec.hub, buffered)
     return open(spec.path, "rb")
 
 
@@ -292,7 +308,7 @@ def _read_parquet(spec: ShardSpec) -> Iterator[tuple[int, dict]]:
     # One row group in memory at a time (read_row_group is ~2.5x faster than iter_batches on large
     # base64 strings); Python objects are made for READ_BATCH_ROWS rows at a time. A local file is read by
     # pyarrow itself; from S3, the footer and then each of the shard's column chunks is one ranged GET.
-    remote = _open_binary(spec, buffered=False) if spec.s3 is not None else None
+    remote = _open_binary(spec, buffered=False) if spec.s3 is not None or spec.hub is not None else None
     pf = _open_parquet(spec.path, remote)
     columns = list(REQUIRED_COLUMNS)
     if spec.schema == "rl":
