@@ -6,7 +6,8 @@ accuracy report (a markdown artifact, and printed by `thyme eval`). Finished sha
 `protocol` picks the scoring: `thyme` (ours) or `vlmevalkit` (its rules, its judge prompt through the judge at
 `judge_url`, and `retries` of trajectories that end without an answer), recorded with every result.
 With `cluster` (or $THYME_RAY_ADDRESS) each shard is a Ray task holding `gpus_per_shard` GPUs (one backend per
-GPU), written straight into STORE; the flow publishes the results as the dataset version DATASET.
+GPU), written straight into STORE; the benchmark TSV and the response file go to the workers through STORE (by
+content, no shared disk); the flow publishes the results as the dataset version DATASET.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pydantic import Field
 
 from tasks import user_errors
 
-from tasks.cluster import eval_shard_on_cluster, publish_version, run_shards
+from tasks.cluster import eval_shard_on_cluster, publish_version, run_shards, ship_eval_files
 from tasks.evaluate import eval_report, eval_shard, eval_stage_key, plan_eval_shards, resolve_model_version
 from tasks.stages import record_stage, stage_done
 from tasks.progress import wait_with_progress
@@ -66,7 +67,7 @@ def evaluate(
 
     Args:
         tsv: The benchmark file in VLMEvalKit TSV form (index, image as base64, question, answer, category...),
-            a path on the worker's machine.
+            a path on the worker's machine (with `cluster`: the driver's; the Ray workers get it via `store`).
         home: The data home folder on the worker's machine where trajectories and results go. Empty: the
             worker's THYME_HOME, which `thyme serve --home DIR` sets, else ~/.local/share/thyme.
         backend: The generator: transformers (a local checkpoint), vllm (GPU), openai (an OpenAI-compatible
@@ -122,9 +123,10 @@ def evaluate(
     address, version, home_updated, store_uri = cluster_address(cluster), {}, True, ""
     if address:  # (the cluster path scores with our protocol; vlmevalkit scoring runs locally)
         store_uri = store or default_store_uri()
+        files = ship_eval_files(store_uri, tsv, response_file)  # no shared disk: through the store
         stored = run_shards(eval_shard_on_cluster,
                             [dict(shard=s, spec=spec, config=config, address=address, store_uri=store_uri,
-                                  gpus=gpus_per_shard) for s in shards],
+                                  gpus=gpus_per_shard, files=files) for s in shards],
                             f"evaluate {tsv} on {address}", lambda s: {"correct": s.result.correct}, address)
         published = publish_version(store_uri, dataset or "eval", stored, home_root)
         results, version = [s.result for s in stored], {"version": published.manifest, "dataset": dataset or "eval"}

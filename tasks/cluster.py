@@ -19,7 +19,7 @@ from thyme_core.agent.config import AgentConfig
 from thyme_core.agent.infer import BackendSpec
 from thyme_core.base.home import DataHome
 from thyme_core.cluster import publish as cluster
-from thyme_core.cluster import stored
+from thyme_core.cluster import shipped, stored
 from thyme_core.cluster.engine import Resources, engine
 from thyme_core.eval.evaluate import EvalShard
 from thyme_core.prepare.report import describe_shard
@@ -77,9 +77,9 @@ def replay_shard_on_cluster(prepare_key: str, parts: tuple, address: str, store_
 # No Prefect retries (a shard that fails on its rows fails the same way again); Ray resubmits a dead worker's.
 @task(name="eval-shard-on-cluster", cache_policy=NO_CACHE, task_run_name="eval-{shard.benchmark}-{shard.start}")
 def eval_shard_on_cluster(shard: EvalShard, spec: BackendSpec, config: AgentConfig, address: str, store_uri: str,
-                          gpus: float) -> stored.StoredShard:
+                          gpus: float, files: shipped.EvalFiles) -> stored.StoredShard:
     out = cluster.run_shard(address, open_store(store_uri), "agent", shard.key, stored.eval_step,
-                            (shard, spec, config, store_uri, Endpoint.from_env()), Resources(cpus=1, gpus=gpus))
+                            (shard, spec, config, store_uri, Endpoint.from_env(), files), Resources(cpus=1, gpus=gpus))
     r = out.result
     get_run_logger().info(f"shard {r.key}: {r.correct}/{r.samples} correct{' (already done, reused)' if r.reused else ''}")
     return out
@@ -88,6 +88,13 @@ def eval_shard_on_cluster(shard: EvalShard, spec: BackendSpec, config: AgentConf
 def _where(out: stored.StoredShard) -> str:
     run = getattr(out.result, "run", None)
     return f" on {run.host}" if run is not None and not out.reused else ""
+
+
+@task(name="ship-eval-files", retries=2, retry_delay_seconds=3, retry_condition_fn=retry_unless_user_error,
+      cache_policy=NO_CACHE)
+def ship_eval_files(store_uri: str, tsv: str, response_file: str) -> shipped.EvalFiles:
+    """The benchmark TSV and response file into the store by content: the workers share no disk with us."""
+    return shipped.ship_eval_files(open_store(store_uri), tsv, response_file)
 
 
 @task(name="publish-version", retries=2, retry_delay_seconds=3, retry_condition_fn=retry_unless_user_error,

@@ -127,3 +127,40 @@ def test_a_home_left_as_it_was_still_gets_the_full_report_from_the_version(sourc
     assert in_place == build_report(pulled, SPLIT, results, 2.0)
     assert in_place.rejects == 2 and {r[0] for r in in_place.rejects_by_reason} == {SPLIT}  # not the busy home's
     assert "| 2round |" in in_place.markdown()
+
+
+def test_an_eval_shard_reads_the_benchmark_and_responses_the_driver_shipped_through_the_store(tmp_path, monkeypatch):
+    """No path of the driver is visible to the worker (its folder is renamed before the shards run): the TSV and
+    the response file come from the store, and the results equal a local evaluation's; a shipped object that
+    does not match its hash is refused."""
+    from thyme_core import catalog
+    from thyme_core.agent.config import AgentConfig
+    from thyme_core.agent.infer import BackendSpec
+    from thyme_core.cluster import shipped
+    from thyme_core.eval import evaluate
+    from thyme_core.synth.benchmark import write_demo_benchmark
+    from thyme_core.versions.keys import object_key
+    from thyme_core.versions.query import query_version
+
+    rows_sql = "SELECT index, category, prediction, choice, answer, correct, stop_reason FROM eval_results ORDER BY index::INT"
+    tsv, responses = write_demo_benchmark(tmp_path / "driver", n=5)
+    spec, agent = BackendSpec("scripted", response_file=str(responses)), AgentConfig(isolation="none")
+    shards = evaluate.plan(tsv, spec, agent, shard_rows=2)
+    local = DataHome(tmp_path / "local")
+    for shard in shards:
+        evaluate.eval_shard(shard, local, spec, agent)
+    store = LocalStore(tmp_path / "store")
+    files = shipped.ship_eval_files(store, str(tsv), str(responses))
+    (tmp_path / "driver").rename(tmp_path / "elsewhere")
+    monkeypatch.setenv(stored.SCRATCH_ENV, str(tmp_path / "worker"))
+    out = [stored.eval_step(shard, spec, agent, store.uri, None, files) for shard in shards]
+    published = cluster.publish_shards(store, "eval", out, DataHome(tmp_path / "driver-home"))
+    rows = query_version(store, f"eval@{published.manifest}", rows_sql)[1]
+    assert len(rows) == 5 and rows == catalog.query(local, rows_sql)[1]
+    assert sum(s.result.correct for s in out) == sum(r[5] for r in rows) > 0
+
+    store.put_bytes(object_key(files.tsv.sha256), b"index\tquestion\n0\tnot the benchmark\n")
+    monkeypatch.setenv(stored.SCRATCH_ENV, str(tmp_path / "another-node"))
+    with pytest.raises(ThymeError, match="corrupted"):
+        stored.eval_step(evaluate.EvalShard(shards[0].run_id, shards[0].benchmark, shards[0].tsv, 0, 1), spec, agent,
+                         store.uri, None, files)
