@@ -13,8 +13,13 @@ know no S3 endpoint (only credentials, as an instance role would give), the driv
 the workers can only reach the server through the endpoint each task carries. moto's request log shows what
 was read of the Parquet object.
 
+Then an hf:// source: a fake Hub (tests/fakes.FakeHub) served here; only the driver has HF_ENDPOINT, so the
+workers reach it through the endpoint each shard carries, and read the Parquet file by range at the planned
+commit. And the evaluation's driver reads the benchmark and responses from a tmpfs mounted in a mount namespace
+of its own, which no Ray node sees: they reach the workers through the store.
+
 Usage: python ray_cluster_run.py PLAN.json  (keys: bin, repo, work, source, split, shard_rows, tsv, responses,
-s3_folder, s3_uri)
+s3_folder, s3_uri, hub_folder, hub_sha)
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ import urllib.request
 from pathlib import Path
 
 HEAD_PORT, CLIENT_PORT = 6390, 10001  # the client port must lie outside the worker port range (10002-19999)
-S3_PORT = 5123
+S3_PORT, HUB_PORT = 5123, 5124
+HUB_VARS = ("HF_ENDPOINT", "HF_TOKEN", "HF_HUB_OFFLINE", "HF_HOME")
 S3_ENDPOINT_VARS = ("THYME_S3_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
 
 
@@ -73,8 +79,9 @@ def main() -> None:
                PREFECT_HOME=str(work / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
                PREFECT_SERVER_UI_ENABLED="false")
     env.pop("PREFECT_API_URL", None)
-    for var in S3_ENDPOINT_VARS:  # the nodes know no S3 endpoint
+    for var in (*S3_ENDPOINT_VARS, *HUB_VARS):  # the nodes know no S3 endpoint, no Hub endpoint
         env.pop(var, None)
+    env["HF_HUB_CACHE"] = str(work / "nodes-hf-cache")
     env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
     server = subprocess.Popen([str(bin_ / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", "4210"],
                               env=env, stdout=open(work / "prefect.log", "w"), stderr=subprocess.STDOUT)
@@ -103,8 +110,16 @@ def main() -> None:
     thyme("replay", "--split", plan["split"], "--unsafe-no-isolation", "--home", work / "home")
     results["after_replay"] = ref(work / "store", "sft")
     results.update(s3_prepare(plan, bin_, env, cluster[:2], log))
-    out = thyme("eval", plan["tsv"], "--backend", "scripted", "--response-file", plan["responses"], "--shard-rows", 3,
-                "--unsafe-no-isolation", "--home", work / "eval-home")
+    results.update(hub_prepare(plan, bin_, env, cluster[:2], log))
+    # The driver reads the benchmark and responses from a tmpfs in a mount namespace of its own: no node sees them.
+    private = work / "driver-only"
+    private.mkdir()
+    script = f'mount -t tmpfs none "{private}" && cp "$1" "$2" "{private}/" && shift 2 && exec "$@"'
+    tsv, responses = (private / Path(plan[k]).name for k in ("tsv", "responses"))
+    out = sh("unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", plan["tsv"], plan["responses"],
+             bin_ / "thyme", "eval", tsv, "--backend", "scripted", "--response-file", responses, "--shard-rows", 3,
+             "--unsafe-no-isolation", "--home", work / "eval-home", *cluster, env=env, log=log)
+    results["driver_only_left"] = sorted(p.name for p in private.iterdir())  # empty: the tmpfs was the driver's
     results["eval_stdout"] = out.stdout[-2000:]
     results["eval_version"] = ref(work / "store", "eval")
     out = thyme(*prep, "--home", work / "home-again")  # everything is in the store: nothing runs on the cluster
@@ -144,6 +159,31 @@ def s3_prepare(plan: dict, bin_: Path, env: dict, cluster: list, log: Path) -> d
             if r["method"] == "GET" and r["url"].split("?")[0].endswith(key)]
     return {"after_s3_prepare": ref(work / "store-s3", "sft"), "s3_parquet_gets": gets,
             "s3_parquet_size": (folder / "a.parquet").stat().st_size, "s3_output": (out.stdout + out.stderr)[-3000:]}
+
+
+def hub_prepare(plan: dict, bin_: Path, env: dict, cluster: list, log: Path) -> dict:
+    """Prepare hf://datasets/<FakeHub.repo> (a fake Hub served here, files of plan["hub_folder"] at commit
+    plan["hub_sha"]) on the cluster: only the driver knows HF_ENDPOINT. Its version, and the Range header of
+    every GET of the Parquet file (None: the whole file)."""
+    sys.path.insert(0, plan["repo"])
+    from tests.fakes import FakeHub, serve_fake_hub
+
+    work, folder = Path(plan["work"]), Path(plan["hub_folder"])
+    httpd, url = serve_fake_hub(HUB_PORT)
+    FakeHub.commits = {plan["hub_sha"]: {p.relative_to(folder).as_posix(): p.read_bytes()
+                                         for p in folder.rglob("*") if p.is_file()}}
+    FakeHub.refs = {"main": plan["hub_sha"]}
+    driver = dict(env, HF_ENDPOINT=url, HF_HUB_CACHE=str(work / "driver-hf-cache"))
+    try:
+        out = sh(bin_ / "thyme", "prepare", f"hf://datasets/{FakeHub.repo}", "--split", plan["split"], "--shard-rows",
+                 plan["shard_rows"], *cluster, "--store", work / "store-hub", "--home", work / "home-hub", env=driver,
+                 log=log)
+    finally:
+        httpd.shutdown()
+    gets = [r for m, p, _, r in FakeHub.log if m == "GET" and p.endswith("/data/train.parquet")]
+    return {"after_hub_prepare": ref(work / "store-hub", "sft"), "hub_parquet_gets": gets,
+            "hub_parquet_size": (folder / "data" / "train.parquet").stat().st_size,
+            "hub_output": (out.stdout + out.stderr)[-3000:]}
 
 
 def wait_healthy(url: str, server: subprocess.Popen, limit_s: float = 180) -> None:

@@ -4,7 +4,9 @@ synthetic data publish the version a local run's push makes, byte for byte, alth
 killed mid-shard; the scripted evaluation scores as the local one; a rerun runs nothing. An s3:// source
 (on a moto_server: Parquet of base64 images, JSONL naming image objects by relative path) prepared on the
 cluster, whose nodes know no S3 endpoint but the one each task carries, publishes the version a local prepare
-of the same objects makes, and no GET of the Parquet object asked for all of it."""
+of the same objects makes, and no GET of the Parquet object asked for all of it. The same for an hf:// source on
+a fake Hub only the driver knows the address of. The evaluation's driver reads its benchmark and responses
+from a folder no node sees (a tmpfs in its own mount namespace): they reach the workers through the store."""
 
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ from thyme_core.versions.store import LocalStore
 
 SPLIT = "2round"
 SHARD_ROWS = 4
+HUB_SHA = "3" * 40
 EVAL_ROWS = "SELECT index, category, prediction, choice, answer, correct, stop_reason FROM eval_results ORDER BY index::INT"
 
 pytestmark = pytest.mark.skipif(
@@ -70,7 +73,27 @@ def local_s3_run(uri: str, root: Path) -> str:
     return push(home, LocalStore(root / "s3-store"), "sft").manifest
 
 
-def test_cluster_runs_publish_what_local_runs_make_despite_a_killed_worker(tmp_path, s3):
+def local_hub_run(folder: Path, root: Path, monkeypatch) -> str:
+    """A local prepare of hf://datasets/<FakeHub.repo> (files downloaded into this process's HF cache), pushed."""
+    from tests.fakes import FakeHub, serve_fake_hub
+
+    httpd, url = serve_fake_hub()
+    FakeHub.commits = {HUB_SHA: {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*")
+                                 if p.is_file()}}
+    FakeHub.refs = {"main": HUB_SHA}
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    monkeypatch.setenv("HF_HUB_CACHE", str(root / "hf-cache"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    try:
+        home, config = DataHome(root / "hub-home"), prepare.PrepareConfig(shard_rows=SHARD_ROWS)
+        for spec in prepare.plan(f"hf://datasets/{FakeHub.repo}", SPLIT, config, home):
+            prepare.prepare_shard(spec, home, config)
+        return push(home, LocalStore(root / "hub-store"), "sft").manifest
+    finally:
+        httpd.shutdown()
+
+
+def test_cluster_runs_publish_what_local_runs_make_despite_a_killed_worker(tmp_path, s3, monkeypatch):
     rows = list(generate_records(SPLIT, 22, 11, 640, 480, 1))
     rows += [bad.with_image(rows[0], bad.truncated_jpeg(), 1), bad.missing_processed_image(rows[1]).record]
     source = tmp_path / "src" / "data.parquet"
@@ -83,11 +106,17 @@ def test_cluster_runs_publish_what_local_runs_make_despite_a_killed_worker(tmp_p
     upload_folder(client, BUCKET, uri.removeprefix(f"s3://{BUCKET}/"), s3_folder)
     local["s3"] = local_s3_run(uri, tmp_path / "local")
 
+    hub_folder = tmp_path / "hub"
+    (hub_folder / "data").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows[:12], schema=SCHEMA), hub_folder / "data" / "train.parquet",
+                   row_group_size=2)
+    local["hub"] = local_hub_run(hub_folder, tmp_path / "local", monkeypatch)
+
     work = tmp_path / "cluster"
     work.mkdir()
     plan = {"bin": str(BIN), "repo": str(REPO), "work": str(work), "source": str(source), "split": SPLIT,
             "shard_rows": SHARD_ROWS, "tsv": str(tsv), "responses": str(responses), "s3_folder": str(s3_folder),
-            "s3_uri": uri}
+            "s3_uri": uri, "hub_folder": str(hub_folder), "hub_sha": HUB_SHA}
     (work / "plan.json").write_text(json.dumps(plan))
     run = subprocess.run(["unshare", "-n", "-p", "-f", "--kill-child", "--mount-proc", sys.executable,
                           str(Path(__file__).with_name("ray_cluster_run.py")), str(work / "plan.json")],
@@ -111,3 +140,10 @@ def test_cluster_runs_publish_what_local_runs_make_despite_a_killed_worker(tmp_p
     assert gets and None not in gets  # every GET of the Parquet object (plan and 4 shards) asked for a range
     spans = [int(b) - int(a) + 1 for a, b in (re.fullmatch(r"bytes=(\d+)-(\d+)", g).groups() for g in gets)]
     assert max(spans) < size / 2, (spans, size)  # none of them read the whole object
+
+    assert got["after_hub_prepare"] == local["hub"], got["hub_output"]  # read by the workers from the Hub
+    gets, size = got["hub_parquet_gets"], got["hub_parquet_size"]
+    assert gets and None not in gets  # planning (the footer) and every shard: by range, at the planned commit
+    spans = [int(b) - int(a) + 1 for a, b in (re.fullmatch(r"bytes=(\d+)-(\d+)", g).groups() for g in gets)]
+    assert max(spans) < size / 2, (spans, size)
+    assert got["driver_only_left"] == []  # the benchmark lay in the driver's own tmpfs only
