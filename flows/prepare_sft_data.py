@@ -2,9 +2,10 @@
 
 Outputs, in the data home (an s3:// source is read in place, by range; an hf:// source goes to the HF cache, one
 file at a time, or on a cluster is read by range by the workers): images/ (content-addressed store),
-shards/prepare/<key>/*.parquet (samples with image, text-only samples, images, rejects, shard summary), catalog.duckdb (views `sft_samples`,
-`images`, `rejects`, `prepare_shards`, and `rl_samples` for files in the released RL form: messages, images,
-solution, question; the schema is detected per file), and a markdown summary artifact.
+shards/prepare/<key>/*.parquet (samples with image, text-only samples, images, rejects, shard summary),
+catalog.duckdb (views `sft_samples`, `images`, `rejects`, `prepare_shards`, and `rl_samples` for files in the
+released RL form: messages, images, solution, question; the schema is detected per file), and a markdown summary
+artifact.
 With `cluster` (or $THYME_RAY_ADDRESS) the shards run as Ray tasks that write straight into the store, and the
 flow ends by publishing the dataset version DATASET (the manifest a local run's `thyme data push` would make)
 and pulling it into the home when that loses nothing (thyme_core/cluster/).

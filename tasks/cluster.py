@@ -81,7 +81,8 @@ def eval_shard_on_cluster(shard: EvalShard, spec: BackendSpec, config: AgentConf
     out = cluster.run_shard(address, open_store(store_uri), "agent", shard.key, stored.eval_step,
                             (shard, spec, config, store_uri, Endpoint.from_env(), files), Resources(cpus=1, gpus=gpus))
     r = out.result
-    get_run_logger().info(f"shard {r.key}: {r.correct}/{r.samples} correct{' (already done, reused)' if r.reused else ''}")
+    reused = " (already done, reused)" if r.reused else ""
+    get_run_logger().info(f"shard {r.key}: {r.correct}/{r.samples} correct{reused}")
     return out
 
 

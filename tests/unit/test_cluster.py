@@ -142,7 +142,8 @@ def test_an_eval_shard_reads_the_benchmark_and_responses_the_driver_shipped_thro
     from thyme_core.versions.keys import object_key
     from thyme_core.versions.query import query_version
 
-    rows_sql = "SELECT index, category, prediction, choice, answer, correct, stop_reason FROM eval_results ORDER BY index::INT"
+    rows_sql = ("SELECT index, category, prediction, choice, answer, correct, stop_reason FROM eval_results "
+                "ORDER BY index::INT")
     tsv, responses = write_demo_benchmark(tmp_path / "driver", n=5)
     spec, agent = BackendSpec("scripted", response_file=str(responses)), AgentConfig(isolation="none")
     shards = evaluate.plan(tsv, spec, agent, shard_rows=2)
