@@ -96,6 +96,8 @@ def test_offline_cache_is_read_and_the_sha_keys_every_shard(home, tmp_path, offl
     write_cache(offline_cache, SHA1, repo_files(tmp_path, 5))
     specs = _prepare(home, f"hf://datasets/{REPO}")
     assert len(specs) == 3 and {s.display_name for s in specs} == {"data/train.parquet"}
+    ranged = prepare.plan_hub_ranges(prepare.resolve_hub(f"hf://datasets/{REPO}"), "hub", CONFIG)
+    assert [s.key for s in ranged] == [s.key for s in specs]  # a cluster plan from an offline driver's cache
     con = catalog.read(home)
     assert con.execute("SELECT count(*), min(source_file) FROM sft_samples").fetchone() == (5, "data/train.parquet")
     assert con.execute("SELECT count(*) FROM rejects").fetchone()[0] == 0
