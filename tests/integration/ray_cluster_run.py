@@ -106,6 +106,7 @@ def main() -> None:
     finally:
         stop.set()
     results["prepare_stderr"] = out.stderr[-2000:]
+    results["prepare_shard_lines"] = [line for line in out.stderr.splitlines() if "images/s on " in line]
     results["after_prepare"] = ref(work / "store", "sft")
     thyme("replay", "--split", plan["split"], "--unsafe-no-isolation", "--home", work / "home")
     results["after_replay"] = ref(work / "store", "sft")

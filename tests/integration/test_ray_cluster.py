@@ -129,11 +129,14 @@ def test_cluster_runs_publish_what_local_runs_make_despite_a_killed_worker(tmp_p
     assert got["after_prepare"] == local["prepared"]  # the same version hash, a killed shard rerun by Ray
     assert got["after_replay"] == local["replayed"]
     assert "samples=" in got["prepare_stderr"] and "rejects=" in got["prepare_stderr"]  # progress, as locally
+    lines = got["prepare_shard_lines"]  # a line per shard as locally: samples, rejects, images/s, and the worker
+    assert len(lines) == len(prepare.plan(source, SPLIT, prepare.PrepareConfig(shard_rows=SHARD_ROWS)))
+    assert all(re.search(r"rows \d+-\d+: \d+ samples, \d+ rejects, \d+ images \(\d+ new\) in", x) for x in lines)
     cluster_eval = query_version(LocalStore(work / "store"), "eval", EVAL_ROWS)[1]
     assert cluster_eval == local["eval"] and [r[5] for r in cluster_eval] == [i % 3 != 0 for i in range(7)]
     assert "4/7 correct (0/3 shards already done)" in got["eval_stdout"]
     assert got["after_rerun"] == got["after_replay"]  # nothing new to publish
-    assert re.search(r"\b0 processed, [1-9]\d* already done", got["rerun_output"])  # every shard skipped
+    assert re.search(r"\b0 shards processed, [1-9]\d* already done", got["rerun_output"])  # every shard skipped
 
     assert got["after_s3_prepare"] == local["s3"], got["s3_output"]  # read by the workers from S3 by range
     gets, size = got["s3_parquet_gets"], got["s3_parquet_size"]
