@@ -115,6 +115,7 @@ class Pages:
         rows = self.db.query("eval_run_accuracy", run_id=run_id)
         if not rows:
             self.not_found(f"evaluation run {run_id!r}")
+        rows = _with_headline(rows, self.db.query("eval_run_headline", run_id=run_id))
         values = self.filter_values(run_id)
         return self.render("eval.html", f"eval {run_id}", run_id=run_id, rows=rows,
                            stops=[v for v in values if v["kind"] == "stop_reason"],
@@ -204,6 +205,20 @@ class Pages:
         return self.render("sft.html", f"SFT stage {stage} run {key}", run=run, metrics=metrics,
                            charts=[Markup(c) for c in charts.charts(SFT_CURVES, metrics)],
                            config=json.dumps(run.config, indent=1, sort_keys=True))
+
+
+def _with_headline(rows: list[dict], headline: list[dict]) -> list[dict]:
+    """Each benchmark's rows by category, then its headline rows (HRBench's cycle averages, MME-RealWorld's pooled
+    tasks), marked `protocol` (they aggregate other rows: no samples page of their own)."""
+    by_bench: dict[str, list[dict]] = {}
+    for r in headline:
+        by_bench.setdefault(r["benchmark"], []).append({**r, "no_answer": None, "protocol": True})
+    out = []
+    for i, r in enumerate(rows):
+        out.append({**r, "protocol": False})
+        if i + 1 == len(rows) or rows[i + 1]["benchmark"] != r["benchmark"]:
+            out += by_bench.pop(r["benchmark"], [])
+    return out
 
 
 def _size(path: Path | None) -> tuple[int, int] | None:
