@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import jinja2
+import numpy as np
 from markupsafe import Markup
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
@@ -71,6 +72,22 @@ def _region(source: str, returned: str) -> crops.Region | None:
         return None
 
 
+def warm_up() -> None:
+    """Pay a process's one-time costs before its first page is asked for: every template compiled, Pygments'
+    lexer and formatter loaded, OpenCV imported and its decoder and matcher run once on a small picture."""
+    import cv2
+
+    for name in _env.list_templates():
+        _env.get_template(name)
+    code_html("x = [1]\nprint(x)")
+    pygments_css()
+    picture = np.random.default_rng(0).integers(0, 255, (96, 128), dtype=np.uint8)
+    ok, png = cv2.imencode(".png", picture)
+    if ok:
+        decoded = cv2.imdecode(png, cv2.IMREAD_GRAYSCALE)
+        crops.locate(decoded, cv2.resize(decoded[20:68, 30:94], (128, 96)))
+
+
 class NotFound(Exception):
     """A page asked for something the home does not hold (the message names it)."""
 
@@ -88,6 +105,13 @@ class Pages:
 
     def not_found(self, what: str):
         raise NotFound(f"Nothing here: {what}")
+
+    def warm(self) -> None:
+        """What the live server runs at start, so its first page costs what later ones do: warm_up(), and the
+        runs page and a trajectory lookup (the views bound, the parts' footers in DuckDB's cache)."""
+        warm_up()
+        self.runs()
+        self.db.query("trajectory_rounds", run_id="", sample_id="")
 
     # ---- runs
 
