@@ -5,6 +5,7 @@ home, and the export's links all resolve. Browser checks are in tests/integratio
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import io
 import json
@@ -273,3 +274,37 @@ def test_runs_page_lists_prepared_and_replayed_data_and_training_runs(tmp_path):
     assert "<td>sft</td>" in replayed
     sft = re.search(r'<table id="sft-runs">(.*?)</table>', html, re.S).group(1)
     assert "stopped at step 2" in sft and "d123" in sft and "v789" in sft
+
+
+def test_runs_page_shows_each_recorded_run_with_key_config_inputs_and_status(tmp_path):
+    from thyme_core import prepare
+    from thyme_core.replay.verify import ReplayConfig, replay_key, replay_shard
+    from thyme_core.runs import plans
+    from thyme_core.synth import generate_records
+    from thyme_core.synth.writer import write_parquet
+
+    home = DataHome(tmp_path / "home").ensure()
+    write_parquet(tmp_path / "sft.parquet", list(generate_records("wo_thinking_thyme_single_round", 4, 0, 320, 240, 1)))
+    config = prepare.PrepareConfig(shard_rows=2)
+    specs = prepare.plan(tmp_path / "sft.parquet", "sft", config)
+    specs.append(dataclasses.replace(specs[0], key="0" * 24, row_start=4, row_stop=6))  # planned, never run
+    prepared = plans.start_prepare(home, str(tmp_path / "sft.parquet"), "sft", specs, config)
+    prepare.prepare_shard(specs[0], home, config)
+    rconfig = ReplayConfig(isolation="none")  # generated, trusted code
+    done_dir = str(prepare.shard_dir(home, specs[0].key))
+    replayed = plans.start_replay(home, "sft", "", [done_dir], replay_key, rconfig)
+    replay_shard(prepare.shard_dir(home, specs[0].key), home, rconfig)
+    plans.finish(home, "replay", replayed, {"dataset": "sft@abc123"})
+    failed = plans.start_replay(home, "sft", "", [done_dir, done_dir + "x"], replay_key, rconfig)
+    plans.finish(home, "replay", failed, error=f"RuntimeError: {HOSTILE}")
+    html = Pages(db.Catalog(home), LiveLinks()).runs()
+    table = re.search(r'<table id="stage-runs">(.*?)</table>', html, re.S).group(1)
+    rows = {key: (kind, status, shards, rest) for kind, key, status, shards, rest in re.findall(
+        r'<tr class="stage-run" data-status="[^"]*"><td>(\w+)</td>\s*<td><code>(\w+)</code></td>\s*'
+        r'<td class="status">([^<]*)(?:<span[^>]*>[^<]*</span>)?</td>\s*<td>(\d+ / \d+)</td>(.*?)</tr>', table, re.S)}
+    assert rows[prepared][:3] == ("prepare", "partial", "1 / 2")
+    assert rows[replayed][:3] == ("replay", "done", "1 / 1") and "sft@abc123" in rows[replayed][3]
+    assert rows[failed][:3] == ("replay", "failed ", "1 / 2")
+    assert HOSTILE not in html and "RuntimeError: &lt;script&gt;" in table  # the error is shown, escaped
+    # config in full, inputs with the source file's sha256
+    assert '&#34;shard_rows&#34;: 2' in rows[prepared][3] and specs[0].file_sha256 in rows[prepared][3]

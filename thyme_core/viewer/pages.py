@@ -20,6 +20,7 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
+from thyme_core.runs import plans
 from thyme_core.viewer import charts, crops, images, runs
 from thyme_core.viewer.db import Catalog
 
@@ -120,7 +121,14 @@ class Pages:
         prepare = self.db.query("prepare_runs")
         replay = self.db.query("replay_summary")
         train = runs.train_runs(self.home)
-        return self.render("runs.html", "runs", agent=agent, prepare=prepare, replay=replay,
+        stage = plans.stage_runs(self.home)
+        status = {r.key: r for r in stage if r.kind == "eval"}
+        for a in agent:
+            found = status.get(a["run_id"])
+            a["status"] = f"{found.status} ({found.published}/{found.planned} shards)" if found else ""
+        return self.render("runs.html", "runs", agent=agent, prepare=prepare, replay=replay, stage=stage,
+                           eval_ids={a["run_id"] for a in agent if a["kind"] == "eval"},
+                           as_json=lambda v: json.dumps(v, indent=1, sort_keys=True),
                            sft=[r for r in train if r.kind == "sft"], rl=[r for r in train if r.kind == "rl"],
                            home=str(self.home.root))
 
