@@ -207,6 +207,67 @@ def test_a_republished_shard_is_counted_once(home, tmp_path):
     assert again == db.Catalog(home).sql(counts)
 
 
+# The agent views as schema.sql declared them before (a window over every row): the reference the fast forms match.
+WINDOW_VIEWS = {
+    "trajectories": "SELECT * FROM read_parquet('shards/agent/*/trajectories.parquet') "
+                    "QUALIFY row_number() OVER (PARTITION BY run_id, sample_id ORDER BY total_s) = 1",
+    "turns": "SELECT * FROM read_parquet('shards/agent/*/turns.parquet') "
+             "QUALIFY row_number() OVER (PARTITION BY run_id, sample_id, round ORDER BY generated_tokens) = 1",
+    "executions": "SELECT * FROM read_parquet('shards/agent/*/executions.parquet') "
+                  "QUALIFY row_number() OVER (PARTITION BY run_id, sample_id, round ORDER BY duration_s) = 1",
+    "eval_results": "SELECT * FROM read_parquet('shards/agent/*/eval_results.parquet', union_by_name = true) "
+                    "QUALIFY row_number() OVER (PARTITION BY run_id, benchmark, \"index\" ORDER BY sample_id) = 1",
+}
+
+
+def test_the_fast_views_keep_the_rows_the_window_views_kept(home, tmp_path):
+    import duckdb
+
+    from thyme_core import catalog as core
+
+    copy = DataHome(tmp_path / "copy")
+    shutil.copytree(home.root, copy.root, symlinks=True)
+    first = sorted((copy.shards_dir / "agent").glob("eval-*"))[0]
+    shutil.copytree(first, first.with_name("0-" + first.name))  # a copy that sorts first: the original is shadowed
+    core.publish(copy)
+    reader = db.Catalog(copy)
+    cli = duckdb.connect(str(copy.catalog_path), read_only=True, config={"file_search_path": str(copy.root)})
+    assert reader.shadowed > 0
+    for view, window in WINDOW_VIEWS.items():
+        want = cli.execute(f"SELECT * FROM ({window}) ORDER BY ALL").fetchall()
+        assert len(want) > 0, view
+        assert [tuple(r.values()) for r in reader.sql(f"SELECT * FROM {view} ORDER BY ALL")] == want, view
+        assert cli.execute(f"SELECT * FROM {view} ORDER BY ALL").fetchall() == want, view  # catalog.duckdb's
+
+
+EVAL_BEHAVIOUR_BEFORE = """
+WITH ex AS (
+    SELECT run_id, sample_id, count(*) AS executions, count(*) FILTER (WHERE status = 'ok') AS ok
+    FROM executions WHERE run_id IN (SELECT DISTINCT run_id FROM eval_results) GROUP BY run_id, sample_id
+)
+SELECT t.run_id, t.sample_id, t.response, t.rounds, coalesce(ex.executions, 0) AS executions,
+       coalesce(ex.ok, 0) AS ok, r.correct
+FROM trajectories t
+JOIN eval_results r ON r.run_id = t.run_id AND r.sample_id = t.sample_id
+LEFT JOIN ex ON ex.run_id = t.run_id AND ex.sample_id = t.sample_id
+ORDER BY t.run_id, t.sample_id"""
+
+
+def test_eval_behaviour_gives_the_rows_it_gave_when_it_grouped_every_execution(pages):
+    before = pages.db.sql(EVAL_BEHAVIOUR_BEFORE)
+    statuses = {r["status"] for r in pages.db.sql("SELECT status FROM executions")}
+    assert len(before) > 6 and {"ok", "error"} <= statuses  # successes and failures both counted
+    assert pages.db.query("eval_behaviour") == before
+
+
+def test_the_server_pays_its_start_up_costs_before_the_first_page(home):
+    from thyme_core.viewer import pages as pages_module
+
+    pages_module._env.cache.clear()
+    server.App(home)
+    assert len(pages_module._env.cache) == len(pages_module._env.list_templates())  # every template compiled
+
+
 def test_viewer_and_export_never_write_to_the_home(home, pages, run_id, tmp_path):
     def snapshot():
         return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in home.root.rglob("*")}
