@@ -21,9 +21,8 @@ from tasks import user_errors
 
 from tasks.cluster import eval_shard_on_cluster, publish_version, run_shards
 from tasks.evaluate import eval_report, eval_shard, eval_stage_key, plan_eval_shards, resolve_model_version
-from tasks.run_plans import record_eval_plan, record_run_end
+from tasks.run_plans import record_eval_plan, record_run_end, wait_recording_failure
 from tasks.stages import record_stage, stage_done
-from tasks.progress import wait_with_progress
 from thyme_core.agent.config import from_settings
 from thyme_core.cluster.engine import address as cluster_address
 from thyme_core.versions.store import default_store_uri
@@ -133,11 +132,8 @@ def evaluate(
     else:
         futures = [eval_shard.submit(s, home_root, spec, config, scoring) for s in shards]
         run_key = record_eval_plan(home_root, tsv, shards, spec, config, scoring)
-        try:
-            results = wait_with_progress(futures, f"evaluate {tsv}", postfix=lambda r: {"correct": r.correct})
-        except Exception as exc:  # recorded for the viewer's runs page, then raised as it was
-            record_run_end(home_root, "eval", run_key, error=f"{type(exc).__name__}: {exc}")
-            raise
+        results = wait_recording_failure(futures, f"evaluate {tsv}", lambda r: {"correct": r.correct}, home_root,
+                                         "eval", run_key)
     run = shards[0].run_id if shards else run_id
     markdown = eval_report(home_root, run) if home_updated else ""
     summary = {"run_id": run, "protocol": protocol, "shards": len(results),

@@ -23,8 +23,7 @@ from tasks import user_errors
 from tasks.cluster import prepare_shard_on_cluster, publish_version, run_shards
 from tasks.prepare import (catalog_report, plan_hub_file, plan_shards, prepare_shard, publish_report,
                            resolve_hub_source)
-from tasks.progress import wait_with_progress
-from tasks.run_plans import record_prepare_plan, record_run_end
+from tasks.run_plans import record_prepare_plan, record_run_end, wait_recording_failure
 from tasks.stages import prepare_stage_key, record_stage, show_asset, stage_done
 from tasks.versions import push_version
 from thyme_core.base.errors import ThymeError
@@ -132,11 +131,7 @@ def prepare_sft_data(
             specs = plan_shards(source, split, home_root, config)
             futures = [prepare_shard.submit(spec, home_root, config) for spec in specs]
         run_key = record_prepare_plan(home_root, source, split, specs, config)
-        try:
-            results = wait_with_progress(futures, f"prepare {split}", postfix=postfix)
-        except Exception as exc:  # recorded for the viewer's runs page, then raised as it was
-            record_run_end(home_root, "prepare", run_key, error=f"{type(exc).__name__}: {exc}")
-            raise
+        results = wait_recording_failure(futures, f"prepare {split}", postfix, home_root, "prepare", run_key)
     report = catalog_report(home_root, split, results, time.perf_counter() - started)
     markdown = publish_report(report)
     get_run_logger().info(report.headline())

@@ -6,6 +6,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.progress import wait_with_progress
 from thyme_core.base.home import DataHome
 from thyme_core.eval import benchmarks
 from thyme_core.replay import verify
@@ -34,3 +35,12 @@ def record_eval_plan(home_root: str, tsv: str, shards: list, spec, config, scori
 def record_run_end(home_root: str, kind: str, key: str | None, outputs: dict | None = None, error: str = "") -> None:
     if key:
         plans.finish(DataHome(home_root), kind, key, outputs, error)
+
+
+def wait_recording_failure(futures: list, desc: str, postfix, home_root: str, kind: str, key: str | None) -> list:
+    """wait_with_progress; a failure is first recorded as the run's end (FAILED, for the viewer), then raised."""
+    try:
+        return wait_with_progress(futures, desc, postfix=postfix)
+    except Exception as exc:
+        record_run_end(home_root, kind, key, error=f"{type(exc).__name__}: {exc}")
+        raise

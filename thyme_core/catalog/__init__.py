@@ -7,9 +7,10 @@ elsewhere and its catalog still works. Named queries live in sql/queries/<name>.
 Reads never write. `read(home)` is an in-memory DuckDB connection with the views declared over the home's
 Parquet parts: it opens no database file, takes no lock, and any number of readers (the viewer, two CLI calls)
 run beside writers. Both it and catalog.duckdb (for the duckdb CLI) declare schema.sql's views; in memory each
-agent and RL view also reads its typed empty part, and the shadowed copies are a table (views.py). Writes happen
-in one place, `publish(home)`, which every stage calls after it publishes a shard folder: it creates each view's empty typed parts (so every view resolves before its first shard) and
-writes `catalog.duckdb` (the same views, for the duckdb CLI) by rename, so no reader ever sees half of it.
+agent and RL view reads file lists with its typed empty part, and the shadowed copies are a table (views.py).
+Writes happen in one place, `publish(home)`, which every stage calls after it publishes a shard folder: it
+creates each view's empty typed parts (so every view resolves before its first shard) and writes
+`catalog.duckdb` (the same views, for the duckdb CLI) by rename, so no reader ever sees half of it.
 """
 
 from __future__ import annotations

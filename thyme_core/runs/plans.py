@@ -117,11 +117,14 @@ def stage_runs(home: DataHome) -> list[StageRun]:
     found = []
     for kind, (table, part) in KINDS.items():
         folder = Path(home.root) / "runs" / kind
-        docs = [(d, _json(d / PLAN)) for d in folder.iterdir() if d.is_dir()] if folder.is_dir() else []
-        for d, plan in sorted(((d, p) for d, p in docs if p), key=lambda dp: dp[1].get("started_at", ""), reverse=True):
-            shards = [s for s in plan.get("shards", []) if isinstance(s, str) and "/" not in s and s not in ("", ".", "..")]
+        docs = [(d, read_json(d / PLAN)) for d in folder.iterdir() if d.is_dir()] if folder.is_dir() else []
+        docs = sorted(((d, p) for d, p in docs if p), key=lambda dp: dp[1].get("started_at", ""), reverse=True)
+        for d, plan in docs:
+            # shard names only ever name a folder of the table (never a path elsewhere)
+            shards = [s for s in plan.get("shards", []) if isinstance(s, str) and "/" not in s
+                      and s not in ("", ".", "..")]
             published = sum((Path(home.root) / "shards" / table / s / part).is_file() for s in shards)
-            done, failed = _json(d / DONE), _json(d / FAILED)
+            done, failed = read_json(d / DONE), read_json(d / FAILED)
             status = "done" if (d / DONE).exists() else "failed" if (d / FAILED).exists() else "partial"
             found.append(StageRun(kind, d.name, status, len(shards), published, plan.get("config") or {},
                                   plan.get("inputs") or {}, done.get("outputs") or {}, plan.get("started_at", ""),
@@ -129,7 +132,8 @@ def stage_runs(home: DataHome) -> list[StageRun]:
     return found
 
 
-def _json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
+    """A JSON object file's content; {} when missing, unreadable or not an object (a file being written)."""
     try:
         value = json.loads(path.read_text())
     except (OSError, ValueError):
