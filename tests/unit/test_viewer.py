@@ -253,11 +253,17 @@ LEFT JOIN ex ON ex.run_id = t.run_id AND ex.sample_id = t.sample_id
 ORDER BY t.run_id, t.sample_id"""
 
 
-def test_eval_behaviour_gives_the_rows_it_gave_when_it_grouped_every_execution(pages):
+def test_eval_behaviour_gives_the_rows_it_gave_when_it_grouped_every_execution(home, pages, run_id):
+    from thyme_core.eval.behaviour import run_behaviour
+
     before = pages.db.sql(EVAL_BEHAVIOUR_BEFORE)
     statuses = {r["status"] for r in pages.db.sql("SELECT status FROM executions")}
     assert len(before) > 6 and {"ok", "error"} <= statuses  # successes and failures both counted
-    assert pages.db.query("eval_behaviour") == before
+    runs = sorted({r["run_id"] for r in before})
+    assert runs == sorted([run_id, HOSTILE_RUN])  # (two runs: each one's rows, none of the other's)
+    assert [row for run in runs for row in pages.db.query("eval_behaviour", run_id=run)] == before
+    mine = [r for r in before if r["run_id"] == run_id]
+    assert run_behaviour(home, run_id)["code_use"] == round(sum(r["executions"] > 0 for r in mine) / len(mine), 4)
 
 
 def test_the_server_pays_its_start_up_costs_before_the_first_page(home):
