@@ -58,8 +58,10 @@ def schema_sql(text: str, empty_dir: Path) -> str:
 
 
 def agent_statements(text: str) -> list[str]:
-    """schema.sql's statements that declare an agent view (those calling agent_part with its globs)."""
-    return [s.strip() for s in text.split(";") if _AGENT_CALL.search(s)]
+    """schema.sql's statements that declare an agent view (those calling agent_part with its globs); comment
+    lines are dropped first, so a `;` in a comment never splits a statement."""
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    return [s.strip() for s in code.split(";") if _AGENT_CALL.search(s)]
 
 
 def declare(con: duckdb.DuckDBPyConnection, root: Path, empty_dir: Path, schema: str, shards: tuple | None = None
