@@ -8,7 +8,8 @@ where it takes parameters) and the viewer's pages (runs, eval run, a category's 
 warm, an RL step, RL curves), each the median of a few runs after one warm-up. A trajectory's first view ("cold":
 its images decoded, its crop matched) is the median of three trajectories after the crop caches are cleared, in a
 process that has shown pages; the process's very first page apart, after the warm-up the live server runs at
-start (Pages.warm: templates compiled, lexer and OpenCV started), which is timed too.
+start (Pages.warm: templates compiled, lexer and OpenCV started), which is timed too. Last, a few named queries
+through catalog.duckdb as the duckdb CLI runs them (catalog.publish writes it into the bench's home).
 
     .venv/bin/python bench/viewer_bench.py [--trajectories 100000] [--exec-turn-rows 10000000] [--workdir .cache/viewer-bench]
 
@@ -173,6 +174,25 @@ def timed(fn, repeat: int = 5) -> dict:
     return {"wall_ms": round(statistics.median(wall) * 1000, 1), "cpu_ms": round(statistics.median(cpu) * 1000, 1)}
 
 
+def cli_queries(home: DataHome, params: dict) -> dict:
+    """A few named queries through catalog.duckdb, as the duckdb CLI runs them (schema.sql's views over globs),
+    written by catalog.publish (which also adds the home's typed empty parts)."""
+    import duckdb
+
+    from thyme_core import catalog as core_catalog
+
+    core_catalog.publish(home)
+    con = duckdb.connect(str(home.catalog_path), read_only=True, config={"file_search_path": str(home.root)})
+    out = {}
+    for name in ("exec_errors", "exec_success_by_round", "trajectory_rounds"):
+        text = core_catalog.sql_text(f"queries/{name}")
+        bound = {k: v for k, v in params.items() if re.search(rf"\${k}\b", text)}
+        out[name] = timed(lambda: con.execute(text, bound).fetchall(), repeat=3)
+        print(f"duckdb CLI (catalog.duckdb) {name}: {out[name]}", flush=True)
+    con.close()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trajectories", type=int, default=100_000)
@@ -241,7 +261,8 @@ def main() -> None:
     pages_ms = {k: timed(fn) for k, fn in page_fns.items()}
     for k, v in pages_ms.items():
         print(f"page {k}: {v}", flush=True)
-    print(json.dumps({"catalog": info, "open_ms": open_ms, "server_warm_ms": server_warm,
+    cli = cli_queries(home, params)
+    print(json.dumps({"catalog": info, "open_ms": open_ms, "server_warm_ms": server_warm, "cli_queries_ms": cli,
                       "trajectory_page_process_first_ms": process_first,
                       "trajectory_page_cold_ms": cold, "pages_ms": pages_ms,
                       "queries_ms": queries, "load_avg_1min": os.getloadavg()[0], "cpus": os.cpu_count(),
