@@ -75,10 +75,16 @@ QUALIFY row_number() OVER (PARTITION BY sample_id, block ORDER BY status = 'matc
 -- hold none), and checks row by row the parts `dirty` of the folders that do. Here both are every folder; Python
 -- readers (catalog/views.py) pass these same views explicit lists (each with its typed empty part) and keep
 -- agent_shadowed as a table, computed once per shard layout.
+-- A part's folder is the one its path names; agent_files (empty here) names it for files read by another name (a
+-- version queried in place reads objects by URL: versions/query.py fills it).
+CREATE OR REPLACE VIEW agent_files AS
+SELECT ''::VARCHAR AS file, ''::VARCHAR AS folder WHERE false;
+
 CREATE OR REPLACE VIEW agent_shadowed AS
 SELECT run_id, sample_id, folder
-FROM (SELECT run_id, sample_id, split_part(filename, '/', -2) AS folder
-      FROM read_parquet('shards/agent/*/trajectories.parquet', filename = true))
+FROM (SELECT t.run_id, t.sample_id, coalesce(f.folder, split_part(t.filename, '/', -2)) AS folder
+      FROM read_parquet('shards/agent/*/trajectories.parquet', filename = true) t
+      LEFT JOIN agent_files f ON f.file = t.filename)
 QUALIFY row_number() OVER (PARTITION BY run_id, sample_id ORDER BY folder) > 1;
 
 -- by_name: read columns by name (union_by_name), for parts that gained columns: older parts read them as NULL.
@@ -87,11 +93,12 @@ SELECT * EXCLUDE (filename)
 FROM read_parquet(clean, filename = true, union_by_name = by_name) p
 WHERE listed OR split_part(p.filename, '/', -2) NOT IN (SELECT folder FROM agent_shadowed)
 UNION ALL
-SELECT * EXCLUDE (filename)
+SELECT p.* EXCLUDE (filename)
 FROM read_parquet(dirty, filename = true, union_by_name = by_name) p
-WHERE split_part(p.filename, '/', -2) IN (SELECT folder FROM agent_shadowed)
+LEFT JOIN agent_files f ON f.file = p.filename
+WHERE coalesce(f.folder, split_part(p.filename, '/', -2)) IN (SELECT folder FROM agent_shadowed)
   AND NOT EXISTS (SELECT 1 FROM agent_shadowed s WHERE s.run_id = p.run_id AND s.sample_id = p.sample_id
-                  AND s.folder = split_part(p.filename, '/', -2));
+                  AND s.folder = coalesce(f.folder, split_part(p.filename, '/', -2)));
 
 CREATE OR REPLACE VIEW trajectories AS
 SELECT run_id, sample_id, benchmark, question, image_sha256, image_paths, response, answer, correct, stop_reason,

@@ -222,22 +222,32 @@ WINDOW_VIEWS = {
 
 def test_the_fast_views_keep_the_rows_the_window_views_kept(home, tmp_path):
     import duckdb
+    import pyarrow.parquet as pq
 
     from thyme_core import catalog as core
+    from thyme_core.versions.push import push
+    from thyme_core.versions.query import query_version
+    from thyme_core.versions.store import open_store
 
     copy = DataHome(tmp_path / "copy")
     shutil.copytree(home.root, copy.root, symlinks=True)
     first = sorted((copy.shards_dir / "agent").glob("eval-*"))[0]
-    shutil.copytree(first, first.with_name("0-" + first.name))  # a copy that sorts first: the original is shadowed
+    again = first.with_name("0-" + first.name)  # a copy that sorts first: the original is shadowed
+    again.mkdir()
+    for part in first.glob("*.parquet"):  # the same rows in other bytes (so a version stores both objects)
+        pq.write_table(pq.read_table(part), again / part.name, compression="snappy")
     core.publish(copy)
     reader = db.Catalog(copy)
     cli = duckdb.connect(str(copy.catalog_path), read_only=True, config={"file_search_path": str(copy.root)})
+    store = open_store(str(tmp_path / "store"))
+    push(copy, store, "withcopy")
     assert reader.shadowed > 0
     for view, window in WINDOW_VIEWS.items():
         want = cli.execute(f"SELECT * FROM ({window}) ORDER BY ALL").fetchall()
         assert len(want) > 0, view
         assert [tuple(r.values()) for r in reader.sql(f"SELECT * FROM {view} ORDER BY ALL")] == want, view
         assert cli.execute(f"SELECT * FROM {view} ORDER BY ALL").fetchall() == want, view  # catalog.duckdb's
+        assert query_version(store, "withcopy", f"SELECT * FROM {view} ORDER BY ALL")[1] == want, view  # in place
 
 
 EVAL_BEHAVIOUR_BEFORE = """

@@ -12,6 +12,8 @@ rows). There the views read globs. Python can list the folders, so it runs the s
   view binds with every current column whatever the home holds (a home whose own empty parts are older);
 - `agent_shadowed` is kept as a temporary table (it shadows the view of that name), computed once per shard
   layout instead of on every query; the caller declares again when the folders change.
+A version queried in place (versions/query.py) passes its objects' URLs the same way (declare_lists), with
+schema.sql's `agent_files` naming each URL's shard folder.
 """
 
 from __future__ import annotations
@@ -66,18 +68,28 @@ def agent_statements(text: str) -> list[str]:
 
 def declare(con: duckdb.DuckDBPyConnection, root: Path, empty_dir: Path, schema: str, shards: tuple | None = None
             ) -> int:
-    """Compute the shadowed copies (a temporary table over schema.sql's view), then declare schema.sql's agent
-    views over the folders of `shards` (default: listed now). Returns the number of shadowed copies."""
+    """Declare schema.sql's agent views over the home's folders of `shards` (default: listed now), with the
+    shadowed copies computed first. Returns the number of shadowed copies."""
     agent, _ = shards if shards is not None else layout(root)
+    parts = {m[1] for m in _AGENT_CALL.finditer(schema)}
+    files = {part: [(d, f"shards/agent/{d}/{part}.parquet") for d in agent
+                    if (Path(root) / "shards" / "agent" / d / f"{part}.parquet").is_file()] for part in parts}
+    return declare_lists(con, files, empty_dir, schema)
+
+
+def declare_lists(con: duckdb.DuckDBPyConnection, files: dict[str, list[tuple[str, str]]], empty_dir: Path,
+                  schema: str) -> int:
+    """Compute the shadowed copies (a temporary table over schema.sql's view agent_shadowed, which must be
+    declared), then declare schema.sql's agent views over `files`: part -> [(shard folder, file path or URL)].
+    Returns the number of shadowed copies."""
     con.execute("CREATE OR REPLACE TEMP TABLE agent_shadowed AS SELECT * FROM main.agent_shadowed")
     dirty = {f for (f,) in con.execute("SELECT DISTINCT folder FROM agent_shadowed").fetchall()}
 
     def lists(m: re.Match) -> str:
         part, by_name = m[1], m[2]
-        files = [d for d in agent if (Path(root) / "shards" / "agent" / d / f"{part}.parquet").is_file()]
         empty = _empty(empty_dir, "agent", part)
-        clean = [empty] + [f"shards/agent/{d}/{part}.parquet" for d in files if d not in dirty]
-        mixed = [empty] + [f"shards/agent/{d}/{part}.parquet" for d in files if d in dirty]
+        clean = [empty] + [f for d, f in files.get(part, []) if d not in dirty]
+        mixed = [empty] + [f for d, f in files.get(part, []) if d in dirty]
         return f"agent_part({_sql_list(clean)}, {_sql_list(mixed)}, {by_name}, true)"
 
     for statement in agent_statements(schema):
