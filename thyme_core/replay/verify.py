@@ -15,6 +15,7 @@ to the real input through `image_path` (the sandbox rebinds that name itself). O
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -23,7 +24,6 @@ import re
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
