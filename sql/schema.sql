@@ -63,6 +63,12 @@ SELECT sample_id, split, block, status, similarity, reason, detail
 FROM read_parquet('shards/replay/*/replays.parquet')
 QUALIFY row_number() OVER (PARTITION BY sample_id, block ORDER BY status = 'match' DESC, reason) = 1;
 
+-- How each replay shard was run in this home (wall time, samples at a time, host): local facts, never versioned.
+CREATE OR REPLACE VIEW replay_shard_runs AS
+SELECT shard, prepare_shard, samples, blocks, seconds, concurrency, host,
+       seconds * concurrency / nullif(blocks, 0) AS seconds_per_block
+FROM read_parquet('shards/replay/*/replays.run.parquet');
+
 -- Agent trajectories (thyme infer, thyme eval, RL rollouts): each finished shard publishes one folder
 -- shards/agent/<key>/ with trajectories/turns/executions parts (and eval_results for evaluation shards);
 -- each RL step publishes one such folder, shards/agent/rl-<run key>-step-<N>/, and its rl_rollouts part

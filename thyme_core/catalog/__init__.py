@@ -31,8 +31,8 @@ import pyarrow.parquet as pq
 from thyme_core.base.errors import ThymeError
 from thyme_core.base.fsio import atomic_write_bytes
 from thyme_core.base.home import DataHome
-from thyme_core.catalog.schema import (ImageRecord, RejectRecord, ReplayRecord, RlSample, SftSample, ShardRun,
-                                       ShardSummary, arrow_schema, to_table)
+from thyme_core.catalog.schema import (ImageRecord, RejectRecord, ReplayRecord, ReplayRun, RlSample, SftSample,
+                                       ShardRun, ShardSummary, arrow_schema, to_table)
 from thyme_core.catalog.schema import EvalResult, ExecutionRecord, TrajectoryRecord, TurnRecord
 from thyme_core.catalog import views
 from thyme_core.catalog.schema import RlRolloutRecord
@@ -50,7 +50,7 @@ _SCHEMA_PARTS = {
         "summary": ShardSummary,
         "summary.run": ShardRun,
     },
-    "replay": {"replays": ReplayRecord},
+    "replay": {"replays": ReplayRecord, "replays.run": ReplayRun},
     "agent": {"trajectories": TrajectoryRecord, "turns": TurnRecord, "executions": ExecutionRecord,
               "eval_results": EvalResult},
     "rl": {"rl_rollouts": RlRolloutRecord},
