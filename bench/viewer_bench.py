@@ -7,7 +7,9 @@ its crop matching. Then it times, in one process, every named query of sql/queri
 where it takes parameters) and the viewer's pages (runs, eval run, a category's samples, a trajectory cold and
 warm, an RL step, RL curves), each the median of a few runs after one warm-up. A trajectory's first view ("cold":
 its images decoded, its crop matched) is the median of three trajectories after the crop caches are cleared, in a
-process that has shown pages; the process's very first page (templates compiled, lexer and OpenCV started) apart.
+process that has shown pages; the process's very first page apart, after the warm-up the live server runs at
+start (Pages.warm: templates compiled, lexer and OpenCV started), which is timed too. Last, a few named queries
+through catalog.duckdb as the duckdb CLI runs them (catalog.publish writes it into the bench's home).
 
     .venv/bin/python bench/viewer_bench.py [--trajectories 100000] [--exec-turn-rows 10000000] [--workdir .cache/viewer-bench]
 
@@ -172,6 +174,25 @@ def timed(fn, repeat: int = 5) -> dict:
     return {"wall_ms": round(statistics.median(wall) * 1000, 1), "cpu_ms": round(statistics.median(cpu) * 1000, 1)}
 
 
+def cli_queries(home: DataHome, params: dict) -> dict:
+    """A few named queries through catalog.duckdb, as the duckdb CLI runs them (schema.sql's views over globs),
+    written by catalog.publish (which also adds the home's typed empty parts)."""
+    import duckdb
+
+    from thyme_core import catalog as core_catalog
+
+    core_catalog.publish(home)
+    con = duckdb.connect(str(home.catalog_path), read_only=True, config={"file_search_path": str(home.root)})
+    out = {}
+    for name in ("exec_errors", "exec_success_by_round", "trajectory_rounds"):
+        text = core_catalog.sql_text(f"queries/{name}")
+        bound = {k: v for k, v in params.items() if re.search(rf"\${k}\b", text)}
+        out[name] = timed(lambda: con.execute(text, bound).fetchall(), repeat=3)
+        print(f"duckdb CLI (catalog.duckdb) {name}: {out[name]}", flush=True)
+    con.close()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trajectories", type=int, default=100_000)
@@ -226,7 +247,9 @@ def main() -> None:
         return {"wall_ms": round((time.perf_counter() - t0) * 1000, 1),
                 "cpu_ms": round((time.process_time() - c0) * 1000, 1)}
 
-    # the process's first page: templates compiled, Pygments' lexer and OpenCV started, crop regions matched
+    # the live server's start-up warm-up (App runs Pages.warm: templates compiled, Pygments' lexer and OpenCV
+    # started, the runs page and a trajectory lookup), then the process's first page after it
+    server_warm = once(views.warm)
     process_first = once(lambda: views.trajectory(EVAL_RUN, "VStar:18"))
     # a trajectory's first view in a server that has shown pages: its images decoded and its crop matched
     cold = []
@@ -238,7 +261,9 @@ def main() -> None:
     pages_ms = {k: timed(fn) for k, fn in page_fns.items()}
     for k, v in pages_ms.items():
         print(f"page {k}: {v}", flush=True)
-    print(json.dumps({"catalog": info, "open_ms": open_ms, "trajectory_page_process_first_ms": process_first,
+    cli = cli_queries(home, params)
+    print(json.dumps({"catalog": info, "open_ms": open_ms, "server_warm_ms": server_warm, "cli_queries_ms": cli,
+                      "trajectory_page_process_first_ms": process_first,
                       "trajectory_page_cold_ms": cold, "pages_ms": pages_ms,
                       "queries_ms": queries, "load_avg_1min": os.getloadavg()[0], "cpus": os.cpu_count(),
                       "max_query_wall_ms": max(q["wall_ms"] for q in queries.values()),

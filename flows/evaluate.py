@@ -22,8 +22,8 @@ from tasks import user_errors
 
 from tasks.cluster import eval_shard_on_cluster, publish_version, run_shards, ship_eval_files
 from tasks.evaluate import eval_report, eval_shard, eval_stage_key, plan_eval_shards, resolve_model_version
+from tasks.run_plans import record_eval_plan, record_run_end, wait_recording_failure
 from tasks.stages import record_stage, stage_done
-from tasks.progress import wait_with_progress
 from thyme_core.agent.config import from_settings
 from thyme_core.cluster.engine import address as cluster_address
 from thyme_core.versions.store import default_store_uri
@@ -133,7 +133,9 @@ def evaluate(
         home_updated = published.home_updated
     else:
         futures = [eval_shard.submit(s, home_root, spec, config, scoring) for s in shards]
-        results = wait_with_progress(futures, f"evaluate {tsv}", postfix=lambda r: {"correct": r.correct})
+        run_key = record_eval_plan(home_root, tsv, shards, spec, config, scoring)
+        results = wait_recording_failure(futures, f"evaluate {tsv}", lambda r: {"correct": r.correct}, home_root,
+                                         "eval", run_key)
     run = shards[0].run_id if shards else run_id
     in_place = {} if home_updated else dict(store_uri=store_uri, version=f"{version['dataset']}@{version['version']}")
     markdown = eval_report(home_root, run, **in_place)
@@ -143,6 +145,9 @@ def evaluate(
     if store:  # (a cluster run records the version its shards were published as)
         outputs = {"dataset": f"{version['dataset']}@{version['version']}"} if version else {}
         record_stage(store, key, "evaluate", outputs, summary=summary)
+    if not address:
+        record_run_end(home_root, "eval", run_key, {"dataset": f"{version['dataset']}@{version['version']}"}
+                       if version else {})
     get_run_logger().info(f"evaluate {run} ({protocol} protocol): {summary['correct']}/{summary['samples']} "
                           f"correct; {summary['shards_reused']} of {summary['shards']} shards reused from an "
                           f"earlier run")

@@ -24,7 +24,7 @@ from tasks import user_errors
 from tasks.cluster import prepare_shard_on_cluster, publish_version, run_shards
 from tasks.prepare import (catalog_report, plan_hub_file, plan_hub_ranges, plan_shards, prepare_shard,
                            publish_report, resolve_hub_source)
-from tasks.progress import wait_with_progress
+from tasks.run_plans import record_prepare_plan, record_run_end, wait_recording_failure
 from tasks.stages import prepare_stage_key, record_stage, show_asset, stage_done
 from tasks.versions import push_version
 from thyme_core.base.home import resolve_home
@@ -125,7 +125,8 @@ def prepare_sft_data(
         else:
             specs = plan_shards(source, split, home_root, config)
             futures = [prepare_shard.submit(spec, home_root, config) for spec in specs]
-        results = wait_with_progress(futures, f"prepare {split}", postfix=postfix)
+        run_key = record_prepare_plan(home_root, source, split, specs, config)
+        results = wait_recording_failure(futures, f"prepare {split}", postfix, home_root, "prepare", run_key)
     report = catalog_report(home_root, split, results, time.perf_counter() - started, **in_place)
     markdown = publish_report(report)
     get_run_logger().info(report.headline())
@@ -140,4 +141,6 @@ def prepare_sft_data(
         show_asset(spec, "dataset", [], lineage)
         record_stage(store, key, "prepare", {"dataset": spec}, summary=summary)
         summary["dataset"] = spec
+    if not address:
+        record_run_end(home_root, "prepare", run_key, {"dataset": summary["dataset"]} if dataset else {})
     return {**summary, "images_per_second": round(report.images_per_second, 1), **on_cluster, "report": markdown}

@@ -16,8 +16,8 @@ from pydantic import Field
 
 from tasks import user_errors
 from tasks.cluster import list_version_shards, publish_version, replay_shard_on_cluster, run_shards
-from tasks.progress import wait_with_progress
 from tasks.replay import list_prepared_shards, replay_report, replay_shard
+from tasks.run_plans import record_replay_plan, record_run_end, wait_recording_failure
 from tasks.stages import record_stage, replay_stage_key, show_asset, stage_done
 from tasks.versions import checkout_dataset, push_version
 from thyme_core.base.home import resolve_home
@@ -98,7 +98,8 @@ def replay_sft_data(
         home_root = checkout_dataset(store, dataset, home_root)
     shards = list_prepared_shards(home_root, split)
     futures = [replay_shard.submit(shard, home_root, config) for shard in shards]
-    results = wait_with_progress(futures, f"replay {split}", postfix=postfix)
+    run_key = record_replay_plan(home_root, split, dataset, shards, config)
+    results = wait_recording_failure(futures, f"replay {split}", postfix, home_root, "replay", run_key)
     markdown = replay_report(home_root, split, results)
     summary = {"split": split, "shards": len(results), "shards_reused": sum(r.reused for r in results),
                "blocks": sum(r.blocks for r in results), "matched": sum(r.matched for r in results)}
@@ -111,6 +112,7 @@ def replay_sft_data(
         show_asset(spec, "dataset", [(dataset, "dataset")], lineage)
         record_stage(store, key, "replay", {"dataset": spec}, summary=summary)
         summary["dataset"] = spec
+    record_run_end(home_root, "replay", run_key, {"dataset": summary["dataset"]} if dataset else {})
     return {**summary, "report": markdown}
 
 

@@ -63,42 +63,105 @@ SELECT sample_id, split, block, status, similarity, reason, detail
 FROM read_parquet('shards/replay/*/replays.parquet')
 QUALIFY row_number() OVER (PARTITION BY sample_id, block ORDER BY status = 'match' DESC, reason) = 1;
 
+-- How each replay shard was run in this home (wall time, samples at a time, host): local facts, never versioned.
+CREATE OR REPLACE VIEW replay_shard_runs AS
+SELECT shard, prepare_shard, samples, blocks, seconds, concurrency, host,
+       seconds * concurrency / nullif(blocks, 0) AS seconds_per_block
+FROM read_parquet('shards/replay/*/replays.run.parquet');
+
 -- Agent trajectories (thyme infer, thyme eval, RL rollouts): each finished shard publishes one folder
 -- shards/agent/<key>/ with trajectories/turns/executions parts (and eval_results for evaluation shards);
 -- each RL step publishes one such folder, shards/agent/rl-<run key>-step-<N>/, and its rl_rollouts part
 -- under shards/rl/<run key>/step-<N>/.
--- One row per (run, sample) is kept should a run's shard be published twice.
+-- A trajectory published in two folders (an evaluation re-planned with other shard sizes) is kept from the first
+-- folder by name, and its turns, executions and eval row from that folder: agent_shadowed lists the copies left
+-- out (a window over the trajectories' keys only, not over every turn and execution row: that cost seconds at
+-- millions of rows). agent_part(clean, dirty, by_name, listed) reads the parts `clean` without per-row work,
+-- only dropping whole folders that hold a shadowed copy (none when `listed`: the caller listed only folders that
+-- hold none), and checks row by row the parts `dirty` of the folders that do. Here both are every folder; Python
+-- readers (catalog/views.py) pass these same views explicit lists (each with its typed empty part) and keep
+-- agent_shadowed as a table, computed once per shard layout.
+-- A part's folder is the one its path names; agent_files (empty here) names it for files read by another name (a
+-- version queried in place reads objects by URL: versions/query.py fills it).
+CREATE OR REPLACE VIEW agent_files AS
+SELECT ''::VARCHAR AS file, ''::VARCHAR AS folder WHERE false;
+
+CREATE OR REPLACE VIEW agent_shadowed AS
+SELECT run_id, sample_id, folder
+FROM (SELECT t.run_id, t.sample_id, coalesce(f.folder, split_part(t.filename, '/', -2)) AS folder
+      FROM read_parquet('shards/agent/*/trajectories.parquet', filename = true) t
+      LEFT JOIN agent_files f ON f.file = t.filename)
+QUALIFY row_number() OVER (PARTITION BY run_id, sample_id ORDER BY folder) > 1;
+
+-- by_name: read columns by name (union_by_name), for parts that gained columns: older parts read them as NULL.
+CREATE OR REPLACE MACRO agent_part(clean, dirty, by_name, listed) AS TABLE
+SELECT * EXCLUDE (filename)
+FROM read_parquet(clean, filename = true, union_by_name = by_name) p
+WHERE listed OR split_part(p.filename, '/', -2) NOT IN (SELECT folder FROM agent_shadowed)
+UNION ALL
+SELECT p.* EXCLUDE (filename)
+FROM read_parquet(dirty, filename = true, union_by_name = by_name) p
+LEFT JOIN agent_files f ON f.file = p.filename
+WHERE coalesce(f.folder, split_part(p.filename, '/', -2)) IN (SELECT folder FROM agent_shadowed)
+  AND NOT EXISTS (SELECT 1 FROM agent_shadowed s WHERE s.run_id = p.run_id AND s.sample_id = p.sample_id
+                  AND s.folder = coalesce(f.folder, split_part(p.filename, '/', -2)));
+
 CREATE OR REPLACE VIEW trajectories AS
 SELECT run_id, sample_id, benchmark, question, image_sha256, image_paths, response, answer, correct, stop_reason,
        rounds, prompt_tokens, generated_tokens, sandbox_tokens, image_tokens, total_tokens, token_ids, token_mask,
        image_offsets, image_grid_thw, generate_s, sandbox_s, total_s, backend, model, config
-FROM read_parquet('shards/agent/*/trajectories.parquet')
-QUALIFY row_number() OVER (PARTITION BY run_id, sample_id ORDER BY total_s) = 1;
+FROM agent_part(['shards/agent/*/trajectories.parquet'], ['shards/agent/*/trajectories.parquet'], false, false);
 
 CREATE OR REPLACE VIEW turns AS
 SELECT run_id, sample_id, round, text, code, generated_tokens, finish
-FROM read_parquet('shards/agent/*/turns.parquet')
-QUALIFY row_number() OVER (PARTITION BY run_id, sample_id, round ORDER BY generated_tokens) = 1;
+FROM agent_part(['shards/agent/*/turns.parquet'], ['shards/agent/*/turns.parquet'], false, false);
 
 CREATE OR REPLACE VIEW executions AS
 SELECT run_id, sample_id, round, status, error_type, error, stdout, duration_s, output_image_sha256, fed_back,
        feedback_tokens
-FROM read_parquet('shards/agent/*/executions.parquet')
-QUALIFY row_number() OVER (PARTITION BY run_id, sample_id, round ORDER BY duration_s) = 1;
+FROM agent_part(['shards/agent/*/executions.parquet'], ['shards/agent/*/executions.parquet'], false, false);
 
--- union_by_name: shards published before a column existed read it as NULL.
 CREATE OR REPLACE VIEW eval_results AS
 SELECT run_id, benchmark, "index", category, sample_id, prediction, choice, answer, correct, stop_reason,
        cycle_category, l2_category, protocol, matched_by, attempts
-FROM read_parquet('shards/agent/*/eval_results.parquet', union_by_name = true)
-QUALIFY row_number() OVER (PARTITION BY run_id, benchmark, "index" ORDER BY sample_id) = 1;
+FROM agent_part(['shards/agent/*/eval_results.parquet'], ['shards/agent/*/eval_results.parquet'], true, false);
+
+-- The headline rows papers publish, by run and benchmark, computed as VLMEvalKit computes them:
+-- - HRBench (rows with a cycle_category): per cycle, the accuracy of 'all', 'single' and 'cross' (the
+--   category); then their average over the cycles: rows 'cycle average: all|single|cross';
+-- - MME-RealWorld (categories 'Perception/...' and 'Reasoning/...'): the task's questions pooled (not an
+--   average of its subtasks): rows 'Perception (pooled)', 'Reasoning (pooled)'.
+CREATE OR REPLACE VIEW eval_headline AS
+WITH per_cycle AS (
+    SELECT run_id, benchmark, cycle_category, coalesce(category, 'all') AS kind, count(*) AS samples,
+           count(*) FILTER (WHERE correct) AS correct, avg(correct::INTEGER) AS accuracy
+    FROM eval_results
+    WHERE coalesce(cycle_category, '') <> ''
+    GROUP BY GROUPING SETS ((run_id, benchmark, cycle_category, category), (run_id, benchmark, cycle_category))
+),
+cycles AS (
+    SELECT run_id, benchmark, 'cycle average: ' || kind AS category, sum(samples) AS samples,
+           sum(correct) AS correct, round(100.0 * avg(accuracy), 2) AS accuracy_pct
+    FROM per_cycle
+    GROUP BY ALL
+),
+pooled AS (
+    SELECT run_id, benchmark, split_part(category, '/', 1) || ' (pooled)' AS category, count(*) AS samples,
+           count(*) FILTER (WHERE correct) AS correct, round(100.0 * avg(correct::INTEGER), 2) AS accuracy_pct
+    FROM eval_results
+    WHERE category LIKE '%/%'
+    GROUP BY ALL
+)
+SELECT * FROM cycles
+UNION ALL
+SELECT * FROM pooled;
 
 -- RL rollouts (thyme train-rl): one row per rollout of a step; join trajectories / turns / executions on
--- (run_id, sample_id) = (run, sample_id). A step published twice (a resumed run) keeps one row.
+-- (run_id, sample_id) = (run, sample_id). A step folder is published once (fsio.atomic_dir) and its sample ids
+-- carry the step, so its rows are read as they are.
 -- reward_format / reward_accuracy / reward_consistency: the reward's components, NULL where not computed (and in
 -- steps published before they were stored: union_by_name).
 CREATE OR REPLACE VIEW rl_rollouts AS
 SELECT run, step, "group", member, prompt_id, sample_id, reward, reward_reason, reward_format, reward_accuracy,
        reward_consistency, advantage, kept, "limit"
-FROM read_parquet('shards/rl/**/rl_rollouts.parquet', union_by_name = true)
-QUALIFY row_number() OVER (PARTITION BY run, sample_id ORDER BY step) = 1;
+FROM read_parquet(['shards/rl/**/rl_rollouts.parquet'], union_by_name = true);

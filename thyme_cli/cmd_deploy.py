@@ -126,7 +126,37 @@ def serve(args) -> int:
         cmd += ["--limit", str(args.limit)]
     if args.run_once:
         cmd.append("--run-once")
-    return subprocess.run(cmd, cwd=REPO, env=env).returncode
+    return run_worker(cmd, env)
+
+
+WORKER_STOP_S = 30  # a stopped `thyme serve` gives its Prefect worker this long to shut down, then kills it
+
+
+def run_worker(cmd: list[str], env: dict) -> int:
+    """Run the Prefect worker as a child that never outlives this process: SIGTERM or SIGINT here is passed on
+    to it, and if it has not exited WORKER_STOP_S later it is killed (a worker left behind polls its API for
+    ever, and would take flow runs for a `thyme serve` nobody runs any more)."""
+    import signal
+
+    worker = subprocess.Popen(cmd, cwd=REPO, env=env)
+
+    def stop(signum, _frame):
+        worker.send_signal(signum)
+        try:
+            worker.wait(timeout=WORKER_STOP_S)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return worker.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
 
 
 def ensure_work_pools() -> None:

@@ -1,16 +1,18 @@
--- One row per trajectory of every evaluation run: its response, code executions, successful ones and whether
--- its answer was right. eval/behaviour.py turns a run's rows into the learning bench's figures.
--- Executions are counted per trajectory first (only those of evaluation runs), then joined: grouping the joined
--- rows by the response text instead costs a string hash per execution row.
-WITH ex AS (
-    SELECT run_id, sample_id, count(*) AS executions, count(*) FILTER (WHERE status = 'ok') AS ok
+-- One row per trajectory of the evaluation run $run_id: its response, code executions, successful ones and
+-- whether its answer was right. eval/behaviour.py turns these rows into the learning bench's figures.
+-- A trajectory's `rounds` is its number of execution rows (agent/records.py writes one per execution), so only
+-- the executions that did not succeed are grouped: grouping every execution row by trajectory was most of this
+-- query's time. Every filter is on run_id, so other runs' parts are skipped by their statistics.
+WITH failed AS (
+    SELECT sample_id, count(*) AS failed
     FROM executions
-    WHERE run_id IN (SELECT DISTINCT run_id FROM eval_results)
-    GROUP BY run_id, sample_id
+    WHERE run_id = $run_id AND status <> 'ok'
+    GROUP BY sample_id
 )
-SELECT t.run_id, t.sample_id, t.response, t.rounds, coalesce(ex.executions, 0) AS executions,
-       coalesce(ex.ok, 0) AS ok, r.correct
+SELECT t.run_id, t.sample_id, t.response, t.rounds, t.rounds AS executions,
+       t.rounds - coalesce(f.failed, 0) AS ok, r.correct
 FROM trajectories t
 JOIN eval_results r ON r.run_id = t.run_id AND r.sample_id = t.sample_id
-LEFT JOIN ex ON ex.run_id = t.run_id AND ex.sample_id = t.sample_id
-ORDER BY t.run_id, t.sample_id;
+LEFT JOIN failed f ON f.sample_id = t.sample_id
+WHERE t.run_id = $run_id AND r.run_id = $run_id
+ORDER BY t.sample_id;

@@ -49,6 +49,13 @@ def test_eval_scores_exactly_and_a_rerun_skips_finished_shards(bench, tmp_path, 
     third = thyme(*args, env=thyme_env)
     assert "6/9 correct (2/3 shards already done)" in third.stdout
     assert eval_rows(home) == rows
+    # the run recorded itself for the viewer's runs page: key, status, shards, inputs, config
+    from thyme_core.runs import plans
+
+    (run,) = plans.stage_runs(DataHome(home))
+    assert (run.kind, run.status, run.planned, run.published) == ("eval", "done", 3, 3)
+    assert run.key.startswith("eval-")
+    assert run.inputs["tsv_sha256"] == benchmarks.file_sha256(tsv) and run.config["backend"]["name"] == "scripted"
 
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings

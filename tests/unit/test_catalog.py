@@ -100,3 +100,12 @@ def test_rl_steps_published_before_the_reward_parts_read_them_as_null(home):
     catalog.publish(home)  # the next publish brings the empty part up to date: the CLI's glob view binds too
     con = duckdb.connect(str(home.catalog_path), read_only=True, config={"file_search_path": str(home.root)})
     assert con.execute(sql).fetchall() == [(1.5, None, None)]
+
+
+def test_the_agent_view_statements_survive_a_semicolon_in_a_comment():
+    from thyme_core.catalog import views
+
+    call = "agent_part(['shards/agent/*/turns.parquet'], ['shards/agent/*/turns.parquet'], false, false)"
+    text = f"-- a note; with a semicolon\nCREATE VIEW turns AS\n-- and here; too\nSELECT * FROM {call};\nSELECT 1;"
+    assert views.agent_statements(text) == [f"CREATE VIEW turns AS\nSELECT * FROM {call}"]
+    assert len(views.agent_statements(catalog.sql_text("schema"))) == 4  # trajectories, turns, executions, eval_results

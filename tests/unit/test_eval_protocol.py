@@ -11,6 +11,7 @@ import base64
 import doctest
 import io
 import json
+import re
 
 import pytest
 from PIL import Image
@@ -20,6 +21,9 @@ from thyme_core.agent.config import AgentConfig
 from thyme_core.agent.infer import BackendSpec
 from thyme_core.eval import benchmarks, evaluate, vlmevalkit
 from thyme_core.eval.benchmarks import BenchRow
+from thyme_core.viewer import db
+from thyme_core.viewer.links import LiveLinks
+from thyme_core.viewer.pages import Pages
 
 CONFIG = AgentConfig(isolation="none", max_rounds=1)
 
@@ -105,6 +109,12 @@ def test_hrbench_cycle_averages_and_protocol_in_run(tmp_path, home):
         assert table[f"cycle average: {kind}"] == round(100 * pct(per_cycle), 2)
     per_cycle_all = [pct(outcome[(c, "single")] + outcome[(c, "cross")]) for c in ("1", "2")]
     assert table["cycle average: all"] == round(100 * pct(per_cycle_all), 2)
+    # the viewer's eval page shows the same headline rows after the benchmark's rows by category
+    html = Pages(db.Catalog(home), LiveLinks()).eval_run(run)
+    shown = re.findall(r'<tr class="headline protocol"><td>HRBench4K</td><td>([^<]+)</td>\s*<td>\d+</td><td>\d+</td>'
+                       r'<td></td><td>([\d.]+)</td>', html)
+    assert {c: float(v) for c, v in shown} == {c: table[c] for c in table if c.startswith("cycle average")}
+    assert html.index("cycle average: all") > html.index(">single</a>")
     _, runs = catalog.query(home, "SELECT run_id, protocol, samples FROM (" +
                             catalog.sql_text("queries/eval_runs").rstrip().rstrip(";") + ")")
     assert runs == [(run, "thyme", 8)] and run.startswith("eval-") and "vlmevalkit" not in run
@@ -135,6 +145,8 @@ def test_mme_realworld_pooled_rows_regex_scoring_and_retry(tmp_path, home):
     table = {r[cols.index("category")]: (r[cols.index("samples")], r[cols.index("correct")]) for r in acc}
     assert table["Perception (pooled)"] == (3, sum(hits[:3]))
     assert table["Reasoning (pooled)"] == (3, sum(hits[3:]))
+    html = Pages(db.Catalog(home), LiveLinks()).eval_run(run)
+    assert re.search(r'<td>Perception \(pooled\)</td>\s*<td>3</td><td>%d</td>' % sum(hits[:3]), html)
     _, runs = catalog.query(home, "SELECT protocol, retried FROM (" +
                             catalog.sql_text("queries/eval_runs").rstrip().rstrip(";") + ")")
     assert runs == [("vlmevalkit", 1)]

@@ -189,3 +189,15 @@ def test_ranks_resume_from_the_newest_step_every_node_holds():
     assert checkpoint.common_step([[1, 2], [1]]) == 1
     assert checkpoint.common_step([[2], [1]]) is None
     assert checkpoint.common_step([[3, 4], [3, 4], [4]]) == 4
+
+
+def test_a_node_told_the_run_is_finished_starts_no_ranks_in_the_shared_launcher(tmp_path):
+    # The skip lives in runs/remote.launch, which SFT and RL both launch through: a library caller holding a
+    # `finished` verdict from the rendezvous must not start ranks that wait for a node 0 that never comes.
+    from thyme_core.runs.launch import Nodes
+
+    lines = []
+    code = remote.launch("no_such_module_would_fail_if_started", tmp_path, 1, lines.append, None,
+                         Nodes(nnodes=2, node_rank=1, endpoint="127.0.0.1:1", rdzv_timeout=5, run_id="r", finished=True))
+    assert code == 0 and len(lines) == 1 and "finished" in lines[0]
+    assert not any(tmp_path.iterdir())  # nothing started, nothing written

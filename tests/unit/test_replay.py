@@ -82,3 +82,23 @@ def test_replay_is_reused_once_published(home, tmp_path):
 )
 def test_text_comparison(printed, recorded, status):
     assert verify._compare_text(printed, recorded, replay.ReplayConfig())[0] == status
+
+
+def test_a_replay_records_how_it_ran_beside_its_content_never_in_a_version(home, tmp_path):
+    # Replay timings were recorded nowhere (a scale plan took seconds per block from a guess): each replayed
+    # shard now keeps its wall time, samples, blocks and host in replays.run.parquet, like prepare's
+    # summary.run.parquet: a view shows it, and a version of the home leaves it out (same content, same hash).
+    from thyme_core.versions.manifest import version_paths
+
+    _prepare(home, tmp_path, "2round", list(generate_records("2round", 3, 2, 320, 240, 1)))
+    shard = Path(replay.prepared_shards(home, "2round")[0])
+    result = replay.replay_shard(shard, home, replay.ReplayConfig())
+    assert result.run is not None and result.run.blocks == result.blocks > 0 and result.run.seconds > 0
+    assert "blocks/s" in verify.describe_shard(result)
+    columns, rows = catalog.query(home, "SELECT shard, prepare_shard, samples, blocks, seconds_per_block "
+                                        "FROM replay_shard_runs")
+    assert rows == [(result.folder.name, shard.name, 3, result.blocks, rows[0][4])] and rows[0][4] > 0
+    versioned = {p.name for p in version_paths(home) if "_schema" not in p.parts}
+    assert "replays.parquet" in versioned and "replays.run.parquet" not in versioned
+    again = replay.replay_shard(shard, home, replay.ReplayConfig())
+    assert again.reused and again.run is None and "blocks/s" not in verify.describe_shard(again)

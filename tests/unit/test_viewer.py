@@ -5,6 +5,7 @@ home, and the export's links all resolve. Browser checks are in tests/integratio
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import io
 import json
@@ -206,6 +207,83 @@ def test_a_republished_shard_is_counted_once(home, tmp_path):
     assert again == db.Catalog(home).sql(counts)
 
 
+# The agent views as schema.sql declared them before (a window over every row): the reference the fast forms match.
+WINDOW_VIEWS = {
+    "trajectories": "SELECT * FROM read_parquet('shards/agent/*/trajectories.parquet') "
+                    "QUALIFY row_number() OVER (PARTITION BY run_id, sample_id ORDER BY total_s) = 1",
+    "turns": "SELECT * FROM read_parquet('shards/agent/*/turns.parquet') "
+             "QUALIFY row_number() OVER (PARTITION BY run_id, sample_id, round ORDER BY generated_tokens) = 1",
+    "executions": "SELECT * FROM read_parquet('shards/agent/*/executions.parquet') "
+                  "QUALIFY row_number() OVER (PARTITION BY run_id, sample_id, round ORDER BY duration_s) = 1",
+    "eval_results": "SELECT * FROM read_parquet('shards/agent/*/eval_results.parquet', union_by_name = true) "
+                    "QUALIFY row_number() OVER (PARTITION BY run_id, benchmark, \"index\" ORDER BY sample_id) = 1",
+}
+
+
+def test_the_fast_views_keep_the_rows_the_window_views_kept(home, tmp_path):
+    import duckdb
+    import pyarrow.parquet as pq
+
+    from thyme_core import catalog as core
+    from thyme_core.versions.push import push
+    from thyme_core.versions.query import query_version
+    from thyme_core.versions.store import open_store
+
+    copy = DataHome(tmp_path / "copy")
+    shutil.copytree(home.root, copy.root, symlinks=True)
+    first = sorted((copy.shards_dir / "agent").glob("eval-*"))[0]
+    again = first.with_name("0-" + first.name)  # a copy that sorts first: the original is shadowed
+    again.mkdir()
+    for part in first.glob("*.parquet"):  # the same rows in other bytes (so a version stores both objects)
+        pq.write_table(pq.read_table(part), again / part.name, compression="snappy")
+    core.publish(copy)
+    reader = db.Catalog(copy)
+    cli = duckdb.connect(str(copy.catalog_path), read_only=True, config={"file_search_path": str(copy.root)})
+    store = open_store(str(tmp_path / "store"))
+    push(copy, store, "withcopy")
+    assert reader.shadowed > 0
+    for view, window in WINDOW_VIEWS.items():
+        want = cli.execute(f"SELECT * FROM ({window}) ORDER BY ALL").fetchall()
+        assert len(want) > 0, view
+        assert [tuple(r.values()) for r in reader.sql(f"SELECT * FROM {view} ORDER BY ALL")] == want, view
+        assert cli.execute(f"SELECT * FROM {view} ORDER BY ALL").fetchall() == want, view  # catalog.duckdb's
+        assert query_version(store, "withcopy", f"SELECT * FROM {view} ORDER BY ALL")[1] == want, view  # in place
+
+
+EVAL_BEHAVIOUR_BEFORE = """
+WITH ex AS (
+    SELECT run_id, sample_id, count(*) AS executions, count(*) FILTER (WHERE status = 'ok') AS ok
+    FROM executions WHERE run_id IN (SELECT DISTINCT run_id FROM eval_results) GROUP BY run_id, sample_id
+)
+SELECT t.run_id, t.sample_id, t.response, t.rounds, coalesce(ex.executions, 0) AS executions,
+       coalesce(ex.ok, 0) AS ok, r.correct
+FROM trajectories t
+JOIN eval_results r ON r.run_id = t.run_id AND r.sample_id = t.sample_id
+LEFT JOIN ex ON ex.run_id = t.run_id AND ex.sample_id = t.sample_id
+ORDER BY t.run_id, t.sample_id"""
+
+
+def test_eval_behaviour_gives_the_rows_it_gave_when_it_grouped_every_execution(home, pages, run_id):
+    from thyme_core.eval.behaviour import run_behaviour
+
+    before = pages.db.sql(EVAL_BEHAVIOUR_BEFORE)
+    statuses = {r["status"] for r in pages.db.sql("SELECT status FROM executions")}
+    assert len(before) > 6 and {"ok", "error"} <= statuses  # successes and failures both counted
+    runs = sorted({r["run_id"] for r in before})
+    assert runs == sorted([run_id, HOSTILE_RUN])  # (two runs: each one's rows, none of the other's)
+    assert [row for run in runs for row in pages.db.query("eval_behaviour", run_id=run)] == before
+    mine = [r for r in before if r["run_id"] == run_id]
+    assert run_behaviour(home, run_id)["code_use"] == round(sum(r["executions"] > 0 for r in mine) / len(mine), 4)
+
+
+def test_the_server_pays_its_start_up_costs_before_the_first_page(home):
+    from thyme_core.viewer import pages as pages_module
+
+    pages_module._env.cache.clear()
+    server.App(home)
+    assert len(pages_module._env.cache) == len(pages_module._env.list_templates())  # every template compiled
+
+
 def test_viewer_and_export_never_write_to_the_home(home, pages, run_id, tmp_path):
     def snapshot():
         return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in home.root.rglob("*")}
@@ -273,3 +351,37 @@ def test_runs_page_lists_prepared_and_replayed_data_and_training_runs(tmp_path):
     assert "<td>sft</td>" in replayed
     sft = re.search(r'<table id="sft-runs">(.*?)</table>', html, re.S).group(1)
     assert "stopped at step 2" in sft and "d123" in sft and "v789" in sft
+
+
+def test_runs_page_shows_each_recorded_run_with_key_config_inputs_and_status(tmp_path):
+    from thyme_core import prepare
+    from thyme_core.replay.verify import ReplayConfig, replay_key, replay_shard
+    from thyme_core.runs import plans
+    from thyme_core.synth import generate_records
+    from thyme_core.synth.writer import write_parquet
+
+    home = DataHome(tmp_path / "home").ensure()
+    write_parquet(tmp_path / "sft.parquet", list(generate_records("wo_thinking_thyme_single_round", 4, 0, 320, 240, 1)))
+    config = prepare.PrepareConfig(shard_rows=2)
+    specs = prepare.plan(tmp_path / "sft.parquet", "sft", config)
+    specs.append(dataclasses.replace(specs[0], key="0" * 24, row_start=4, row_stop=6))  # planned, never run
+    prepared = plans.start_prepare(home, str(tmp_path / "sft.parquet"), "sft", specs, config)
+    prepare.prepare_shard(specs[0], home, config)
+    rconfig = ReplayConfig(isolation="none")  # generated, trusted code
+    done_dir = str(prepare.shard_dir(home, specs[0].key))
+    replayed = plans.start_replay(home, "sft", "", [done_dir], replay_key, rconfig)
+    replay_shard(prepare.shard_dir(home, specs[0].key), home, rconfig)
+    plans.finish(home, "replay", replayed, {"dataset": "sft@abc123"})
+    failed = plans.start_replay(home, "sft", "", [done_dir, done_dir + "x"], replay_key, rconfig)
+    plans.finish(home, "replay", failed, error=f"RuntimeError: {HOSTILE}")
+    html = Pages(db.Catalog(home), LiveLinks()).runs()
+    table = re.search(r'<table id="stage-runs">(.*?)</table>', html, re.S).group(1)
+    rows = {key: (kind, status, shards, rest) for kind, key, status, shards, rest in re.findall(
+        r'<tr class="stage-run" data-status="[^"]*"><td>(\w+)</td>\s*<td><code>(\w+)</code></td>\s*'
+        r'<td class="status">([^<]*)(?:<span[^>]*>[^<]*</span>)?</td>\s*<td>(\d+ / \d+)</td>(.*?)</tr>', table, re.S)}
+    assert rows[prepared][:3] == ("prepare", "partial", "1 / 2")
+    assert rows[replayed][:3] == ("replay", "done", "1 / 1") and "sft@abc123" in rows[replayed][3]
+    assert rows[failed][:3] == ("replay", "failed ", "1 / 2")
+    assert HOSTILE not in html and "RuntimeError: &lt;script&gt;" in table  # the error is shown, escaped
+    # config in full, inputs with the source file's sha256
+    assert '&#34;shard_rows&#34;: 2' in rows[prepared][3] and specs[0].file_sha256 in rows[prepared][3]

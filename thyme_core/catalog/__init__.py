@@ -6,10 +6,11 @@ elsewhere and its catalog still works. Named queries live in sql/queries/<name>.
 
 Reads never write. `read(home)` is an in-memory DuckDB connection with the views declared over the home's
 Parquet parts: it opens no database file, takes no lock, and any number of readers (the viewer, two CLI calls)
-run beside writers. The agent and RL views are declared by file lists there (views.py: fast, one copy of each
-trajectory); catalog.duckdb keeps schema.sql's glob-and-window form of them, for the duckdb CLI. Writes happen in one place, `publish(home)`, which every stage calls after it publishes a
-shard folder: it creates each view's empty typed parts (so every view resolves before its first shard) and
-writes `catalog.duckdb` (the same views, for the duckdb CLI) by rename, so no reader ever sees half of it.
+run beside writers. Both it and catalog.duckdb (for the duckdb CLI) declare schema.sql's views; in memory each
+agent and RL view reads file lists with its typed empty part, and the shadowed copies are a table (views.py).
+Writes happen in one place, `publish(home)`, which every stage calls after it publishes a shard folder: it
+creates each view's empty typed parts (so every view resolves before its first shard) and writes
+`catalog.duckdb` (the same views, for the duckdb CLI) by rename, so no reader ever sees half of it.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ import pyarrow.parquet as pq
 from thyme_core.base.errors import ThymeError
 from thyme_core.base.fsio import atomic_write_bytes
 from thyme_core.base.home import DataHome
-from thyme_core.catalog.schema import (ImageRecord, RejectRecord, ReplayRecord, RlSample, SftSample, ShardRun,
-                                       ShardSummary, arrow_schema, to_table)
+from thyme_core.catalog.schema import (ImageRecord, RejectRecord, ReplayRecord, ReplayRun, RlSample, SftSample,
+                                       ShardRun, ShardSummary, arrow_schema, to_table)
 from thyme_core.catalog.schema import EvalResult, ExecutionRecord, TrajectoryRecord, TurnRecord
 from thyme_core.catalog import views
 from thyme_core.catalog.schema import RlRolloutRecord
@@ -49,7 +50,7 @@ _SCHEMA_PARTS = {
         "summary": ShardSummary,
         "summary.run": ShardRun,
     },
-    "replay": {"replays": ReplayRecord},
+    "replay": {"replays": ReplayRecord, "replays.run": ReplayRun},
     "agent": {"trajectories": TrajectoryRecord, "turns": TurnRecord, "executions": ExecutionRecord,
               "eval_results": EvalResult},
     "rl": {"rl_rollouts": RlRolloutRecord},
@@ -118,12 +119,12 @@ def empty_parts_dir() -> Path:
 
 
 def connect(root: Path) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB over the home at `root` with schema.sql's views, the agent and RL ones declared by
-    file lists (views.py), nothing opened for writing. The caller declares those again when shards change."""
-    empty = empty_parts_dir()
+    """An in-memory DuckDB over the home at `root` with schema.sql's views (with views.py's additions), nothing
+    opened for writing. The caller declares the agent views again (views.declare) when shards change."""
+    empty, schema = empty_parts_dir(), sql_text("schema")
     con = duckdb.connect(":memory:", config={"file_search_path": f"{root},{empty}"})
-    con.execute(sql_text("schema"))
-    views.declare(con, Path(root), empty)
+    con.execute(views.schema_sql(schema, empty))
+    views.declare(con, Path(root), empty, schema)
     return con
 
 

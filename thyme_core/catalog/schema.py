@@ -112,6 +112,20 @@ class ShardRun:
 
 
 @dataclass(frozen=True)
+class ReplayRun:
+    """Facts of the run that replayed a shard (replays.run.parquet beside replays.parquet), out of versions
+    like ShardRun: what a scale plan needs (seconds per code block on this machine), never version content."""
+
+    shard: str  # the replay shard's key (its folder)
+    prepare_shard: str
+    samples: int
+    blocks: int
+    seconds: float  # wall time of the whole shard, its samples `concurrency` at a time
+    concurrency: int
+    host: str
+
+
+@dataclass(frozen=True)
 class ReplayRecord:
     """One code block of a prepared sample, re-executed in the sandbox and compared with its recorded output."""
 

@@ -68,10 +68,17 @@ def _prepare_result(doc: dict, reused: bool):
     return ShardResult(ShardSummary(**doc["summary"]), reused, run)
 
 
+def _replay_doc(r) -> dict:
+    return {"folder": f"shards/replay/{r.folder.name}", "blocks": r.blocks, "matched": r.matched,
+            "run": dataclasses.asdict(r.run) if r.run else None}
+
+
 def _replay_result(doc: dict, reused: bool):
+    from thyme_core.catalog.schema import ReplayRun
     from thyme_core.replay.verify import ReplayShardResult
 
-    return ReplayShardResult(Path(doc["folder"]), reused, doc["blocks"], doc["matched"])
+    run = None if reused or doc.get("run") is None else ReplayRun(**doc["run"])
+    return ReplayShardResult(Path(doc["folder"]), reused, doc["blocks"], doc["matched"], run)
 
 
 def _eval_result(doc: dict, reused: bool):
@@ -82,8 +89,7 @@ def _eval_result(doc: dict, reused: bool):
 
 _CODECS: dict[str, tuple[Callable[[Any], dict], Callable[[dict, bool], Any]]] = {
     "prepare": (_prepare_doc, _prepare_result),
-    "replay": (lambda r: {"folder": f"shards/replay/{r.folder.name}", "blocks": r.blocks, "matched": r.matched},
-               _replay_result),
+    "replay": (_replay_doc, _replay_result),
     "agent": (lambda r: {"key": r.key, "samples": r.samples, "correct": r.correct}, _eval_result),
 }
 

@@ -19,8 +19,8 @@ from thyme_core.rl.rewards import format_ok
 
 def run_behaviour(home: DataHome, run_id: str) -> dict:
     """{samples, well_formed, code_use, sandbox_ok, accuracy} of evaluation run `run_id`."""
-    _, rows = catalog.named(home, "eval_behaviour")
-    rows = [r[1:] for r in rows if r[0] == run_id]
+    _, rows = catalog.named(home, "eval_behaviour", {"run_id": run_id})
+    rows = [r[1:] for r in rows]
     if not rows:
         raise ThymeError(f"no trajectories of run {run_id!r} in {home.root}")
     executions = sum(r[3] for r in rows)

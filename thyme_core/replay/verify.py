@@ -15,11 +15,14 @@ to the real input through `image_path` (the sandbox rebinds that name itself). O
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
 import math
 import re
+import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +36,7 @@ from thyme_core.base import versioning
 from thyme_core.base.fsio import atomic_dir
 from thyme_core.base.errors import ThymeError
 from thyme_core.base.home import DataHome
-from thyme_core.catalog.schema import ReplayRecord, to_table
+from thyme_core.catalog.schema import ReplayRecord, ReplayRun, to_table
 from thyme_core.thyme_format import code_blocks, sandbox_outputs
 
 TABLE = "replay"
@@ -69,6 +72,7 @@ class ReplayShardResult:
     reused: bool  # an earlier run had already replayed this shard with the same settings and code
     blocks: int
     matched: int
+    run: ReplayRun | None = None  # how this run replayed it (None when reused)
 
 
 def replay_shard(prepare_dir: Path, home: DataHome, config: ReplayConfig, pool=None,
@@ -83,13 +87,18 @@ def replay_shard(prepare_dir: Path, home: DataHome, config: ReplayConfig, pool=N
         pool = shared_pool(config.isolation, Limits(timeout_s=config.timeout_s, cpu_s=max(1, int(config.timeout_s))))
     samples = [r for name in ("image_samples", "text_samples")
                for r in pq.read_table(prepare_dir / f"{name}.parquet").to_pylist()]
+    started = time.perf_counter()
     with ThreadPoolExecutor(max(1, concurrency)) as ex:
         per_sample = list(ex.map(lambda s: replay_sample(s, home, pool, config), samples))
     records = [r for rs in per_sample for r in rs]
+    run = ReplayRun(final.name, prepare_dir.name, len(samples), len(records),
+                    round(time.perf_counter() - started, 3), max(1, concurrency), socket.gethostname())
     with atomic_dir(final, home.tmp_dir) as stage:
         pq.write_table(to_table(ReplayRecord, records), stage / "replays.parquet", compression="zstd")
+        # beside the content, never in a version (manifest.version_paths leaves *.run.parquet out)
+        pq.write_table(to_table(ReplayRun, [run]), stage / "replays.run.parquet", compression="zstd")
     catalog.publish(home)
-    return _result(final, reused=False)
+    return dataclasses.replace(_result(final, reused=False), run=run)
 
 
 def _result(folder: Path, reused: bool) -> ReplayShardResult:
@@ -230,4 +239,7 @@ def summary_markdown(where: "DataHome | catalog.Query", split: str, results: lis
 def describe_shard(result: ReplayShardResult) -> str:
     """One log line per shard."""
     what = "already done (reused)" if result.reused else "replayed"
-    return f"{result.folder.name}: {what}, {result.blocks} code blocks, {result.matched} reproduced"
+    line = f"{result.folder.name}: {what}, {result.blocks} code blocks, {result.matched} reproduced"
+    if result.run is not None and result.run.seconds > 0:
+        line += f" in {result.run.seconds:.1f} s ({result.blocks / result.run.seconds:.1f} blocks/s)"
+    return line

@@ -8,6 +8,7 @@
     checkpoint.py  step checkpoints with COMPLETE markers, DeepSpeed save/resume, final HF weights
     engine.py      pieces both trainers build their engine from (DeepSpeed config filling, ViT freezing)
     metrics.py     metrics.jsonl: one record per step, the last written
+    plans.py       prepare, replay and evaluation runs' records (plan, DONE / FAILED) for the viewer's runs page
 
 sft/ and rl/ hold only what differs (the data, the step, the entry script); neither imports the other.
 """

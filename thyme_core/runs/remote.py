@@ -229,7 +229,11 @@ def launch(module: str, run_dir: Path, nproc: int, on_line, on_metrics, nodes: N
     """`torchrun -m module RUN_DIR` (launch.run_torchrun); with a store in run.json, every checkpoint the ranks
     announce is pushed there in the background by this process (the ranks never wait on it), and the pushes
     finish before this returns (also when the ranks died: what was complete still goes up). A node of a
-    multi-node run pushes its own part (its ranks' shards)."""
+    multi-node run pushes its own part (its ranks' shards). A node told at the rendezvous that node 0's run is
+    finished starts no ranks (they would wait for a node 0 that never comes): 0, as for a finished run."""
+    if nodes.finished:
+        on_line(f"{run_dir.name}: node 0 says this run is finished; no ranks started on node {nodes.node_rank}")
+        return 0
     handle = pushing(run_dir, on_metrics, nproc * nodes.nnodes, nodes)
     try:
         return run_torchrun(module, run_dir, nproc, on_line, handle, nodes)

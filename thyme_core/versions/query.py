@@ -15,6 +15,7 @@ import duckdb
 
 from thyme_core import catalog
 from thyme_core.base.errors import ThymeError
+from thyme_core.catalog import views
 from thyme_core.versions.manifest import Manifest
 from thyme_core.versions.pull import load_manifest
 from thyme_core.versions.keys import Store, object_key
@@ -47,6 +48,7 @@ def view_statements(manifest: Manifest, url) -> tuple[list[str], list[str]]:
             for pattern in _LITERAL.findall(m.group(1)):
                 rx = glob_regex(pattern)
                 urls += [url(f.sha256) for f in manifest.files if rx.match(f.path)]
+            urls = list(dict.fromkeys(urls))  # an object two folders hold (identical parts) is read once
             empty = empty or not urls
             files = ", ".join("'" + u.replace("'", "''") + "'" for u in urls)
             return f"read_parquet([{files}]{m.group(2) or ''})"
@@ -69,13 +71,42 @@ def connect_version(store: Store, spec: str) -> tuple[duckdb.DuckDBPyConnection,
     _, sha, manifest = load_manifest(store, spec)
     con = duckdb.connect()
     store.setup_duckdb(con)
-    statements, missing = view_statements(manifest, lambda s: store.url(object_key(s)))
+    url = lambda s: store.url(object_key(s))  # noqa: E731
+    statements, missing = view_statements(manifest, url)
+    agent_declared = False
     for stmt in statements:
+        if views.agent_statements(stmt):  # the agent views: declared together, over the version's objects
+            if not agent_declared:
+                agent_declared = True
+                if "agent_shadowed" in missing:  # no agent parts in this version
+                    missing += [_view_name(s) for s in views.agent_statements(catalog.sql_text("schema"))]
+                else:
+                    _declare_agent_views(con, manifest, url)
+            continue
         try:
             con.execute(stmt)
         except duckdb.CatalogException:  # built on a view the version lacks
             missing.append(_view_name(stmt))
     return con, sha, missing
+
+
+def _declare_agent_views(con: duckdb.DuckDBPyConnection, manifest: Manifest, url) -> None:
+    """schema.sql's agent views over the version's objects, each URL's shard folder named in agent_files (an
+    object two folders hold is read once, from the first folder by name)."""
+    files: dict[str, list[tuple[str, str]]] = {}
+    seen: set[str] = set()
+    for f in sorted(manifest.files, key=lambda f: f.path):
+        parts = f.path.split("/")
+        if len(parts) == 4 and parts[:2] == ["shards", "agent"] and parts[3].endswith(".parquet"):
+            u = url(f.sha256)
+            if u not in seen:
+                seen.add(u)
+                files.setdefault(parts[3][: -len(".parquet")], []).append((parts[2], u))
+    con.execute("CREATE OR REPLACE TEMP TABLE agent_files (file VARCHAR, folder VARCHAR)")
+    rows = [(u, folder) for pairs in files.values() for folder, u in pairs]
+    if rows:
+        con.executemany("INSERT INTO agent_files VALUES (?, ?)", rows)
+    views.declare_lists(con, files, catalog.empty_parts_dir(), catalog.sql_text("schema"))
 
 
 def version_querier(store: Store, spec: str) -> catalog.Query:

@@ -2,10 +2,10 @@
 
 The viewer never opens catalog.duckdb (a writer may hold it, and a read path must not write): it uses
 catalog.connect, the in-memory DuckDB every Python reader uses, whose file_search_path is the home root and then
-a temporary folder of typed empty parts (so a view with no part in the home yet still binds), and whose agent and
-RL views are declared by file lists (catalog/views.py). What this adds: one connection kept open across
-requests, parquet footers cached, and the views declared again when the shard folders change (checked on each
-query: one directory listing), so new shards show up. Queries are the named files of sql/queries/ with `$name`
+a temporary folder of typed empty parts (so a view with no part in the home yet still binds), with schema.sql's
+views (catalog/views.py: given file lists). What this adds: one connection kept open across requests, parquet
+footers cached, and the agent views declared again when the shard folders change (checked on each query: one
+directory listing), so new shards show up. Queries are the named files of sql/queries/ with `$name`
 parameters bound by DuckDB.
 """
 
@@ -37,15 +37,16 @@ class Catalog:
         self.con = catalog.connect(self.root)  # declares the views over this layout
         # parquet footers cached across queries: a page reads a few rows from each of hundreds of parts
         self.con.execute("SET parquet_metadata_cache = true")
-        self.shadowed = len(self.con.execute("SELECT 1 FROM shadowed_copies").fetchall())  # copies left out
+        self.shadowed = self.con.execute("SELECT count(*) FROM agent_shadowed").fetchone()[0]  # copies left out
         self.version = 0  # counts the shard layouts seen: what the pages may cache against
 
     def _refresh(self) -> None:
-        """Declare the agent and RL views again when the shard folders changed (one directory listing)."""
+        """Declare the agent views again when the shard folders changed (one directory listing)."""
         layout = views.layout(self.root)
         if layout == self._layout:
             return
-        self.shadowed = views.declare(self.con, self.root, catalog.empty_parts_dir(), layout)
+        self.shadowed = views.declare(self.con, self.root, catalog.empty_parts_dir(), catalog.sql_text("schema"),
+                                      layout)
         self._layout = layout
         self.version += 1
 

@@ -14,11 +14,13 @@ import re
 from pathlib import Path
 
 import jinja2
+import numpy as np
 from markupsafe import Markup
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
+from thyme_core.runs import plans
 from thyme_core.viewer import charts, crops, images, runs
 from thyme_core.viewer.db import Catalog
 
@@ -71,6 +73,22 @@ def _region(source: str, returned: str) -> crops.Region | None:
         return None
 
 
+def warm_up() -> None:
+    """Pay a process's one-time costs before its first page is asked for: every template compiled, Pygments'
+    lexer and formatter loaded, OpenCV imported and its decoder and matcher run once on a small picture."""
+    import cv2
+
+    for name in _env.list_templates():
+        _env.get_template(name)
+    code_html("x = [1]\nprint(x)")
+    pygments_css()
+    picture = np.random.default_rng(0).integers(0, 255, (96, 128), dtype=np.uint8)
+    ok, png = cv2.imencode(".png", picture)
+    if ok:
+        decoded = cv2.imdecode(png, cv2.IMREAD_GRAYSCALE)
+        crops.locate(decoded, cv2.resize(decoded[20:68, 30:94], (128, 96)))
+
+
 class NotFound(Exception):
     """A page asked for something the home does not hold (the message names it)."""
 
@@ -89,6 +107,13 @@ class Pages:
     def not_found(self, what: str):
         raise NotFound(f"Nothing here: {what}")
 
+    def warm(self) -> None:
+        """What the live server runs at start, so its first page costs what later ones do: warm_up(), and the
+        runs page and a trajectory lookup (the views bound, the parts' footers in DuckDB's cache)."""
+        warm_up()
+        self.runs()
+        self.db.query("trajectory_rounds", run_id="", sample_id="")
+
     # ---- runs
 
     def runs(self) -> str:
@@ -96,7 +121,14 @@ class Pages:
         prepare = self.db.query("prepare_runs")
         replay = self.db.query("replay_summary")
         train = runs.train_runs(self.home)
-        return self.render("runs.html", "runs", agent=agent, prepare=prepare, replay=replay,
+        stage = plans.stage_runs(self.home)
+        status = {r.key: r for r in stage if r.kind == "eval"}
+        for a in agent:
+            found = status.get(a["run_id"])
+            a["status"] = f"{found.status} ({found.published}/{found.planned} shards)" if found else ""
+        return self.render("runs.html", "runs", agent=agent, prepare=prepare, replay=replay, stage=stage,
+                           eval_ids={a["run_id"] for a in agent if a["kind"] == "eval"},
+                           as_json=lambda v: json.dumps(v, indent=1, sort_keys=True),
                            sft=[r for r in train if r.kind == "sft"], rl=[r for r in train if r.kind == "rl"],
                            home=str(self.home.root))
 
@@ -115,6 +147,7 @@ class Pages:
         rows = self.db.query("eval_run_accuracy", run_id=run_id)
         if not rows:
             self.not_found(f"evaluation run {run_id!r}")
+        rows = _with_headline(rows, self.db.query("eval_run_headline", run_id=run_id))
         values = self.filter_values(run_id)
         return self.render("eval.html", f"eval {run_id}", run_id=run_id, rows=rows,
                            stops=[v for v in values if v["kind"] == "stop_reason"],
@@ -204,6 +237,20 @@ class Pages:
         return self.render("sft.html", f"SFT stage {stage} run {key}", run=run, metrics=metrics,
                            charts=[Markup(c) for c in charts.charts(SFT_CURVES, metrics)],
                            config=json.dumps(run.config, indent=1, sort_keys=True))
+
+
+def _with_headline(rows: list[dict], headline: list[dict]) -> list[dict]:
+    """Each benchmark's rows by category, then its headline rows (HRBench's cycle averages, MME-RealWorld's pooled
+    tasks), marked `protocol` (they aggregate other rows: no samples page of their own)."""
+    by_bench: dict[str, list[dict]] = {}
+    for r in headline:
+        by_bench.setdefault(r["benchmark"], []).append({**r, "no_answer": None, "protocol": True})
+    out = []
+    for i, r in enumerate(rows):
+        out.append({**r, "protocol": False})
+        if i + 1 == len(rows) or rows[i + 1]["benchmark"] != r["benchmark"]:
+            out += by_bench.pop(r["benchmark"], [])
+    return out
 
 
 def _size(path: Path | None) -> tuple[int, int] | None:

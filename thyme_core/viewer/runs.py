@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from thyme_core.base.home import DataHome
+from thyme_core.runs.plans import read_json
 
 
 @dataclass(frozen=True)
@@ -27,14 +28,6 @@ class TrainRun:
     steps: int  # steps with a metrics record
     inputs: dict = field(default_factory=dict)  # run.json minus the home
     config: dict = field(default_factory=dict)
-
-
-def _json(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def read_metrics(run_dir: Path, required: str) -> list[dict]:
@@ -65,9 +58,9 @@ def _status(run_dir: Path, steps: list[dict]) -> str:
 
 def _train_run(kind: str, stage: int, run_dir: Path, required: str) -> TrainRun:
     steps = read_metrics(run_dir, required)
-    inputs = {k: v for k, v in _json(run_dir / "run.json").items() if k != "home"}
+    inputs = {k: v for k, v in read_json(run_dir / "run.json").items() if k != "home"}
     return TrainRun(kind, stage, run_dir.name, run_dir, _status(run_dir, steps), len(steps), inputs,
-                    _json(run_dir / "config.json"))
+                    read_json(run_dir / "config.json"))
 
 
 def train_runs(home: DataHome) -> list[TrainRun]:

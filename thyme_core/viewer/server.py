@@ -56,6 +56,7 @@ class App:
         self.home, self.allowed_hosts = home, allowed_hosts
         self.catalog = Catalog(home)
         self.pages = Pages(self.catalog, LiveLinks())
+        self.pages.warm()  # a start-up cost, so the first page a user asks for is not the slow one
 
     def route(self, path: str, q: dict) -> tuple[str, bytes, str]:
         """(status, body, content type) of a GET."""
