@@ -76,7 +76,10 @@ def find() -> LocalServer | None:
 
 
 def _port_free(port: int) -> bool:
+    """Whether nothing listens on the port. SO_REUSEADDR as the server itself binds: the TIME-WAIT connections a
+    just-stopped server leaves for a minute do not stop a new one, so they must not count as "in use" here."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
