@@ -9,19 +9,18 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes import eval_on_workers, in_threads
 from thyme_core import catalog
 from thyme_core.agent.config import AgentConfig
 from thyme_core.agent.infer import BackendSpec
 from thyme_core.base.errors import ThymeError
 from thyme_core.base.home import DataHome
-from thyme_core.cluster import publish as cluster
 from thyme_core.cluster import shipped, stored
 from thyme_core.eval import evaluate
 from thyme_core.model import ensure_tiny_model
 from thyme_core.synth.benchmark import write_demo_benchmark
 from thyme_core.versions.folders import folder_manifest, models_cache, push_folder
 from thyme_core.versions.keys import object_key
-from thyme_core.versions.query import query_version
 from thyme_core.versions.store import LocalStore
 
 ROWS = ("SELECT index, category, prediction, choice, answer, correct, stop_reason FROM eval_results "
@@ -73,9 +72,7 @@ def test_a_driver_model_folder_reaches_an_empty_worker_only_through_the_store(mo
 
     (tmp_path / "driver").rename(tmp_path / "driver-gone")
     monkeypatch.setenv(stored.SCRATCH_ENV, str(tmp_path / "worker"))
-    out = [stored.eval_step(shard, spec, agent, store.uri, None, files) for shard in shards]
-    published = cluster.publish_shards(store, "eval", out, DataHome(tmp_path / "driver-home"))
-    rows = query_version(store, f"eval@{published.manifest}", ROWS)[1]
+    rows = eval_on_workers(store, shards, spec, agent, files, tmp_path / "driver-home", ROWS)[1]
     assert len(rows) == 5 and rows == catalog.query(local, ROWS)[1]
 
     cached = models_cache(DataHome(tmp_path / "worker" / "thyme-worker-home")) / files.model
@@ -83,7 +80,8 @@ def test_a_driver_model_folder_reaches_an_empty_worker_only_through_the_store(mo
     # Tokenized by the model's own tokenizer, as locally (the spec's "model@<sha>" is no folder: the worker
     # could only run by loading the node's copy; the driver's folder is gone).
     tokens = "SELECT sample_id, total_tokens, token_ids FROM trajectories ORDER BY sample_id"
-    assert query_version(store, f"eval@{published.manifest}", tokens)[1] == catalog.query(local, tokens)[1]
+    assert eval_on_workers(store, shards, spec, agent, files, tmp_path / "driver-home", tokens)[1] == \
+        catalog.query(local, tokens)[1]  # (the shards are finished: read from their markers, not run again)
 
 
 def test_a_corrupted_model_object_is_refused_and_no_folder_is_left_to_load(model, tmp_path, monkeypatch):
@@ -121,19 +119,7 @@ def test_two_shards_pulling_the_model_on_one_node_at_once_get_one_whole_folder(m
     sha = shipped.ship_model(LocalStore(tmp_path / "store"), str(model))
     node = DataHome(tmp_path / "node")
     store = MeetingStore(tmp_path / "store", models_cache(node) / ".tmp")
-    got, errors = [], []
-
-    def pull():
-        try:
-            got.append(shipped.model_copy(store, sha, node))
-        except BaseException as exc:  # (reported below)
-            errors.append(exc)
-
-    threads = [threading.Thread(target=pull) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    got, errors = in_threads(lambda: shipped.model_copy(store, sha, node), 2)
     assert errors == [] and len(store.seen) == 2  # two separate stages were filled at once
     assert got[0] == got[1] == models_cache(node) / sha and folder_manifest(got[0]).sha256 == sha
     assert list((models_cache(node) / ".tmp").iterdir()) == []
