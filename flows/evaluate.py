@@ -6,8 +6,8 @@ accuracy report (a markdown artifact, and printed by `thyme eval`). Finished sha
 `protocol` picks the scoring: `thyme` (ours) or `vlmevalkit` (its rules, its judge prompt through the judge at
 `judge_url`, and `retries` of trajectories that end without an answer), recorded with every result.
 With `cluster` (or $THYME_RAY_ADDRESS) each shard is a Ray task holding `gpus_per_shard` GPUs (one backend per
-GPU), written straight into STORE; the benchmark TSV and the response file go to the workers through STORE (by
-content, no shared disk); the flow publishes the results as the dataset version DATASET.
+GPU), written straight into STORE; the benchmark TSV, the response file and the model (a version NAME@HASH, or
+a folder here stored by content) go to the workers through STORE (no shared disk); the flow publishes the results as the dataset version DATASET.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from tasks.run_plans import record_eval_plan, record_run_end, wait_recording_fai
 from tasks.stages import record_stage, stage_done
 from thyme_core.agent.config import from_settings
 from thyme_core.cluster.engine import address as cluster_address
+from thyme_core.cluster.shipped import for_workers
 from thyme_core.versions.store import default_store_uri
 from thyme_core.agent.infer import BackendSpec
 from thyme_core.base.home import resolve_home
@@ -74,7 +75,8 @@ def evaluate(
             server) or scripted (recorded responses, for tests and demos).
         model: A checkpoint folder (empty: the tiny offline model in the home), for openai the server's base
             URL, e.g. http://127.0.0.1:8000/v1, or with `store` a model version NAME@HASH (pulled into this
-            worker's home).
+            worker's home). With `cluster`: a version, or a folder here (stored by content first); each
+            node pulls it from the store once.
         response_file: For the scripted backend: a response text, or a .jsonl of responses per index.
         served_model: For the openai backend: the model name the server serves.
         device: For the transformers backend: cpu or cuda.
@@ -112,6 +114,8 @@ def evaluate(
         if done:
             get_run_logger().info(f"evaluate: stage {key} already recorded; skipped")
             return {**done["summary"], "skipped": True, "report": f"stage {key} already recorded; skipped"}
+    address = cluster_address(cluster)
+    if store and not address:  # (on a cluster each node pulls the model itself: nothing to pull here)
         model = resolve_model_version(model, str(resolve_home(home).ensure().root), store)
     spec = BackendSpec(backend, model, response_file, device, served_model)
     config = from_settings(dict(max_rounds=max_rounds, max_length=max_length, max_new_tokens=max_new_tokens,
@@ -119,11 +123,12 @@ def evaluate(
                                 system_prompt=system_prompt, isolation=isolation) | (agent_settings or {}))
     scoring = EvalScoring(protocol=protocol, retries=retries, judge_url=judge_url, judge_model=judge_model)
     home_root = str(resolve_home(home).ensure().root)
-    shards = plan_eval_shards(tsv, spec, config, shard_rows, run_id, scoring)
-    address, version, home_updated, store_uri = cluster_address(cluster), {}, True, ""
+    version, home_updated, store_uri = {}, True, ""
     if address:  # (the cluster path scores with our protocol; vlmevalkit scoring runs locally)
         store_uri = store or default_store_uri()
-        files = ship_eval_files(store_uri, tsv, response_file)  # no shared disk: through the store
+        files = ship_eval_files(store_uri, tsv, response_file, model)  # no shared disk: through the store
+        spec = for_workers(spec, files)
+        shards = plan_eval_shards(tsv, spec, config, shard_rows, run_id, scoring)
         stored = run_shards(eval_shard_on_cluster,
                             [dict(shard=s, spec=spec, config=config, address=address, store_uri=store_uri,
                                   gpus=gpus_per_shard, files=files) for s in shards],
@@ -132,6 +137,7 @@ def evaluate(
         results, version = [s.result for s in stored], {"version": published.manifest, "dataset": dataset or "eval"}
         home_updated = published.home_updated
     else:
+        shards = plan_eval_shards(tsv, spec, config, shard_rows, run_id, scoring)
         futures = [eval_shard.submit(s, home_root, spec, config, scoring) for s in shards]
         run_key = record_eval_plan(home_root, tsv, shards, spec, config, scoring)
         results = wait_recording_failure(futures, f"evaluate {tsv}", lambda r: {"correct": r.correct}, home_root,

@@ -93,9 +93,13 @@ def _where(out: stored.StoredShard) -> str:
 
 @task(name="ship-eval-files", retries=2, retry_delay_seconds=3, retry_condition_fn=retry_unless_user_error,
       cache_policy=NO_CACHE)
-def ship_eval_files(store_uri: str, tsv: str, response_file: str) -> shipped.EvalFiles:
-    """The benchmark TSV and response file into the store by content: the workers share no disk with us."""
-    return shipped.ship_eval_files(open_store(store_uri), tsv, response_file)
+def ship_eval_files(store_uri: str, tsv: str, response_file: str, model: str = "") -> shipped.EvalFiles:
+    """The benchmark TSV, response file and model (a version, or a folder stored by content) into the store:
+    the workers share no disk with us."""
+    files = shipped.ship_eval_files(open_store(store_uri), tsv, response_file, model)
+    if files.model:
+        get_run_logger().info(f"model {model}: version {files.model[:12]} in {store_uri}; each node pulls it once")
+    return files
 
 
 @task(name="publish-version", retries=2, retry_delay_seconds=3, retry_condition_fn=retry_unless_user_error,

@@ -6,6 +6,8 @@
 - Judge: `StandIn`, an OpenAI-compatible chat endpoint whose replies the test plans (text, status, malformed, hang).
 - Versions: `make_home` (a real prepared home), `catalog_rows`, `VIEW_QUERIES`, `FailingStore` (dies on the
   n-th upload, as a killed push would).
+- Concurrency: `in_threads` (a function run in n threads at once: what each returned, what each raised).
+- Cluster: `eval_on_workers` (an evaluation's shards run as cluster steps, published; the version's rows).
 - Sources: `source_with_image_files` (Parquet of base64 images beside JSONL naming image files by relative
   path, one missing), `upload_folder` (to S3, one PUT each: ETags are the MD5 of the bytes on any server).
 """
@@ -272,3 +274,34 @@ def serve_fake_hub(port: int = 0):
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     FakeHub.commits, FakeHub.refs, FakeHub.log, FakeHub.token = {}, {}, [], None
     return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
+
+
+def in_threads(fn, n: int) -> tuple[list, list]:
+    """Run `fn()` in n threads at once; (what they returned, what they raised): a failure is the test's finding."""
+    import threading
+
+    got, errors = [], []
+
+    def one():
+        try:
+            got.append(fn())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return got, errors
+
+
+def eval_on_workers(store, shards, spec, agent, files, driver_home, sql: str) -> tuple[list, list]:
+    """Each evaluation shard through the cluster step (stored.eval_step, no Ray), published by the driver as
+    `eval`: (the shard steps' results, the rows `sql` gives on that version)."""
+    from thyme_core.cluster import publish, stored
+    from thyme_core.versions.query import query_version
+
+    out = [stored.eval_step(shard, spec, agent, store.uri, None, files) for shard in shards]
+    published = publish.publish_shards(store, "eval", out, DataHome(driver_home))
+    return out, query_version(store, f"eval@{published.manifest}", sql)[1]

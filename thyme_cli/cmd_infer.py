@@ -14,8 +14,9 @@ def add_agent_args(p) -> None:
 
     p.add_argument("--backend", default="transformers", choices=("transformers", "vllm", "openai", "scripted"),
                    help="generator (default transformers)")
-    p.add_argument("--model", default="", help="checkpoint folder (default: the tiny offline model); "
-                   "for --backend openai the server's base URL, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--model", default="", help="checkpoint folder (default: the tiny offline model); eval: or a "
+                   "model version NAME@HASH in --store; for --backend openai the server's base URL, e.g. "
+                   "http://127.0.0.1:8000/v1")
     p.add_argument("--served-model", default="", help="openai backend: the model name the server serves")
     p.add_argument("--response-file", default="", help="scripted backend: a response text, or .jsonl per index")
     p.add_argument("--device", default="cpu", help="transformers backend device (cpu, cuda)")

@@ -15,10 +15,10 @@ was read of the Parquet object.
 
 Then an hf:// source: a fake Hub (tests/fakes.FakeHub) served here; only the driver has HF_ENDPOINT, so the
 workers reach it through the endpoint each shard carries, and read the Parquet file by range at the planned
-commit. And the evaluation's driver reads the benchmark and responses from a tmpfs mounted in a mount namespace
-of its own, which no Ray node sees: they reach the workers through the store.
+commit. And the evaluation's driver reads the benchmark, responses and model folder from a tmpfs mounted in a mount
+namespace of its own, which no Ray node sees: they reach the workers through the store.
 
-Usage: python ray_cluster_run.py PLAN.json  (keys: bin, repo, work, source, split, shard_rows, tsv, responses,
+Usage: python ray_cluster_run.py PLAN.json  (keys: bin, repo, work, source, split, shard_rows, tsv, responses, model,
 s3_folder, s3_uri, hub_folder, hub_sha)
 """
 
@@ -112,13 +112,15 @@ def main() -> None:
     results["after_replay"] = ref(work / "store", "sft")
     results.update(s3_prepare(plan, bin_, env, cluster[:2], log))
     results.update(hub_prepare(plan, bin_, env, cluster[:2], log))
-    # The driver reads the benchmark and responses from a tmpfs in a mount namespace of its own: no node sees them.
+    # The driver reads the benchmark, responses and model from a tmpfs in a mount namespace of its own: no node
+    # sees them.
     private = work / "driver-only"
     private.mkdir()
-    script = f'mount -t tmpfs none "{private}" && cp "$1" "$2" "{private}/" && shift 2 && exec "$@"'
-    tsv, responses = (private / Path(plan[k]).name for k in ("tsv", "responses"))
+    script = f'mount -t tmpfs none "{private}" && cp -r "$1" "$2" "$3" "{private}/" && shift 3 && exec "$@"'
+    tsv, responses, model = (private / Path(plan[k]).name for k in ("tsv", "responses", "model"))
     out = sh("unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", plan["tsv"], plan["responses"],
-             bin_ / "thyme", "eval", tsv, "--backend", "scripted", "--response-file", responses, "--shard-rows", 3,
+             plan["model"], bin_ / "thyme", "eval", tsv, "--backend", "scripted", "--response-file", responses,
+             "--model", model, "--shard-rows", 3,
              "--unsafe-no-isolation", "--home", work / "eval-home", *cluster, env=env, log=log)
     results["driver_only_left"] = sorted(p.name for p in private.iterdir())  # empty: the tmpfs was the driver's
     results["eval_stdout"] = out.stdout[-2000:]

@@ -5,8 +5,9 @@ killed mid-shard; the scripted evaluation scores as the local one; a rerun runs 
 (on a moto_server: Parquet of base64 images, JSONL naming image objects by relative path) prepared on the
 cluster, whose nodes know no S3 endpoint but the one each task carries, publishes the version a local prepare
 of the same objects makes, and no GET of the Parquet object asked for all of it. The same for an hf:// source on
-a fake Hub only the driver knows the address of. The evaluation's driver reads its benchmark and responses
-from a folder no node sees (a tmpfs in its own mount namespace): they reach the workers through the store."""
+a fake Hub only the driver knows the address of. The evaluation's driver reads its benchmark, responses and
+model folder from a folder no node sees (a tmpfs in its own mount namespace): they reach the workers through the
+store (the model as a model version each node pulls), and the trajectories are tokenized by that model."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from thyme_core.agent.config import AgentConfig
 from thyme_core.agent.infer import BackendSpec
 from thyme_core.base.home import DataHome
 from thyme_core.eval import evaluate
+from thyme_core.model import ensure_tiny_model
 from thyme_core.synth import bad, generate_records
 from thyme_core.synth.benchmark import write_demo_benchmark
 from thyme_core.synth.writer import SCHEMA
@@ -41,13 +43,14 @@ SPLIT = "2round"
 SHARD_ROWS = 4
 HUB_SHA = "3" * 40
 EVAL_ROWS = "SELECT index, category, prediction, choice, answer, correct, stop_reason FROM eval_results ORDER BY index::INT"
+EVAL_TOKENS = "SELECT sample_id, total_tokens, token_ids FROM trajectories ORDER BY sample_id"
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("unshare") is None or not (BIN / "ray").exists(),
     reason="needs root (unshare -n for a private network namespace) and Ray (the cluster extra)")
 
 
-def local_run(source, tsv, responses, root: Path) -> dict:
+def local_run(source, tsv, responses, model: Path, root: Path) -> dict:
     """The same work on this machine through the same core functions a local `thyme` run calls."""
     home, store = DataHome(root / "home"), LocalStore(root / "store")
     config = prepare.PrepareConfig(shard_rows=SHARD_ROWS)
@@ -57,12 +60,13 @@ def local_run(source, tsv, responses, root: Path) -> dict:
     for shard in replay.prepared_shards(home, SPLIT):
         replay.replay_shard(Path(shard), home, replay.ReplayConfig(isolation="none"))
     replayed = push(home, store, "sft").manifest
-    spec, agent = BackendSpec("scripted", response_file=str(responses)), AgentConfig(isolation="none")
+    spec, agent = BackendSpec("scripted", str(model), str(responses)), AgentConfig(isolation="none")
     eval_home = DataHome(root / "eval-home")
     for shard in evaluate.plan(tsv, spec, agent, shard_rows=3):
         evaluate.eval_shard(shard, eval_home, spec, agent)
     push(eval_home, store, "eval")
-    return {"prepared": prepared, "replayed": replayed, "eval": query_version(store, "eval", EVAL_ROWS)[1]}
+    return {"prepared": prepared, "replayed": replayed, "eval": query_version(store, "eval", EVAL_ROWS)[1],
+            "eval_tokens": query_version(store, "eval", EVAL_TOKENS)[1]}
 
 
 def local_s3_run(uri: str, root: Path) -> str:
@@ -100,7 +104,8 @@ def test_cluster_runs_publish_what_local_runs_make_despite_a_killed_worker(tmp_p
     source.parent.mkdir()
     pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), source, row_group_size=2)
     tsv, responses = write_demo_benchmark(tmp_path / "bench", n=7)
-    local = local_run(source, tsv, responses, tmp_path / "local")
+    model = Path(shutil.copytree(ensure_tiny_model(DataHome(tmp_path / "builder")), tmp_path / "bench" / "my-model"))
+    local = local_run(source, tsv, responses, model, tmp_path / "local")
     uri, client, _ = s3
     s3_folder = source_with_image_files(tmp_path / "s3-src", SPLIT, n=8)
     upload_folder(client, BUCKET, uri.removeprefix(f"s3://{BUCKET}/"), s3_folder)
@@ -115,7 +120,7 @@ def test_cluster_runs_publish_what_local_runs_make_despite_a_killed_worker(tmp_p
     work = tmp_path / "cluster"
     work.mkdir()
     plan = {"bin": str(BIN), "repo": str(REPO), "work": str(work), "source": str(source), "split": SPLIT,
-            "shard_rows": SHARD_ROWS, "tsv": str(tsv), "responses": str(responses), "s3_folder": str(s3_folder),
+            "shard_rows": SHARD_ROWS, "tsv": str(tsv), "responses": str(responses), "model": str(model), "s3_folder": str(s3_folder),
             "s3_uri": uri, "hub_folder": str(hub_folder), "hub_sha": HUB_SHA}
     (work / "plan.json").write_text(json.dumps(plan))
     run = subprocess.run(["unshare", "-n", "-p", "-f", "--kill-child", "--mount-proc", sys.executable,
@@ -135,6 +140,7 @@ def test_cluster_runs_publish_what_local_runs_make_despite_a_killed_worker(tmp_p
     cluster_eval = query_version(LocalStore(work / "store"), "eval", EVAL_ROWS)[1]
     assert cluster_eval == local["eval"] and [r[5] for r in cluster_eval] == [i % 3 != 0 for i in range(7)]
     assert "4/7 correct (0/3 shards already done)" in got["eval_stdout"]
+    assert query_version(LocalStore(work / "store"), "eval", EVAL_TOKENS)[1] == local["eval_tokens"]
     assert got["after_rerun"] == got["after_replay"]  # nothing new to publish
     assert re.search(r"\b0 shards processed, [1-9]\d* already done", got["rerun_output"])  # every shard skipped
 

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.fakes import eval_on_workers
 from thyme_core import prepare, replay
 from thyme_core.base.errors import ThymeError
 from thyme_core.base.home import DataHome
@@ -140,7 +141,6 @@ def test_an_eval_shard_reads_the_benchmark_and_responses_the_driver_shipped_thro
     from thyme_core.eval import evaluate
     from thyme_core.synth.benchmark import write_demo_benchmark
     from thyme_core.versions.keys import object_key
-    from thyme_core.versions.query import query_version
 
     rows_sql = ("SELECT index, category, prediction, choice, answer, correct, stop_reason FROM eval_results "
                 "ORDER BY index::INT")
@@ -154,9 +154,7 @@ def test_an_eval_shard_reads_the_benchmark_and_responses_the_driver_shipped_thro
     files = shipped.ship_eval_files(store, str(tsv), str(responses))
     (tmp_path / "driver").rename(tmp_path / "elsewhere")
     monkeypatch.setenv(stored.SCRATCH_ENV, str(tmp_path / "worker"))
-    out = [stored.eval_step(shard, spec, agent, store.uri, None, files) for shard in shards]
-    published = cluster.publish_shards(store, "eval", out, DataHome(tmp_path / "driver-home"))
-    rows = query_version(store, f"eval@{published.manifest}", rows_sql)[1]
+    out, rows = eval_on_workers(store, shards, spec, agent, files, tmp_path / "driver-home", rows_sql)
     assert len(rows) == 5 and rows == catalog.query(local, rows_sql)[1]
     assert sum(s.result.correct for s in out) == sum(r[5] for r in rows) > 0
 

@@ -4,11 +4,10 @@ versions.pull.checkout, pipeline.stages, versions.lineage), and checkpoints in t
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 
-from tests.fakes import make_home
+from tests.fakes import in_threads, make_home
 from thyme_core.base.errors import ThymeError
 from thyme_core.base.home import DataHome
 from thyme_core.pipeline import stages
@@ -69,19 +68,8 @@ def test_model_manifests_never_equal_dataset_manifests(tmp_path):
 def test_two_pulls_of_one_version_at_once_both_get_the_complete_folder(tmp_path):
     store = open_store(str(tmp_path / "store"))
     sha = push_folder(weights(tmp_path / "w"), store, "m").manifest
-    cache, got, errors = tmp_path / "cache", [], []
-
-    def pull():
-        try:
-            got.append(pull_folder(store, "m", cache)[2])
-        except Exception as exc:  # a failure is the test's finding
-            errors.append(exc)
-
-    threads = [threading.Thread(target=pull) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    cache = tmp_path / "cache"
+    got, errors = in_threads(lambda: pull_folder(store, "m", cache)[2], 4)
     assert not errors and len(set(got)) == 1
     assert folder_manifest(cache / sha).sha256 == sha  # complete and verified
     assert [p.name for p in cache.iterdir() if not p.name.startswith(".")] == [sha]

@@ -8,8 +8,8 @@ Split like datatrove's executors: what a step does is apart from where it runs.
   replay_shard, eval_shard: the code a local run uses) in a scratch home, puts the shard's Parquet parts and
   images straight into the content-addressed store, writes the shard's completion marker
   (`parts/<table>/<key>.json`) last, and returns only its manifest entries and counts.
-- `shipped.py`: files only the driver has (an evaluation's benchmark TSV and response file), put into the store
-  by content and downloaded once per node by the workers.
+- `shipped.py`: files only the driver has (an evaluation's benchmark TSV, response file and model: a model
+  version, or a driver folder stored as one), put into the store by content and downloaded once per node.
 - `publish.py`: the driver's one step at the end: the version's manifest (the ref's current files, the typed
   empty schema parts, every shard's entries), published like `thyme data push` (objects, manifest, ref by
   compare-and-swap), then the driver's home pulls it when that is safe.

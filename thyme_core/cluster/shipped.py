@@ -1,4 +1,5 @@
-"""Files only the driver has, shipped to cluster workers through the store: a benchmark TSV, a response file.
+"""Files only the driver has, shipped to cluster workers through the store: a benchmark TSV, a response file,
+the model.
 
 An evaluation reads two files named on the driver's command line: the benchmark TSV (base64 images, often
 hundreds of MB) and, for the scripted backend, a response file. No disk is shared, so the driver puts each into
@@ -7,6 +8,14 @@ costs one existence check, two drivers never conflict), and the task carries onl
 A worker downloads each file once per node into a lasting folder named by the sha256 (checked, written by
 rename), so the shards of a run that land on one node read one copy, and a later run of the same benchmark
 downloads nothing.
+
+The model goes as a model version (versions/folders.py): `NAME@TAG|@HASH` is resolved in the store to its
+manifest sha256; a folder on the driver is first stored by content (its objects the store lacks, then its
+manifest; no ref moves, so nothing named changes, and a rerun uploads nothing). The task carries only the
+manifest hash; a worker pulls it once per node into <worker home>/models/store/<sha256>/ (every file checked,
+staged and renamed into place, so a half-downloaded folder is never used and two shards pulling it at once on
+one node are safe) and loads it from there. The builtin `tiny` / `tiny:NAME` models are built per worker home,
+as locally; any other value (an openai server's URL, a path the nodes see) goes as it is.
 """
 
 from __future__ import annotations
@@ -17,8 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from thyme_core.base.errors import ThymeError
+from thyme_core.base.fsio import clean_stale_staging
+from thyme_core.base.home import DataHome
+from thyme_core.versions.folders import is_version_spec, models_cache, pull_folder, store_folder
 from thyme_core.versions.keys import ObjectMissing, Store, object_key
 from thyme_core.versions.manifest import sha256_file
+from thyme_core.versions.pull import load_manifest
+
+PULL_NAME = "model"  # the name a worker pulls the model under: NAME@<full manifest hash> needs no ref
 
 
 @dataclass(frozen=True)
@@ -34,6 +49,7 @@ class EvalFiles:
 
     tsv: Shipped
     responses: Shipped | None = None  # the scripted backend's response file
+    model: str | None = None  # the model version's manifest sha256 (None: the spec's model goes as it is)
 
 
 def ship(store: Store, path: str | Path) -> Shipped:
@@ -47,8 +63,28 @@ def ship(store: Store, path: str | Path) -> Shipped:
     return Shipped(sha, path.name, path.stat().st_size)
 
 
-def ship_eval_files(store: Store, tsv: str, response_file: str = "") -> EvalFiles:
-    return EvalFiles(ship(store, tsv), ship(store, response_file) if response_file else None)
+def ship_model(store: Store, model: str) -> str | None:
+    """The manifest sha256 the workers pull the model by: a version spec resolved in the store, a folder on
+    this machine stored by content first; None for the builtin tiny models and anything else."""
+    if model and is_version_spec(model):
+        _, sha, manifest = load_manifest(store, model)
+        if manifest.kind != "model":
+            raise ThymeError(f"{store.uri}: {model} is a {manifest.kind} version, not a model")
+        return sha
+    if model and Path(model).expanduser().is_dir():
+        return store_folder(Path(model).expanduser(), store, "model")
+    return None
+
+
+def ship_eval_files(store: Store, tsv: str, response_file: str = "", model: str = "") -> EvalFiles:
+    return EvalFiles(ship(store, tsv), ship(store, response_file) if response_file else None,
+                     ship_model(store, model))
+
+
+def for_workers(spec, files: EvalFiles):
+    """The backend spec the driver plans with and sends: a shipped model named by its content (so the run id
+    is the same for a folder and its version, and changes with the weights), not by a driver path."""
+    return dataclasses.replace(spec, model=f"{PULL_NAME}@{files.model}") if files.model else spec
 
 
 def local_copy(store: Store, shipped: Shipped, folder: Path) -> Path:
@@ -70,9 +106,18 @@ def local_copy(store: Store, shipped: Shipped, folder: Path) -> Path:
     return dest
 
 
-def localize(store: Store, files: EvalFiles, shard, spec, folder: Path) -> tuple:
-    """The shard and backend spec with the driver's paths replaced by this node's copies."""
-    shard = dataclasses.replace(shard, tsv=str(local_copy(store, files.tsv, folder)))
+def model_copy(store: Store, sha: str, home: DataHome) -> Path:
+    """The model version on this node: <home>/models/store/<sha>/, pulled and checked when not there yet."""
+    cache = models_cache(home)
+    clean_stale_staging(cache / ".tmp")  # a stage a killed worker left (its pid is gone)
+    return pull_folder(store, f"{PULL_NAME}@{sha}", cache)[2]
+
+
+def localize(store: Store, files: EvalFiles, shard, spec, home: DataHome) -> tuple:
+    """The shard and backend spec with the driver's files replaced by this node's copies in the worker home."""
+    shard = dataclasses.replace(shard, tsv=str(local_copy(store, files.tsv, home.root / "shipped")))
     if files.responses is not None:
-        spec = dataclasses.replace(spec, response_file=str(local_copy(store, files.responses, folder)))
+        spec = dataclasses.replace(spec, response_file=str(local_copy(store, files.responses, home.root / "shipped")))
+    if files.model is not None:
+        spec = dataclasses.replace(spec, model=str(model_copy(store, files.model, home)))
     return shard, spec

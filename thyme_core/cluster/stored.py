@@ -8,7 +8,7 @@ completion marker `parts/<table>/<key>.json` last: the shard's manifest entries 
 the same entries and counts (a few KiB), never the data; the driver publishes the version from them. Where
 S3 is (base/s3.Endpoint) comes with the task, as the store's URI does: a worker shares no environment
 with the driver (an s3:// source's endpoint is in its ShardSpec); credentials are the worker's own. Files only
-the driver has (an evaluation's benchmark TSV and response file) come through the store too (shipped.py).
+the driver has (an evaluation's benchmark TSV, response file and model) come through the store too (shipped.py).
 
 A shard whose marker is in the store is finished: the driver does not submit it again (an interrupted run rerun
 later redoes only the rest), and a worker that finds it (a retry racing a finished attempt) returns it as is.
@@ -190,8 +190,8 @@ def replay_step(prepare_key: str, parts: tuple[FileEntry, ...], store_uri: str, 
 
 def eval_step(shard, spec, config, store_uri: str, s3: Endpoint | None = None, files=None) -> StoredShard:
     """One evaluation shard; the model stays loaded in the worker. `files` (shipped.EvalFiles): the benchmark
-    TSV and response file the driver put into the store, read from this node's copies (else the paths in
-    the shard and spec, which the worker must see)."""
+    TSV, response file and model version the driver put into the store, read from this node's copies (else
+    the paths in the shard and spec, which the worker must see)."""
     from thyme_core.agent.infer import cached_backend
     from thyme_core.cluster.shipped import localize
     from thyme_core.eval.evaluate import eval_shard
@@ -201,7 +201,7 @@ def eval_step(shard, spec, config, store_uri: str, s3: Endpoint | None = None, f
     if files is not None:
         store = open_store(store_uri, s3)
         if read_marker(store, "agent", shard.key) is None:  # (a finished shard needs no inputs)
-            shard, spec = localize(store, files, shard, spec, worker_home.root / "shipped")
+            shard, spec = localize(store, files, shard, spec, worker_home)
 
     def work(home: DataHome):
         return eval_shard(shard, home, spec, config, backend=cached_backend(spec, worker_home))

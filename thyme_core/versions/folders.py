@@ -20,7 +20,7 @@ from thyme_core.base.errors import ThymeError
 from thyme_core.base.fsio import atomic_dir
 from thyme_core.base.home import DataHome
 from thyme_core.versions import refs
-from thyme_core.versions.keys import Store
+from thyme_core.versions.keys import Store, manifest_key
 from thyme_core.versions.manifest import FileEntry, Manifest, sha256_file
 from thyme_core.versions.pull import fetch_object, load_manifest
 from thyme_core.versions.push import PushPlan, PushResult, publish, upload_objects
@@ -59,6 +59,17 @@ def push_folder(folder: Path, store: Store, name: str, tags: tuple[str, ...] = (
         result = result or got
     assert result is not None
     return result
+
+
+def store_folder(folder: Path, store: Store, kind: str = "model") -> str:
+    """Put a folder into the store by content and name nothing: its objects the store lacks, then its manifest
+    (last, so a manifest in the store means its objects are there). Returns the manifest sha256, which any
+    valid NAME@<that full hash> resolves to with no ref; storing the same folder again uploads nothing."""
+    manifest = folder_manifest(folder, kind)
+    upload_objects(PushPlan(DataHome(folder), store, "unnamed", refs.DEFAULT_TAG, manifest, None, None))
+    if not store.exists(manifest_key(manifest.sha256)):
+        store.put_bytes(manifest_key(manifest.sha256), manifest.to_bytes())
+    return manifest.sha256
 
 
 def pull_folder(store: Store, spec: str, cache: Path, threads: int = 8) -> tuple[str, str, Path]:
