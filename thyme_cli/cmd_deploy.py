@@ -129,7 +129,7 @@ def serve(args) -> int:
     return run_worker(cmd, env)
 
 
-WORKER_STOP_S = 30  # a stopped `thyme serve` gives its Prefect worker this long to shut down, then kills it
+WORKER_STOP_S = 10  # a stopped `thyme serve` gives its Prefect worker this long to shut down, then kills it
 
 
 def run_worker(cmd: list[str], env: dict) -> int:

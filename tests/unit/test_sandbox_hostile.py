@@ -86,8 +86,9 @@ if os.fork() == 0:  # a child process spinning too, writing its count where the 
     n = 0
     while True:
         n += 1
-        if n % 100000 == 0:
-            open("/mnt/data/temp_processed_images/child.txt", "w").write(str(n))
+        if n % 100000 == 0:  # written whole (then renamed): a freeze between truncate and write left it empty
+            open("/mnt/data/temp_processed_images/child.tmp", "w").write(str(n))
+            os.replace("/mnt/data/temp_processed_images/child.tmp", "/mnt/data/temp_processed_images/child.txt")
 time.sleep(0.3)
 print(count[0], open("/mnt/data/temp_processed_images/child.txt").read())
 """

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from thyme_core.base.errors import ThymeError
 from thyme_core.prepare import hub
+from thyme_core.prepare.ranged import RangedReader
 
 HASH_CHUNK = 8 << 20  # bytes per GET when a non-LFS file is read whole to hash it
 JSONL_BUFFER = 1 << 20  # bytes per ranged GET when a JSONL shard is read line by line
@@ -99,51 +100,16 @@ def _with_digest(f: HubFile) -> HubFile:
     return HubFile(f.repo_id, f.sha, f.name, f.size, h.hexdigest(), f.endpoint)
 
 
-class RangeFile(io.RawIOBase):
+class RangeFile(RangedReader):
     """One Hub file at one commit as a read-only seekable file: every read is one ranged GET of its resolve
     URL (redirects followed, to the Hub's storage). Counts what it fetched (`requests`, `bytes_read`)."""
 
     def __init__(self, f: HubFile):
-        super().__init__()
-        self.file, self.pos, self.requests, self.bytes_read = f, 0, 0, 0
+        super().__init__(f.size)
+        self.file = f
         self._url = f.url()
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.pos
-
-    def size(self) -> int:
-        return self.file.size
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.file.size}[whence]
-        if base + offset < 0:
-            raise ValueError(f"negative seek position {base + offset}")
-        self.pos = base + offset
-        return self.pos
-
-    def read(self, size: int = -1) -> bytes:
-        stop = self.file.size if size is None or size < 0 else min(self.file.size, self.pos + size)
-        if stop <= self.pos:
-            return b""
-        data = self._get(self.pos, stop)
-        self.pos = stop
-        return data
-
-    def readall(self) -> bytes:
-        return self.read(-1)
-
-    def readinto(self, buffer) -> int:
-        data = self.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
-
-    def _get(self, start: int, stop: int) -> bytes:
+    def _fetch(self, start: int, stop: int) -> bytes:
         from huggingface_hub.utils import build_hf_headers, get_session
 
         headers = build_hf_headers(token=hub.token(), headers={"Range": f"bytes={start}-{stop - 1}"})
@@ -155,12 +121,11 @@ class RangeFile(io.RawIOBase):
         body = response.content
         if response.status_code == 200:  # a server that ignores Range sends the whole file
             body = body[start:stop] if len(body) == self.file.size else b""
-        self.requests += 1
-        self.bytes_read += len(body)
-        if len(body) != stop - start:
-            raise ThymeError(f"{self.file.uri}: bytes {start}-{stop - 1} came back as {len(body)} bytes (the "
-                             f"file has {self.file.size} bytes at this commit)")
         return body
+
+    def _short(self, start: int, stop: int, got: int) -> str:
+        return (f"{self.file.uri}: bytes {start}-{stop - 1} came back as {got} bytes (the file has "
+                f"{self.file.size} bytes at this commit)")
 
 
 def _check(response, f: HubFile) -> None:

@@ -40,6 +40,7 @@ from urllib.parse import urlparse
 from thyme_core.base.errors import ThymeError
 from thyme_core.base.reasons import Reject, Rejected
 from thyme_core.base.s3 import Endpoint, connect
+from thyme_core.prepare.ranged import RangedReader
 
 PREFIX = "s3://"
 DATA_SUFFIXES = (".parquet", ".jsonl", ".json")
@@ -111,63 +112,26 @@ def list_objects(uri: str, endpoint: Endpoint | None = None) -> list[S3Object]:
     return sorted(found, key=lambda o: o.name)
 
 
-class RangeFile(io.RawIOBase):
+class RangeFile(RangedReader):
     """One S3 object as a read-only seekable file: every read is one ranged GET, conditional on the ETag the
     plan saw. Counts what it fetched (`requests`, `bytes_read`)."""
 
     def __init__(self, obj: S3Object):
-        super().__init__()
-        self.obj, self.pos, self.requests, self.bytes_read = obj, 0, 0, 0
+        super().__init__(obj.size)
+        self.obj = obj
         self._s3 = client(obj.endpoint)
         self._bucket, self._key = split_uri(obj.uri)
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.pos
-
-    def size(self) -> int:
-        return self.obj.size
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.obj.size}[whence]
-        if base + offset < 0:
-            raise ValueError(f"negative seek position {base + offset}")
-        self.pos = base + offset
-        return self.pos
-
-    def read(self, size: int = -1) -> bytes:
-        stop = self.obj.size if size is None or size < 0 else min(self.obj.size, self.pos + size)
-        if stop <= self.pos:
-            return b""
-        data = self._get(self.pos, stop)
-        self.pos = stop
-        return data
-
-    def readall(self) -> bytes:
-        return self.read(-1)
-
-    def readinto(self, buffer) -> int:
-        data = self.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
-
-    def _get(self, start: int, stop: int) -> bytes:
+    def _fetch(self, start: int, stop: int) -> bytes:
         try:
-            body = self._s3.get_object(Bucket=self._bucket, Key=self._key, Range=f"bytes={start}-{stop - 1}",
+            return self._s3.get_object(Bucket=self._bucket, Key=self._key, Range=f"bytes={start}-{stop - 1}",
                                        IfMatch=f'"{self.obj.etag}"')["Body"].read()
         except Exception as exc:  # noqa: BLE001 - see list_objects
             raise _error(exc, self.obj.uri, self._s3, self.obj.etag) from None
-        self.requests += 1
-        self.bytes_read += len(body)
-        if len(body) != stop - start:
-            raise ThymeError(f"{self.obj.uri}: bytes {start}-{stop - 1} came back as {len(body)} bytes "
-                             f"(the object is shorter than the {self.obj.size} bytes planned)")
-        return body
+
+    def _short(self, start: int, stop: int, got: int) -> str:
+        return (f"{self.obj.uri}: bytes {start}-{stop - 1} came back as {got} bytes (the object is shorter than "
+                f"the {self.obj.size} bytes planned)")
 
 
 def open_binary(obj: S3Object, buffered: bool = False):
