@@ -126,6 +126,12 @@ class Page:
         assert broken == [], f"{url}: images not decoded: {broken}"
         return self.page
 
+    def follow(self, selector: str) -> None:
+        """Click the first link matching `selector` and wait until the next page has loaded, scripts included.
+        Clicking on before then aborts the page's script request (a failed request, and filters without it)."""
+        with self.page.expect_navigation(wait_until="load"):
+            self.page.locator(selector).first.click()
+
     def links(self, selector: str) -> list[str]:
         return self.page.eval_on_selector_all(selector, "els => els.map(e => e.href)")
 
@@ -177,9 +183,8 @@ def test_filters_change_the_rows_live_and_in_an_export(viewer, browser, tmp_path
     p = Page(browser, tmp_path)
     try:
         page = p.open(viewer, "runs")
-        page.locator("#agent-runs a[href*='eval?']").click()
-        page.locator("#accuracy a.category").first.click()
-        page.wait_for_load_state("load")
+        p.follow("#agent-runs a[href*='eval?']")
+        p.follow("#accuracy a.category")
         assert page.locator("#samples tr.sample").count() == 9
         with page.expect_navigation():
             page.select_option("select[name=outcome]", "wrong")  # rows 0, 3, 6 answer the wrong letter
@@ -194,9 +199,8 @@ def test_filters_change_the_rows_live_and_in_an_export(viewer, browser, tmp_path
         subprocess.run([str(BIN / "thyme"), "view", "--home", str(home.root), "--export",
                         str(out)], check=True, env=dict(os.environ, PYTHONPATH=str(REPO)), cwd=REPO)
         page = p.open((out / "index.html").as_uri(), "export-runs")
-        page.locator("#agent-runs a[href^='eval-']").click()
-        page.locator("#accuracy a.category").first.click()
-        page.wait_for_load_state("load")
+        p.follow("#agent-runs a[href^='eval-']")
+        p.follow("#accuracy a.category")
         visible = "#samples tr.sample:not(.hidden)"
         assert page.locator(visible).count() == 9
         page.select_option("select[name=outcome]", "wrong")
