@@ -28,14 +28,15 @@ demo: setup
 	$(BIN)/thyme server stop; exit $$rc; }; fi
 
 # Tiers run one after another; pytest's exit code 5 ("no tests collected") is reported and fails the run,
-# so an empty tier is never mistaken for a pass.
+# so an empty tier is never mistaken for a pass. The integration tier runs on 2 pytest-xdist workers, a module
+# each at a time (its tests mostly wait on servers, so two use the 2 cores; longest modules first: tests/conftest.py).
 test: setup test-unit test-integration
 
 test-unit: setup
 	bash tests/run_tier.sh unit "not integration and not gpu"
 
 test-integration: setup
-	bash tests/run_tier.sh integration "integration and not slow"
+	bash tests/run_tier.sh integration "integration and not slow" -n 2 --dist loadfile
 
 test-gpu: setup
 	bash tests/run_tier.sh gpu "gpu"

@@ -31,8 +31,17 @@ def home(tmp_path):
     return DataHome(tmp_path / "home").ensure()
 
 
+# The integration tier runs on 2 pytest-xdist workers, a module at a time (tests/run_tier.sh): its tests mostly
+# wait on servers and workers, so two at once use the 2 cores. The longest modules go first, so the last minutes
+# are not one long module on one worker while the other idles (measured: docs/benchmarks.md, "The test tiers").
+LONGEST_FIRST = ("test_learn.py", "test_distributed.py", "test_ray_cluster.py", "test_train_rl.py",
+                 "test_deployments.py", "test_runs_across_workers.py", "test_train_sft.py", "test_ui_browser.py")
+
+
 @pytest.hookimpl(tryfirst=True)  # before -m deselects: the tier markers must already be on the items
 def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).name, len(rank)))  # stable: file order kept
     for item in items:
         # the tier is the folder under tests/ (not any "/gpu/" in the path: a checkout may live in one);
         # item.keywords also holds folder names, so ask for the marker itself

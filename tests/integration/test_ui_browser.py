@@ -66,11 +66,23 @@ def custom_run(page, server: str, deployment: str, fields: dict[str, str]) -> st
     page.get_by_role("button", name="Run", exact=True).click()
     page.get_by_text("Custom run", exact=True).click()
     page.wait_for_url("**/run**")
+    boxes = {}
     for name, value in fields.items():  # each parameter: its label (the name), its description, its input
         label = page.locator(".schema-form-property__label", has_text=re.compile(f"^{re.escape(name)}$"))
-        page.locator(".schema-form-property").filter(has=label).first.locator("textarea").fill(value)
+        boxes[name] = page.locator(".schema-form-property").filter(has=label).first.locator("textarea")
+        boxes[name].fill(value)
+    for _ in range(5):  # the form may still be applying its defaults on a busy machine: what it keeps is sent
+        page.wait_for_timeout(500)
+        lost = {name: value for name, value in fields.items() if boxes[name].input_value() != value}
+        if not lost:
+            break
+        for name, value in lost.items():
+            boxes[name].fill(value)
     page.get_by_role("button", name="Submit").click()
-    page.wait_for_url(re.compile(r".*/deployments/deployment/[0-9a-f-]{36}(\?.*)?$"))  # back, with a toast
+    try:
+        page.wait_for_url(re.compile(r".*/deployments/deployment/[0-9a-f-]{36}(\?.*)?$"))  # back, with a toast
+    except playwright.TimeoutError:
+        raise AssertionError(f"the form was not accepted; the page says:\n{page.inner_text('body')[:3000]}") from None
     (new,) = set(flow_runs(server, deployment)) - before
     assert flow_runs(server, deployment)[new].parameters.items() >= fields.items()  # what the form sent
     return new
