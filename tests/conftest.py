@@ -33,7 +33,7 @@ def home(tmp_path):
 
 # The integration tier runs on 2 pytest-xdist workers, a module at a time (tests/run_tier.sh): its tests mostly
 # wait on servers and workers, so two at once use the 2 cores. The longest modules go first, so the last minutes
-# are not one long module on one worker while the other idles (measured: docs/benchmarks.md, "The test tiers").
+# are not one long module on one worker while the other idles (times: README.md, "Tests").
 LONGEST_FIRST = ("test_learn.py", "test_distributed.py", "test_ray_cluster.py", "test_train_rl.py",
                  "test_deployments.py", "test_runs_across_workers.py", "test_train_sft.py", "test_ui_browser.py")
 

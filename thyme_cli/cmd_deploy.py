@@ -7,10 +7,11 @@ the options given, else THYME_NIGHTLY_SOURCE / THYME_STORE, else beside the home
 `<home>-store` when a home was named, as `thyme demo` does), and `thyme deploy` says which it used.
 
 A worker that vanishes (its machine died, it was SIGKILLed) leaves its flow runs RUNNING for ever unless
-someone notices: `thyme serve` makes every flow run it starts send a heartbeat every 30 s, and `thyme deploy`
-installs Prefect's own "zombie" automation, which marks a run CRASHED once its heartbeats stop for
-THYME_HEARTBEAT_TIMEOUT_S seconds (default 90). The pipeline then dispatches that stage again
-(tasks/dispatch.py), and a training stage resumes there from the store's newest checkpoint.
+someone notices: every flow run a thyme process starts (a command's, a `thyme serve` worker's) sends a heartbeat
+every 30 s (thyme_cli/main.py), and `thyme deploy` installs Prefect's own "zombie" automation, which marks a
+run CRASHED once its heartbeats stop for THYME_HEARTBEAT_TIMEOUT_S seconds (default 90). The pipeline then
+dispatches that stage again (tasks/dispatch.py), and a training stage resumes there from the store's newest
+checkpoint.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from thyme_cli.main import add_home_arg
+from thyme_cli.main import HEARTBEAT_S, add_home_arg
+from thyme_core.base.errors import ThymeError
 
 REPO = Path(__file__).resolve().parent.parent
 PREFECT_FILE = REPO / "infra" / "prefect.yaml"
 POOLS = ("cpu", "gpu")
 CRASH_AUTOMATION = "thyme: crash flow runs whose heartbeats stopped"
-HEARTBEAT_S = "30"  # Prefect's minimum
 
 
 def register(sub) -> None:
@@ -47,8 +48,6 @@ def register(sub) -> None:
 
 
 def _api_url() -> str:
-    from thyme_core.base.errors import ThymeError
-
     if os.environ.get("PREFECT_API_URL"):
         return os.environ["PREFECT_API_URL"]
     from tasks import local_api
@@ -118,7 +117,7 @@ def without_worker_advice(text: str) -> str:
 
 def serve(args) -> int:
     env = _api_env(args)
-    env.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", HEARTBEAT_S)  # so a vanished worker's runs are noticed
+    env.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", HEARTBEAT_S)  # (main() set it; the worker's runs inherit it)
     os.environ["PREFECT_API_URL"] = env["PREFECT_API_URL"]
     ensure_work_pools()
     cmd = [str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool", args.pool, "--type", "process"]
@@ -181,7 +180,11 @@ def ensure_work_pools() -> None:
 def ensure_crash_detection(timeout_s: int) -> None:
     """Prefect's recipe for zombie flow runs (docs: "detect zombie flows"): a proactive trigger per flow run,
     armed by its heartbeats, that marks it CRASHED when neither a heartbeat nor a final state follows within
-    `timeout_s`. Replaced when its timeout differs."""
+    `timeout_s`. Replaced when its timeout differs. A timeout not above the heartbeat interval would crash every
+    healthy run, so it is refused."""
+    if timeout_s <= int(HEARTBEAT_S):
+        raise ThymeError(f"THYME_HEARTBEAT_TIMEOUT_S={timeout_s} must be above the {HEARTBEAT_S} s between heartbeats "
+                         "(runs would be marked CRASHED while they run)")
     from datetime import timedelta
 
     from prefect.automations import Automation

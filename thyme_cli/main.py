@@ -19,6 +19,12 @@ import sys
 import thyme_cli
 from thyme_core.base.errors import ThymeError
 
+# Every flow run a thyme process starts, in-process from a command or on a `thyme serve` worker, sends a
+# heartbeat this often (Prefect's minimum; its default is 180 s). `thyme deploy`'s crash automation marks a run
+# CRASHED when no heartbeat follows within THYME_HEARTBEAT_TIMEOUT_S (90): with Prefect's default, a command's
+# run longer than that was marked CRASHED while it ran (seen at 45 s with a 40 s timeout), then Completed.
+HEARTBEAT_S = "30"
+
 
 def add_home_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -78,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     # No internet on training clusters is common: silence Prefect's telemetry attempts unless asked for.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", HEARTBEAT_S)  # read when prefect is imported
     args = build_parser().parse_args(argv)
     if args.debug:
         os.environ["THYME_DEBUG"] = "1"
