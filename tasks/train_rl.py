@@ -1,4 +1,4 @@
-"""Prefect tasks of RL training: thin wrappers over thyme_core.rl.run and thyme_core.pipeline.training.
+"""Prefect tasks of RL training: thin wrappers over thyme_core.rl.launch (and run) and thyme_core.pipeline.training.
 
 With nproc 0 the run happens in this process (the tiny model on CPU, or one GPU without DeepSpeed); with
 nproc >= 1 it launches the torchrun ranks (thyme_core/rl/entry.py) of this node and streams their lines and
@@ -15,6 +15,7 @@ from tasks.artifacts import publish_markdown
 from tasks.retry import retry_unless_user_error
 from thyme_core.base.home import DataHome
 from thyme_core.pipeline import training
+from thyme_core.rl import launch as rl_launch
 from thyme_core.rl import run as rl_run
 from thyme_core.rl.config import load_preset
 from thyme_core.runs.launch import Nodes
@@ -36,7 +37,7 @@ def prepare_rl_run(home_root: str, preset: str, overrides: dict, dataset: str = 
     cfg = load_preset(preset, **overrides)
     if dataset:
         return training.prepare_rl(DataHome(home_root), open_store(store or None), cfg, dataset)
-    return rl_run.prepare_run(DataHome(home_root), cfg)
+    return rl_launch.prepare_run(DataHome(home_root), cfg)
 
 
 @task(name="rl-stage-key", cache_policy=NO_CACHE)
@@ -48,7 +49,7 @@ def rl_stage_key(preset: str, overrides: dict, dataset: str, store: str = "") ->
       cache_policy=NO_CACHE, task_run_name="rl-{spec.key}")
 def run_rl(spec: rl_run.RlRunSpec, home_root: str, nodes: Nodes = Nodes()) -> dict:
     logger = get_run_logger()
-    result = rl_run.train(DataHome(home_root), spec, on_metrics=lambda m: logger.info(rl_run.format_metrics(m)),
+    result = rl_launch.train(DataHome(home_root), spec, on_metrics=lambda m: logger.info(rl_run.format_metrics(m)),
                           on_line=logger.info, nodes=nodes)
     if nodes.node_rank != 0:  # node 0 holds the records, final/ and DONE
         return result

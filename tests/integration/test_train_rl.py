@@ -34,6 +34,7 @@ import torch
 from tests.fakes import RL_QUESTION as QUESTION, red_png as image_bytes, steer
 from thyme_core import catalog
 from thyme_core.base.home import DataHome
+from thyme_core.rl import launch as rl_launch
 from thyme_core.rl import run as rl_run
 from thyme_core.rl.config import load_preset
 from thyme_core.rl.judge import JudgeFailure, StaticJudge, Verdict
@@ -93,10 +94,10 @@ def home(tmp_path_factory):
 
 
 def _launch(home, cfg, lines, store=None, nodes=Nodes()):
-    spec = rl_run.prepare_run(home, cfg, PROMPTS, store=store)
+    spec = rl_launch.prepare_run(home, cfg, PROMPTS, store=store)
     metrics = []
     try:
-        rl_run.train(home, spec, on_metrics=metrics.append, on_line=lines.append, nodes=nodes)
+        rl_launch.train(home, spec, on_metrics=metrics.append, on_line=lines.append, nodes=nodes)
     finally:
         print("\n".join(lines[-60:]))
     return spec, metrics
@@ -125,7 +126,7 @@ def killed(home, run_store):
     lines: list[str] = []
     with _hooks("KillAfterStep1"), pytest.raises(RuntimeError, match="exited with code"):
         _launch(home, load_preset("rl_tiny", **RANKS), lines, store=run_store.uri)
-    spec = rl_run.prepare_run(home, load_preset("rl_tiny", **RANKS), PROMPTS, store=run_store.uri)
+    spec = rl_launch.prepare_run(home, load_preset("rl_tiny", **RANKS), PROMPTS, store=run_store.uri)
     return spec, rl_run.read_metrics(spec.run_dir)
 
 
@@ -133,9 +134,9 @@ def killed(home, run_store):
 def solo(home):
     """The uninterrupted reference: one plain process (no DeepSpeed), 2 steps: its records."""
     with _hooks("Hooks"):
-        spec = rl_run.prepare_run(home, load_preset("rl_tiny", max_steps=2, nproc=0, **SETTINGS), PROMPTS)
+        spec = rl_launch.prepare_run(home, load_preset("rl_tiny", max_steps=2, nproc=0, **SETTINGS), PROMPTS)
         records = []
-        rl_run.train(home, spec, on_metrics=records.append)
+        rl_launch.train(home, spec, on_metrics=records.append)
     return records
 
 
@@ -148,7 +149,7 @@ def _nodes(root, run_store, hooks_name: str):
     def node(rank):
         home = DataHome(root / f"node{rank}").ensure()
         try:
-            spec = rl_run.prepare_run(home, cfg, PROMPTS, store=run_store.uri)
+            spec = rl_launch.prepare_run(home, cfg, PROMPTS, store=run_store.uri)
             nodes = rendezvous.meet(run_store, run_id, 2, rank, timeout=60, finished=spec.done)
             results[rank] = _launch(home, cfg, [], store=run_store.uri, nodes=nodes)
         except Exception as exc:  # noqa: BLE001 - the callers check
@@ -172,7 +173,7 @@ def two_nodes(tmp_path_factory, run_store):
     first_root = tmp_path_factory.mktemp("rl-nodes")
     first = _nodes(first_root, run_store, "KillAfterStep1")
     assert all(isinstance(first[r], RuntimeError) for r in (0, 1)), first
-    spec = rl_run.prepare_run(DataHome(first_root / "node0"), cfg, PROMPTS, store=run_store.uri)
+    spec = rl_launch.prepare_run(DataHome(first_root / "node0"), cfg, PROMPTS, store=run_store.uri)
     pushed = remote.remote_steps(run_store, spec.key, 2)
     root = tmp_path_factory.mktemp("rl-nodes-again")
     again = _nodes(root, run_store, "Hooks")
@@ -211,7 +212,7 @@ def test_a_killed_run_resumes_on_an_empty_home_from_the_stores_checkpoint(tmp_pa
     assert remote.remote_steps(run_store, spec.key, 2) == [1]  # pushed in the background before the ranks died
     monkeypatch.setenv("THYME_HOOKS", "tests.integration.test_train_rl:Hooks")
     other = DataHome(tmp_path / "worker-b").ensure()
-    again = rl_run.prepare_run(other, load_preset("rl_tiny", **RANKS), PROMPTS, store=run_store.uri)
+    again = rl_launch.prepare_run(other, load_preset("rl_tiny", **RANKS), PROMPTS, store=run_store.uri)
     assert again.key == spec.key and checkpoint.latest_step(again.run_dir, 2) == 1  # brought from the store
     lines: list[str] = []
     again, resumed = _launch(other, load_preset("rl_tiny", **RANKS), lines, store=run_store.uri)
@@ -277,7 +278,7 @@ def test_an_rl_node_whose_peer_never_arrives_fails_within_the_timeout(tmp_path, 
     nodes = rendezvous.meet(run_store, f"rl-{uuid.uuid4().hex[:8]}", 2, 0, timeout=10)
     with pytest.raises(RuntimeError, match="exited with code"):  # after the 10 s join timeout
         _launch(home, cfg, [], nodes=nodes)
-    assert not (rl_run.prepare_run(home, cfg, PROMPTS).run_dir / "DONE").exists()
+    assert not (rl_launch.prepare_run(home, cfg, PROMPTS).run_dir / "DONE").exists()
 
 
 def test_nodes_that_loaded_different_start_weights_both_stop_before_training(tmp_path, run_store, monkeypatch):
@@ -294,8 +295,8 @@ def test_nodes_that_loaded_different_start_weights_both_stop_before_training(tmp
         ensure_tiny_model(home, seed=rank)  # node 1: other random weights, same folder name
         try:
             nodes = rendezvous.meet(run_store, run_id, 2, rank, timeout=60)
-            spec = rl_run.prepare_run(home, cfg, PROMPTS, store=run_store.uri)
-            rl_run.train(home, spec, on_line=lines[rank].append, nodes=nodes)
+            spec = rl_launch.prepare_run(home, cfg, PROMPTS, store=run_store.uri)
+            rl_launch.train(home, spec, on_line=lines[rank].append, nodes=nodes)
             outcome[rank] = spec
         except Exception as exc:  # noqa: BLE001 - checked below
             outcome[rank] = exc
@@ -309,7 +310,7 @@ def test_nodes_that_loaded_different_start_weights_both_stop_before_training(tmp
     for r in (0, 1):
         assert any("rank 1 disagrees with rank 0 on the start weights" in line for line in lines[r]), lines[r][-20:]
         assert not any("METRICS" in line for line in lines[r])
-    assert remote.remote_steps(run_store, rl_run.prepare_run(DataHome(tmp_path / "node0"), cfg, PROMPTS).key, 2) == []
+    assert remote.remote_steps(run_store, rl_launch.prepare_run(DataHome(tmp_path / "node0"), cfg, PROMPTS).key, 2) == []
 
 
 def test_a_rank_with_nothing_to_learn_pads_and_the_update_still_matches(home, monkeypatch):
@@ -321,9 +322,9 @@ def test_a_rank_with_nothing_to_learn_pads_and_the_update_still_matches(home, mo
         # gradient checkpointing under the chunked, checkpointed log-probs
         cfg = load_preset("rl_tiny", max_steps=1, nproc=nproc, deepspeed="zero3", freeze_vision=True,
                           gradient_checkpointing=True, **SETTINGS)
-        spec = rl_run.prepare_run(home, cfg, prompts)
+        spec = rl_launch.prepare_run(home, cfg, prompts)
         metrics, lines = [], []
-        rl_run.train(home, spec, on_metrics=metrics.append, on_line=lines.append)
+        rl_launch.train(home, spec, on_metrics=metrics.append, on_line=lines.append)
         out[nproc] = metrics[-1]
     a, b = out[0], out[2]
     assert a["groups_dropped"] == b["groups_dropped"] == 1 and a["kept"] == b["kept"] == 2

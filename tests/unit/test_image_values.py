@@ -123,7 +123,7 @@ def test_released_rl_form_with_file_paths_trains(home, tmp_path):
     """The form Thyme's README documents: "images": ["/path/to/image.jpg"], then train-rl's prompt loader
     and one GRPO step on the tiny model, with no extra flag."""
     from tests.fakes import RL_QUESTION as QUESTION, steer
-    from thyme_core.rl import run as rl_run
+    from thyme_core.rl import launch as rl_launch
     from thyme_core.rl.config import load_preset
     from thyme_core.rl.data import load_prompts
     from thyme_core.rl.judge import StaticJudge
@@ -143,5 +143,5 @@ def test_released_rl_form_with_file_paths_trains(home, tmp_path):
     assert len(prompts) == 2 and all(p.image.is_file() for p in prompts)
     cfg = load_preset("rl_tiny", nproc=0, group_size=2, prompts_per_step=1, max_new_tokens=400, max_length=1200,
                       max_steps=1, save_steps=1)
-    result = rl_run.train(home, rl_run.prepare_run(home, cfg, prompts), StaticJudge(1.0), steer)
+    result = rl_launch.train(home, rl_launch.prepare_run(home, cfg, prompts), StaticJudge(1.0), steer)
     assert result["steps"] == 1

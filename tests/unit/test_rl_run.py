@@ -13,6 +13,7 @@ import pytest
 
 from tests.fakes import RL_QUESTION as QUESTION, red_png as image_bytes, steer
 from thyme_core import catalog
+from thyme_core.rl import launch as rl_launch
 from thyme_core.rl import run as rl_run
 from thyme_core.rl.config import RlConfig, load_preset
 from thyme_core.rl.data import clean_question, load_prompts
@@ -38,7 +39,7 @@ def config(**kw) -> RlConfig:
 
 def test_run_lands_in_the_catalog_resumes_and_skips(home):
     cfg = config()
-    spec = rl_run.prepare_run(home, cfg, PROMPTS)
+    spec = rl_launch.prepare_run(home, cfg, PROMPTS)
     seen = []
 
     def kill_after_two(m):
@@ -47,12 +48,12 @@ def test_run_lands_in_the_catalog_resumes_and_skips(home):
             raise Killed
 
     with pytest.raises(Killed):
-        rl_run.train(home, spec, StaticJudge(1.0), steer, kill_after_two)
+        rl_launch.train(home, spec, StaticJudge(1.0), steer, kill_after_two)
     # the record of a step is written before its checkpoint: killed there, step 2 has no checkpoint yet
     assert rl_run.latest_checkpoint(spec.run_dir).name == "step-000001.pt"
     assert not (spec.run_dir / "DONE").exists()
 
-    resumed = rl_run.train(home, rl_run.prepare_run(home, cfg, PROMPTS), StaticJudge(1.0), steer, lambda m: seen.append(m["step"]))
+    resumed = rl_launch.train(home, rl_launch.prepare_run(home, cfg, PROMPTS), StaticJudge(1.0), steer, lambda m: seen.append(m["step"]))
     assert seen == [1, 2, 2, 3] and resumed["resumed_from"] == 1 and resumed["steps"] == 3
     assert [m["step"] for m in rl_run.read_metrics(spec.run_dir)] == [1, 2, 3]
     assert (spec.run_dir / "final" / "config.json").exists()
@@ -111,11 +112,11 @@ def test_run_lands_in_the_catalog_resumes_and_skips(home):
     assert "format 1.0 · accuracy 1.0 · consistency 1.0" in rollout
 
     # nothing changed: skipped; more steps: the same run goes on from its last checkpoint
-    again = rl_run.prepare_run(home, cfg, PROMPTS)
+    again = rl_launch.prepare_run(home, cfg, PROMPTS)
     assert again.done and again.key == spec.key
-    assert rl_run.train(home, again, StaticJudge(1.0), steer)["skipped"]
-    assert rl_run.prepare_run(home, cfg.replace(max_steps=4), PROMPTS).key == spec.key
-    assert rl_run.prepare_run(home, cfg.replace(beta=0.02), PROMPTS).key != spec.key
+    assert rl_launch.train(home, again, StaticJudge(1.0), steer)["skipped"]
+    assert rl_launch.prepare_run(home, cfg.replace(max_steps=4), PROMPTS).key == spec.key
+    assert rl_launch.prepare_run(home, cfg.replace(beta=0.02), PROMPTS).key != spec.key
 
 
 def test_prompts_from_rl_samples_else_derived_from_sft_samples(home, tmp_path):
@@ -182,8 +183,8 @@ def test_a_run_is_keyed_by_the_prompts_content_not_only_their_ids(home):
     import dataclasses
 
     cfg = config()
-    same = rl_run.prepare_run(home, cfg, PROMPTS)
-    assert rl_run.prepare_run(home, cfg, list(reversed(PROMPTS))).key == same.key  # order does not matter
+    same = rl_launch.prepare_run(home, cfg, PROMPTS)
+    assert rl_launch.prepare_run(home, cfg, list(reversed(PROMPTS))).key == same.key  # order does not matter
     edited = [dataclasses.replace(PROMPTS[0], question=QUESTION + "\nC. green"), PROMPTS[1]]
-    assert rl_run.prepare_run(home, cfg, edited).key != same.key
-    assert rl_run.prepare_run(home, cfg, [dataclasses.replace(PROMPTS[0], solution="B"), PROMPTS[1]]).key != same.key
+    assert rl_launch.prepare_run(home, cfg, edited).key != same.key
+    assert rl_launch.prepare_run(home, cfg, [dataclasses.replace(PROMPTS[0], solution="B"), PROMPTS[1]]).key != same.key

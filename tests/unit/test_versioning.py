@@ -42,12 +42,13 @@ def _versions(root):
     ("runs/checkpoint.py", {"sft", "rl"}),
     # how fed-back text is tokenized (special tokens as data): SFT examples and RL rollouts, not replay
     ("base/tokens.py", {"sft", "rl"}),
-    # dataset versions on S3 are no run's content; but rl/run.py launches the RL ranks through runs/remote.py
-    # (checkpoints pushed to / restored from the store), so the RL key sees the store code (SFT keeps its
-    # launcher, sft/launch.py, out of its key; RL's launcher could move out of rl/run.py the same way)
-    ("versions/s3.py", {"rl"}),
+    # the store is no run's content: both trainers' launchers (sft/launch.py, rl/launch.py) push checkpoints
+    # there and restore from it, and neither launcher is in its key (an edit there once changed every RL key)
+    ("versions/s3.py", set()),
+    ("runs/remote.py", set()),
+    ("rl/launch.py", set()),
     # the S3 client setup is how prepare reads s3:// sources (and the store's too, which is no run content)
-    ("base/s3.py", {"prepare", "rl"}),
+    ("base/s3.py", {"prepare"}),
     # a package __init__ runs on every import of its modules
     ("agent/__init__.py", {"rl", "sft"}),
 ])

@@ -52,11 +52,11 @@ def rl_key(store: Store, cfg, dataset: str) -> str:
 
 def prepare_rl(home: DataHome, store: Store, cfg, dataset: str):
     """The run of an RL stage on this worker: prompts from the checked-out dataset, checkpoints via the store."""
-    from thyme_core.rl import run as rl_run
+    from thyme_core.rl import launch as rl_launch
 
     data, _ = checkout(store, dataset, home)
     path, _ = resolve_model(cfg.model or None, home, store)
-    return rl_run.prepare_run(home, cfg.replace(model=path or "", dataset=dataset), data=data, store=store.uri)
+    return rl_launch.prepare_run(home, cfg.replace(model=path or "", dataset=dataset), data=data, store=store.uri)
 
 
 def prepare_key(source: str, split: str, config) -> str | None:

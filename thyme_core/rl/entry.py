@@ -1,7 +1,7 @@
 """The RL ranks: `torchrun --nproc_per_node=N -m thyme_core.rl.entry RUN_DIR` (started by run.train, on one
 node or, with nnodes > 1, on every node of the run: ranks are global, devices by LOCAL_RANK).
 
-RUN_DIR holds what run.prepare_run wrote: config.json (an RlConfig with nproc >= 1 and `model` a folder),
+RUN_DIR holds what launch.prepare_run wrote: config.json (an RlConfig with nproc >= 1 and `model` a folder),
 run.json (the data home, the key) and prompts.jsonl. Each rank holds:
 - the policy in a DeepSpeed engine (infra/deepspeed/<deepspeed>.json: ZeRO-2 or ZeRO-3, torch AdamW at a
   constant learning rate, gradient clipping from the config, bf16 on CUDA); gradient accumulation is driven

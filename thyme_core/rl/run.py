@@ -1,4 +1,6 @@
-"""An RL run: policy + frozen reference, N GRPO-ATS steps, checkpoints and resume, in one of two modes.
+"""An RL run's steps: policy + frozen reference, N GRPO-ATS steps, checkpoints and resume, in one of two modes
+(started by launch.py: `prepare_run` keys the folder, `train` runs it; only this module and entry.py make the
+run key's code version).
 
 Keyed like SFT runs (runs/folder.py) by (prompts, config hash, code version): <home>/runs/rl/<key>/ holds
 config.json, run.json, prompts.jsonl (id, question, solution, image path; byte images are put in the home's
@@ -14,7 +16,7 @@ always the start model, so a resumed run measures its KL against the same weight
   rank rolling out its share of the step's prompts; DeepSpeed checkpoints as in SFT (runs/checkpoint.py),
   launched as SFT's are (runs/remote.launch): with a store in run.json every complete checkpoint is pushed
   there in the background, and a run folder with none (an empty home on another worker) starts from the
-  store's newest (runs/remote.restore). With nnodes > 1 each node runs this on its own home (`train(...,
+  store's newest (runs/remote.restore). With nnodes > 1 each node runs this on its own home (`launch.train(...,
   nodes)`), meeting at node 0's rendezvous (runs/rendezvous.py); each node pushes its part of every checkpoint;
   node 0 holds the records, final/ and DONE (a node told at the rendezvous that node 0's run is finished skips).
   The in-process mode keeps its checkpoint in the home only.
@@ -28,8 +30,6 @@ Test and experiment hooks: THYME_HOOKS=module:object (base/hooks.py: `steer(back
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -40,13 +40,10 @@ from thyme_core.base import hooks, versioning
 from thyme_core.base.errors import ThymeError
 from thyme_core.base.fsio import atomic_dir, atomic_write_bytes
 from thyme_core.base.home import DataHome
-from thyme_core.model import resolve_model_path
-from thyme_core.runs import folder, remote
+from thyme_core.runs import folder
 from thyme_core.runs import metrics as run_metrics
-from thyme_core.runs.launch import Nodes
 from thyme_core.rl import store
 from thyme_core.rl.config import RlConfig
-from thyme_core.rl.data import load_prompts
 from thyme_core.rl.rollout import RLPrompt
 from thyme_core.base import tfevents
 
@@ -67,67 +64,12 @@ def rl_dir(home: DataHome) -> Path:
 
 
 def code_version() -> str:
-    """Both modes' code: the in-process steps (this module) and the ranks (entry.py), import closures."""
+    """Both modes' code: the in-process steps (this module) and the ranks (entry.py), import closures. Not the
+    launcher (launch.py): how ranks are started and checkpoints reach a store changes no step's result."""
     return versioning.code_version(__name__, "thyme_core.rl.entry")
 
 
 steps_done = folder.steps_done
-
-
-def _image_identity(image: str, home: DataHome, data: DataHome) -> str:
-    """A prompt image as the key sees it: relative to the home that holds it."""
-    return folder.identity(image, data if Path(image).resolve().is_relative_to(data.root.resolve()) else home)
-
-
-def _stored(home: DataHome, image) -> str:
-    """A prompt image as a path string: bytes go to the home's image store (so prompts.jsonl can be re-read
-    by the torchrun ranks and by a resumed run)."""
-    if not isinstance(image, bytes):
-        return str(image)
-    from thyme_core.images.store import ImageStore, prepare_image
-    from thyme_core.base.reasons import Rejected
-
-    try:
-        prepared = prepare_image(image)
-    except Rejected as exc:
-        raise ThymeError(f"unusable prompt image: {exc}") from None
-    ImageStore(home.root, home.tmp_dir).put(prepared)
-    return str(home.absolute(prepared.relpath))
-
-
-def prepare_run(home: DataHome, cfg: RlConfig, prompts: list[RLPrompt] | None = None,
-                data: DataHome | None = None, store: str | None = None) -> RlRunSpec:
-    """Load the prompts (data.load_prompts from `data`, default the run's home, unless given), key the run,
-    write its description once. With `store` (nproc >= 1), checkpoints are pushed there as they are saved, and
-    a run folder without them starts from the store's newest (runs/remote.py)."""
-    data = data or home
-    prompts = prompts if prompts is not None else load_prompts(data, cfg.split, cfg.limit)
-    if not prompts:
-        raise ThymeError("an RL run needs at least one prompt")
-    prompts = sorted((dataclasses.replace(p, image=_stored(home, p.image)) for p in prompts),
-                     key=lambda p: p.prompt_id)
-    model = resolve_model_path(cfg.model or None, home)
-    # the prompts' content, not only their ids (hand-made prompts may reuse an id); images by home-relative path
-    ids = hashlib.sha256(json.dumps([(p.prompt_id, p.question, p.solution, _image_identity(p.image, home, data))
-                                     for p in prompts]).encode()).hexdigest()[:16]
-    parts = [ids, cfg.replace(model=folder.identity(model, home)).config_hash(), code_version()]
-    key = folder.run_key(parts)
-    run_dir = rl_dir(home) / key
-    resolved = cfg.replace(model=str(model))
-    info = {"home": str(home.root), "key": key, "prompts": parts[0], "config": parts[1], "code": parts[2],
-            "store": store}
-    # config.json and prompts.jsonl before run.json, the marker that the folder is complete
-    written = folder.write_once(run_dir, {
-        "config.json": resolved.to_json().encode(),
-        "prompts.jsonl": "".join(json.dumps({"id": p.prompt_id, "question": p.question, "solution": p.solution,
-                                             "image": p.image}) + "\n" for p in prompts).encode(),
-        "run.json": json.dumps(info).encode()}, marker="run.json")
-    if not written and store and json.loads((run_dir / "run.json").read_text()).get("store") != store:
-        atomic_write_bytes(run_dir / "run.json", json.dumps(info).encode())  # a store named on a later prepare
-    done = steps_done(run_dir) >= cfg.max_steps
-    if store and cfg.nproc >= 1 and not done:
-        remote.restore(run_dir, cfg.world)
-    return RlRunSpec(run_dir, key, resolved, prompts, done)
 
 
 def read_spec(run_dir: Path) -> tuple[DataHome, RlRunSpec]:
@@ -248,36 +190,7 @@ def finish(home: DataHome, spec: RlRunSpec) -> None:
     folder.set_latest(rl_dir(home), spec.key)
 
 
-def train(home: DataHome, spec: RlRunSpec, judge=None, steer: Callable | None = None,
-          on_metrics: Callable[[dict], None] | None = None, on_line: Callable[[str], None] = print,
-          nodes: Nodes = Nodes()) -> dict:
-    """Run (or resume) `spec` to max_steps; returns a summary. In-process (nproc 0), `steer(backend)` may add
-    logits processors and `judge` replaces the one from the environment; with nproc >= 1 the ranks take them
-    from THYME_HOOKS. `on_metrics` sees each step's record, `on_line` the ranks' other output. `nodes`: this
-    process's node of a multi-node run (runs/rendezvous.meet); only node 0 ends with DONE."""
-    cfg, run_dir = spec.config, spec.run_dir
-    summary = {"key": spec.key, "run_dir": str(run_dir), "final": str(run_dir / "final"), "skipped": spec.done}
-    if spec.done or nodes.finished:  # finished: node 0 said at the rendezvous that its run is done
-        return {**summary, "skipped": True, "steps": steps_done(run_dir) or cfg.max_steps, "resumed_from": None}
-    if nodes.nnodes != max(cfg.nnodes, 1):
-        raise ThymeError(f"the run has nnodes {cfg.nnodes} but was launched as a node of {nodes.nnodes}")
-    if cfg.nproc == 0:
-        resumed = _train_in_process(home, spec, judge, steer, on_metrics)
-    else:
-        if judge is not None or steer is not None:
-            raise ThymeError("with nproc >= 1 the ranks take steer/judge from THYME_HOOKS, not from arguments")
-        from thyme_core.runs.checkpoint import latest_step
-
-        resumed = latest_step(run_dir, cfg.world)
-        # checkpoint events (pushed to the store by remote.launch) are not step records
-        steps_only = lambda m: None if m.get("event") == "checkpoint" or on_metrics is None else on_metrics(m)
-        code = remote.launch("thyme_core.rl.entry", run_dir, cfg.nproc, on_line, steps_only, nodes)
-        if code != 0 or (nodes.node_rank == 0 and not (run_dir / "DONE").exists()):
-            raise RuntimeError(f"RL ranks exited with code {code} (run folder {run_dir})")
-    return {**summary, "steps": cfg.max_steps, "resumed_from": resumed}
-
-
-def _train_in_process(home: DataHome, spec: RlRunSpec, judge, steer, on_metrics) -> int | None:
+def train_in_process(home: DataHome, spec: RlRunSpec, judge, steer, on_metrics) -> int | None:
     import torch
 
     from thyme_core.agent.backends.hf import TransformersBackend
