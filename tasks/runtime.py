@@ -102,15 +102,13 @@ def _boot_ephemeral(meanwhile: Callable[[], object] | None) -> tuple[str, Callab
 SHARED_CYCLIC_IMPORTS = ("pydantic.v1",)
 
 
-def _beside(meanwhile: Callable[[], object]) -> threading.Thread:
+def _beside(meanwhile: Callable[[], object]) -> None:
     """Start `meanwhile` in a background thread, after the imports it shares with this thread."""
     import importlib
 
     for name in SHARED_CYCLIC_IMPORTS:
         importlib.import_module(name)
-    thread = threading.Thread(target=_quietly, args=(meanwhile,), name="thyme-warm-up", daemon=True)
-    thread.start()
-    return thread
+    threading.Thread(target=_quietly, args=(meanwhile,), name="thyme-warm-up", daemon=True).start()
 
 
 def _quietly(fn: Callable[[], object]) -> None:
