@@ -345,6 +345,48 @@ def prefect_server(workdir: Path):
         proc.wait(timeout=30)
 
 
+PER_SHARD = r'''
+import base64, hashlib, json, os, shutil, sys, time
+from pathlib import Path
+import pyarrow.parquet as pq
+from thyme_core.base.home import DataHome
+from thyme_core.prepare import shards
+src, root, groups = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+home = DataHome(root / "home").ensure()
+config = shards.PrepareConfig(shard_rows=pq.ParquetFile(src).metadata.row_group(0).num_rows)
+specs = shards.plan(src, "''' + SPLIT + r'''", config, home)
+def floor(g, out):
+    for images in pq.ParquetFile(src).read_row_group(g, columns=["image"]).column(0).to_pylist():
+        for b64 in images:
+            data = base64.b64decode(b64)
+            name = hashlib.sha256(data).hexdigest()
+            os.makedirs(os.path.join(out, name[:2]), exist_ok=True)
+            with open(os.path.join(out, name[:2], name + ".jpg"), "wb") as f:
+                f.write(data)
+floor_s, ours_s = [], []
+for g in range(min(groups, len(specs))):
+    os.sync()
+    t = time.perf_counter(); floor(g, str(root / "floor")); floor_s.append(round(time.perf_counter() - t, 3))
+    os.sync()
+    t = time.perf_counter(); shards.prepare_shard(specs[g], home, config); ours_s.append(round(time.perf_counter() - t, 3))
+print(json.dumps({"floor_s": floor_s, "ours_s": ours_s, "ours_vs_floor": round(sum(ours_s) / sum(floor_s), 3)}))
+'''
+
+
+def measure_per_shard(workdir: Path, n: int, groups: int) -> dict:
+    """One process, no pool: the floor's work on a row group, then our shard of the same rows, alternated with a
+    `sync` before each: what each image costs us beyond the floor, with no contention between processes."""
+    src = photo_dataset(workdir, n)
+    root = workdir / "per-shard"
+    shutil.rmtree(root, ignore_errors=True)
+    try:
+        _, _, out = run_measured([sys.executable, "-c", PER_SHARD, str(src), str(root), str(groups)],
+                                 dict(os.environ, PYTHONPATH=str(REPO)))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return {"per_shard": json.loads(out.strip().splitlines()[-1])}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--samples", type=int, default=3000, help="samples in the main run (each: 1 original + 1 processed)")
@@ -353,6 +395,8 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=3000, help="realistic photos for the floor comparison (0: skip)")
     ap.add_argument("--skip-synthetic", action="store_true", help="only the floor comparison on photos")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of floor / core / prepare on the photos (medians)")
+    ap.add_argument("--per-shard", type=int, default=0, metavar="N",
+                    help="also: N photo row groups, floor and our shard alternated in one process (no pool)")
     ap.add_argument("--workdir", default=str(REPO / ".cache" / "bench"))
     args = ap.parse_args()
     workdir = Path(args.workdir)
@@ -373,6 +417,8 @@ def main() -> None:
         photos = measure_photos(workdir, args.photos, args.rounds)
         print(json.dumps(photos), file=sys.stderr)
         result.update(photos)
+    if args.per_shard:
+        result.update(measure_per_shard(workdir, args.photos or 3000, args.per_shard))
     result["load_after"] = round(os.getloadavg()[0], 1)
     print(json.dumps(result))
 
