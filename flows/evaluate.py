@@ -126,7 +126,7 @@ def evaluate(
     version, home_updated, store_uri = {}, True, ""
     if address:  # (the cluster path scores with our protocol; vlmevalkit scoring runs locally)
         store_uri = store or default_store_uri()
-        files = ship_eval_files(store_uri, tsv, response_file, model)  # no shared disk: through the store
+        files = ship_eval_files(store_uri, tsv, response_file, model, home_root)  # no shared disk: the store
         spec = for_workers(spec, files)
         shards = plan_eval_shards(tsv, spec, config, shard_rows, run_id, scoring)
         stored = run_shards(eval_shard_on_cluster,

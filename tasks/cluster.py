@@ -93,10 +93,12 @@ def _where(out: stored.StoredShard) -> str:
 
 @task(name="ship-eval-files", retries=2, retry_delay_seconds=3, retry_condition_fn=retry_unless_user_error,
       cache_policy=NO_CACHE)
-def ship_eval_files(store_uri: str, tsv: str, response_file: str, model: str = "") -> shipped.EvalFiles:
+def ship_eval_files(store_uri: str, tsv: str, response_file: str, model: str = "", home_root: str = ""
+                    ) -> shipped.EvalFiles:
     """The benchmark TSV, response file and model (a version, or a folder stored by content) into the store:
-    the workers share no disk with us."""
-    files = shipped.ship_eval_files(open_store(store_uri), tsv, response_file, model)
+    the workers share no disk with us. A model folder's file hashes are remembered in the home."""
+    files = shipped.ship_eval_files(open_store(store_uri), tsv, response_file, model,
+                                    DataHome(home_root) if home_root else None)
     if files.model:
         get_run_logger().info(f"model {model}: version {files.model[:12]} in {store_uri}; each node pulls it once")
     return files

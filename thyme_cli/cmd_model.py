@@ -40,12 +40,14 @@ def register(sub) -> None:
 
 
 def run_push(args) -> int:
+    from thyme_core.prepare.digests import cached_sha256
     from thyme_core.versions.folders import push_folder
     from thyme_core.versions.store import open_store
 
+    home = _home(args)  # the files' hashes are remembered there: pushing the same folder again reads nothing
     with _store_errors():
         store = open_store(args.store)
-        r = push_folder(args.folder, store, args.name, (args.tag,))
+        r = push_folder(args.folder, store, args.name, (args.tag,), digest=lambda p: cached_sha256(p, home))
     state = "already there" if r.unchanged else f"{r.uploaded} of {r.objects} files uploaded, {_size(r.uploaded_bytes)}"
     print(f"{r.name}/{r.tag} -> {r.manifest}  ({state}) in {store.uri}")
     return 0

@@ -123,3 +123,27 @@ def test_two_shards_pulling_the_model_on_one_node_at_once_get_one_whole_folder(m
     assert errors == [] and len(store.seen) == 2  # two separate stages were filled at once
     assert got[0] == got[1] == models_cache(node) / sha and folder_manifest(got[0]).sha256 == sha
     assert list((models_cache(node) / ".tmp").iterdir()) == []
+
+
+def test_a_model_folder_stored_again_by_a_later_run_is_not_read_again(model, tmp_path, monkeypatch):
+    """The driver stores a `--model` folder by content on every cluster eval: with its home, each file's hash is
+    remembered by the file's identity, so a 15 GB model is read once, and a changed file is read again."""
+    from thyme_core.prepare import digests
+
+    folder = Path(shutil.copytree(model, tmp_path / "driver" / "my-model"))
+    home, store = DataHome(tmp_path / "driver-home"), LocalStore(tmp_path / "store")
+    monkeypatch.setattr(digests, "RACY_S", 0)  # (files written just now count as settled here)
+    reads = []
+    real = digests.file_sha256
+    monkeypatch.setattr(digests, "file_sha256", lambda p, *a: reads.append(Path(p).name) or real(p, *a))
+    files = sorted(p.name for p in folder.iterdir() if p.is_file())
+
+    first = shipped.ship_model(store, str(folder), home)
+    assert sorted(reads) == files
+    reads.clear()
+    assert shipped.ship_model(store, str(folder), home) == first and reads == []
+    with open(folder / "config.json", "a") as f:
+        f.write("\n")
+    changed = shipped.ship_model(store, str(folder), home)
+    assert reads == ["config.json"]
+    assert changed != first and changed == folder_manifest(folder).sha256  # what an uncached hashing gives

@@ -28,6 +28,7 @@ from pathlib import Path
 from thyme_core.base.errors import ThymeError
 from thyme_core.base.fsio import clean_stale_staging
 from thyme_core.base.home import DataHome
+from thyme_core.prepare.digests import cached_sha256
 from thyme_core.versions.folders import is_version_spec, models_cache, pull_folder, store_folder
 from thyme_core.versions.keys import ObjectMissing, Store, object_key
 from thyme_core.versions.manifest import sha256_file
@@ -63,22 +64,25 @@ def ship(store: Store, path: str | Path) -> Shipped:
     return Shipped(sha, path.name, path.stat().st_size)
 
 
-def ship_model(store: Store, model: str) -> str | None:
+def ship_model(store: Store, model: str, home: DataHome | None = None) -> str | None:
     """The manifest sha256 the workers pull the model by: a version spec resolved in the store, a folder on
-    this machine stored by content first; None for the builtin tiny models and anything else."""
+    this machine stored by content first (its files' hashes remembered in `home` by file identity, so the next
+    run with the same weights reads none of them); None for the builtin tiny models and anything else."""
     if model and is_version_spec(model):
         _, sha, manifest = load_manifest(store, model)
         if manifest.kind != "model":
             raise ThymeError(f"{store.uri}: {model} is a {manifest.kind} version, not a model")
         return sha
     if model and Path(model).expanduser().is_dir():
-        return store_folder(Path(model).expanduser(), store, "model")
+        digest = (lambda p: cached_sha256(p, home)) if home is not None else sha256_file
+        return store_folder(Path(model).expanduser(), store, "model", digest)
     return None
 
 
-def ship_eval_files(store: Store, tsv: str, response_file: str = "", model: str = "") -> EvalFiles:
+def ship_eval_files(store: Store, tsv: str, response_file: str = "", model: str = "",
+                    home: DataHome | None = None) -> EvalFiles:
     return EvalFiles(ship(store, tsv), ship(store, response_file) if response_file else None,
-                     ship_model(store, model))
+                     ship_model(store, model, home))
 
 
 def for_workers(spec, files: EvalFiles):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 from thyme_core.base.errors import ThymeError
 from thyme_core.base.fsio import atomic_dir
@@ -27,7 +28,10 @@ from thyme_core.versions.push import PushPlan, PushResult, publish, upload_objec
 from thyme_core.versions.store import parallel_map
 
 
-def folder_manifest(folder: Path, kind: str = "model", threads: int = 4) -> Manifest:
+def folder_manifest(folder: Path, kind: str = "model", threads: int = 4,
+                    digest: Callable[[Path], str] = sha256_file) -> Manifest:
+    """Every file's sha256 (`digest`: e.g. a cache by file identity, prepare/digests.py, so a 15 GB model
+    folder stored again by a later run is not read again)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ThymeError(f"{folder}: not a folder")
@@ -37,16 +41,17 @@ def folder_manifest(folder: Path, kind: str = "model", threads: int = 4) -> Mani
         raise ThymeError(f"{folder}: nothing to push (an empty folder)")
 
     def entry(p: Path) -> FileEntry:
-        return FileEntry(p.relative_to(folder).as_posix(), sha256_file(p), p.stat().st_size)
+        return FileEntry(p.relative_to(folder).as_posix(), digest(p), p.stat().st_size)
 
     return Manifest(tuple(parallel_map(entry, paths, threads)), kind)
 
 
 def push_folder(folder: Path, store: Store, name: str, tags: tuple[str, ...] = (refs.DEFAULT_TAG,),
-                kind: str = "model", lineage: dict | None = None) -> PushResult:
+                kind: str = "model", lineage: dict | None = None,
+                digest: Callable[[Path], str] = sha256_file) -> PushResult:
     """Upload the folder's objects the store lacks, then its manifest, then move each tag (compare-and-swap).
     A tag already pointing at this content is left as it is."""
-    manifest = folder_manifest(folder, kind)
+    manifest = folder_manifest(folder, kind, digest=digest)
     result = None
     for i, tag in enumerate(tags):
         refs.check_name("tag", tag)
@@ -61,11 +66,11 @@ def push_folder(folder: Path, store: Store, name: str, tags: tuple[str, ...] = (
     return result
 
 
-def store_folder(folder: Path, store: Store, kind: str = "model") -> str:
+def store_folder(folder: Path, store: Store, kind: str = "model", digest: Callable[[Path], str] = sha256_file) -> str:
     """Put a folder into the store by content and name nothing: its objects the store lacks, then its manifest
     (last, so a manifest in the store means its objects are there). Returns the manifest sha256, which any
     valid NAME@<that full hash> resolves to with no ref; storing the same folder again uploads nothing."""
-    manifest = folder_manifest(folder, kind)
+    manifest = folder_manifest(folder, kind, digest=digest)
     upload_objects(PushPlan(DataHome(folder), store, "unnamed", refs.DEFAULT_TAG, manifest, None, None))
     if not store.exists(manifest_key(manifest.sha256)):
         store.put_bytes(manifest_key(manifest.sha256), manifest.to_bytes())
