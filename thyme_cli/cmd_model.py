@@ -1,8 +1,10 @@
-"""`thyme model push|pull|versions`: model versions (Hugging Face folders) in the store of dataset versions.
+"""`thyme model push|pull|versions|prune`: model versions (Hugging Face folders) in the store of dataset versions.
 
 A model version is a folder's files by content (versions/folders.py); `pull` lands it in the home's model
 cache, <home>/models/store/<manifest sha256>/, and prints that folder, which every `--model` takes. Training
 stages take and publish versions themselves (`model=NAME@HASH`); these commands are for doing it by hand.
+`prune` keeps the home's model cache within a size, least recently used versions first, never one a running
+process holds (versions/model_cache.py; THYME_MODEL_CACHE_GB does it after every pull).
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ def register(sub) -> None:
     add_home_arg(p)
     p.set_defaults(handler=run_pull)
 
+    p = actions.add_parser("prune", help="shrink the home's model cache to a size, least recently used first")
+    p.add_argument("--keep-gb", type=float, required=True, help="gigabytes the cache may keep (0: all it can)")
+    add_home_arg(p)
+    p.set_defaults(handler=run_prune)
+
     p = actions.add_parser("versions", help="list a model's versions with what each was made from")
     p.add_argument("name")
     p.add_argument("--store", default=None, help=STORE_HELP)
@@ -60,6 +67,22 @@ def run_pull(args) -> int:
     with _store_errors():
         _, _, folder = pull_folder(open_store(args.store), args.spec, models_cache(_home(args).ensure()))
     print(folder)
+    return 0
+
+
+def run_prune(args) -> int:
+    from thyme_core.base.errors import ThymeError
+    from thyme_core.versions import model_cache
+    from thyme_core.versions.folders import models_cache
+
+    if args.keep_gb < 0:
+        raise ThymeError(f"--keep-gb must be 0 or more, not {args.keep_gb}")
+    cache = models_cache(_home(args))
+    results = model_cache.prune(cache, int(args.keep_gb * 1e9))
+    for r in results:
+        print(f"{r.sha256[:16]}  {_size(r.bytes):>9}  {'removed' if r.removed else 'kept: in use by a running process'}")
+    left = sum(model_cache.size_of(f) for f in model_cache.versions(cache))
+    print(f"{sum(r.removed for r in results)} versions removed; the cache {cache} holds {_size(left)}")
     return 0
 
 

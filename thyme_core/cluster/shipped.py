@@ -114,7 +114,7 @@ def model_copy(store: Store, sha: str, home: DataHome) -> Path:
     """The model version on this node: <home>/models/store/<sha>/, pulled and checked when not there yet."""
     cache = models_cache(home)
     clean_stale_staging(cache / ".tmp")  # a stage a killed worker left (its pid is gone)
-    return pull_folder(store, f"{PULL_NAME}@{sha}", cache)[2]
+    return pull_folder(store, f"{PULL_NAME}@{sha}", cache, pin=True)[2]  # kept while this worker lives
 
 
 def localize(store: Store, files: EvalFiles, shard, spec, home: DataHome) -> tuple:

@@ -20,7 +20,7 @@ from typing import Callable
 from thyme_core.base.errors import ThymeError
 from thyme_core.base.fsio import atomic_dir
 from thyme_core.base.home import DataHome
-from thyme_core.versions import refs
+from thyme_core.versions import model_cache, refs
 from thyme_core.versions.keys import Store, manifest_key
 from thyme_core.versions.manifest import FileEntry, Manifest, sha256_file
 from thyme_core.versions.pull import fetch_object, load_manifest
@@ -77,18 +77,31 @@ def store_folder(folder: Path, store: Store, kind: str = "model", digest: Callab
     return manifest.sha256
 
 
-def pull_folder(store: Store, spec: str, cache: Path, threads: int = 8) -> tuple[str, str, Path]:
-    """NAME[@TAG|@HASH] -> (name, manifest sha256, <cache>/<sha256>), downloading only when not cached."""
+def pull_folder(store: Store, spec: str, cache: Path, threads: int = 8, pin: bool = False) -> tuple[str, str, Path]:
+    """NAME[@TAG|@HASH] -> (name, manifest sha256, <cache>/<sha256>), downloading only when not cached. `pin`:
+    this process will read the folder (load a model, train from it), so no prune removes it while the process
+    lives; a pull that downloaded prunes the cache to THYME_MODEL_CACHE_GB when set (model_cache.py)."""
     name, sha, manifest = load_manifest(store, spec)
     final = Path(cache) / sha
-    if final.is_dir():
-        return name, sha, final
-    with atomic_dir(final, Path(cache) / ".tmp") as stage:
-        def one(entry: FileEntry) -> None:
-            fetch_object(store, entry, stage / entry.path, f"nothing of {spec} was pulled")
+    for _ in range(3):  # (a prune may remove an unpinned folder between finding it and pinning it)
+        pulled = not final.is_dir()
+        if pulled:
+            with atomic_dir(final, Path(cache) / ".tmp") as stage:
+                def one(entry: FileEntry) -> None:
+                    fetch_object(store, entry, stage / entry.path, f"nothing of {spec} was pulled")
 
-        parallel_map(one, list(manifest.files), threads)
-    return name, sha, final
+                parallel_map(one, list(manifest.files), threads)
+        model_cache.touch(final)
+        if pin:
+            try:
+                model_cache.pin(final)
+            except FileNotFoundError:
+                continue
+        bound = model_cache.bound_from_env() if pulled else None
+        if bound is not None:
+            model_cache.prune(Path(cache), bound, keep={sha})
+        return name, sha, final
+    raise ThymeError(f"{spec}: removed from the model cache {cache} by other processes' prunes while pulling it")
 
 
 def models_cache(home: DataHome) -> Path:
@@ -101,11 +114,11 @@ def is_version_spec(value: str) -> bool:
 
 
 def resolve_model(value: str | None, home: DataHome, store: Store | None) -> tuple[str | None, str | None]:
-    """(folder or None, manifest sha256 or None): a model version spec is pulled into the home's model cache;
-    anything else is returned as it is (a folder, or None for the tiny model)."""
+    """(folder or None, manifest sha256 or None): a model version spec is pulled into the home's model cache
+    (and pinned there for this process's life: model_cache.py); anything else is returned as it is (a folder, or None for the tiny model)."""
     if not value or not is_version_spec(value):
         return value, None
     if store is None:
         raise ThymeError(f"model {value!r} is a version: a store is needed (--store or $THYME_STORE)")
-    _, sha, path = pull_folder(store, value, models_cache(home))
+    _, sha, path = pull_folder(store, value, models_cache(home), pin=True)  # read by this process: kept
     return str(path), sha
