@@ -88,23 +88,30 @@ print(json.dumps({"images": sum(r.summary.images_seen for r in results), "proces
 '''
 
 
+FLOOR_GROUP = r'''
+def floor_group(pf, g, out):
+    """The floor's work on one row group: read it, base64-decode, sha256-hash and write each image."""
+    n = 0
+    for images in pf.read_row_group(g, columns=["image"]).column(0).to_pylist():
+        for b64 in images:
+            data = base64.b64decode(b64)
+            name = hashlib.sha256(data).hexdigest()
+            os.makedirs(os.path.join(out, name[:2]), exist_ok=True)
+            with open(os.path.join(out, name[:2], name + ".jpg"), "wb") as f:
+                f.write(data)
+            n += 1
+    return n
+'''
+
 FLOOR = r'''
 import base64, hashlib, json, os, sys, time
 from multiprocessing import get_context
 import pyarrow.parquet as pq
 src, out = sys.argv[1], sys.argv[2]
+''' + FLOOR_GROUP + r'''
 def work(part):
-    pf, n = pq.ParquetFile(src), 0
-    for g in range(part, pf.metadata.num_row_groups, 2):
-        for images in pf.read_row_group(g, columns=["image"]).column(0).to_pylist():
-            for b64 in images:
-                data = base64.b64decode(b64)
-                name = hashlib.sha256(data).hexdigest()
-                os.makedirs(os.path.join(out, name[:2]), exist_ok=True)
-                with open(os.path.join(out, name[:2], name + ".jpg"), "wb") as f:
-                    f.write(data)
-                n += 1
-    return n
+    pf = pq.ParquetFile(src)
+    return sum(floor_group(pf, g, out) for g in range(part, pf.metadata.num_row_groups, 2))
 if __name__ == "__main__":
     t0 = time.perf_counter()
     with get_context("fork").Pool(2) as pool:
@@ -346,7 +353,7 @@ def prefect_server(workdir: Path):
 
 
 PER_SHARD = r'''
-import base64, hashlib, json, os, shutil, sys, time
+import base64, hashlib, json, os, sys, time
 from pathlib import Path
 import pyarrow.parquet as pq
 from thyme_core.base.home import DataHome
@@ -355,18 +362,11 @@ src, root, groups = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 home = DataHome(root / "home").ensure()
 config = shards.PrepareConfig(shard_rows=pq.ParquetFile(src).metadata.row_group(0).num_rows)
 specs = shards.plan(src, "''' + SPLIT + r'''", config, home)
-def floor(g, out):
-    for images in pq.ParquetFile(src).read_row_group(g, columns=["image"]).column(0).to_pylist():
-        for b64 in images:
-            data = base64.b64decode(b64)
-            name = hashlib.sha256(data).hexdigest()
-            os.makedirs(os.path.join(out, name[:2]), exist_ok=True)
-            with open(os.path.join(out, name[:2], name + ".jpg"), "wb") as f:
-                f.write(data)
+''' + FLOOR_GROUP + r'''
 floor_s, ours_s = [], []
 for g in range(min(groups, len(specs))):
     os.sync()
-    t = time.perf_counter(); floor(g, str(root / "floor")); floor_s.append(round(time.perf_counter() - t, 3))
+    t = time.perf_counter(); floor_group(pq.ParquetFile(src), g, str(root / "floor")); floor_s.append(round(time.perf_counter() - t, 3))
     os.sync()
     t = time.perf_counter(); shards.prepare_shard(specs[g], home, config); ours_s.append(round(time.perf_counter() - t, 3))
 print(json.dumps({"floor_s": floor_s, "ours_s": ours_s, "ours_vs_floor": round(sum(ours_s) / sum(floor_s), 3)}))
