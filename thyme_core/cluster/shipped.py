@@ -74,8 +74,7 @@ def ship_model(store: Store, model: str, home: DataHome | None = None) -> str | 
             raise ThymeError(f"{store.uri}: {model} is a {manifest.kind} version, not a model")
         return sha
     if model and Path(model).expanduser().is_dir():
-        digest = (lambda p: cached_sha256(p, home)) if home is not None else sha256_file
-        return store_folder(Path(model).expanduser(), store, "model", digest)
+        return store_folder(Path(model).expanduser(), store, "model", lambda p: cached_sha256(p, home))
     return None
 
 

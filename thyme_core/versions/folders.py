@@ -81,6 +81,7 @@ def pull_folder(store: Store, spec: str, cache: Path, threads: int = 8, pin: boo
     """NAME[@TAG|@HASH] -> (name, manifest sha256, <cache>/<sha256>), downloading only when not cached. `pin`:
     this process will read the folder (load a model, train from it), so no prune removes it while the process
     lives; a pull that downloaded prunes the cache to THYME_MODEL_CACHE_GB when set (model_cache.py)."""
+    bound = model_cache.bound_from_env()  # (a bad value is said before anything is downloaded)
     name, sha, manifest = load_manifest(store, spec)
     final = Path(cache) / sha
     for _ in range(3):  # (a prune may remove an unpinned folder between finding it and pinning it)
@@ -97,8 +98,7 @@ def pull_folder(store: Store, spec: str, cache: Path, threads: int = 8, pin: boo
                 model_cache.pin(final)
             except FileNotFoundError:
                 continue
-        bound = model_cache.bound_from_env() if pulled else None
-        if bound is not None:
+        if pulled and bound is not None:
             model_cache.prune(Path(cache), bound, keep={sha})
         return name, sha, final
     raise ThymeError(f"{spec}: removed from the model cache {cache} by other processes' prunes while pulling it")

@@ -108,11 +108,9 @@ def _remove_unless_pinned(cache: Path, folder: Path) -> bool:
     locks.mkdir(exist_ok=True)
     fd = os.open(locks / folder.name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        try:
+        try:  # (a lock is per open file, so this process's own pins refuse it too)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return False
-        if str(folder.resolve()) in _PINNED:  # (flock is per open file: our own pin does not block us)
             return False
         gone = cache / ".tmp" / f"{folder.name}.removing.{os.getpid()}"
         gone.parent.mkdir(exist_ok=True)
