@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from thyme_core.base.errors import ThymeError
 from thyme_core.prepare import hub
+from thyme_core.prepare.digests import file_sha256
 from thyme_core.prepare.ranged import RangedReader
 
 HASH_CHUNK = 8 << 20  # bytes per GET when a non-LFS file is read whole to hash it
@@ -61,7 +62,7 @@ def describe(snapshot: hub.HubSnapshot) -> list[HubFile]:
         out = []
         for name in snapshot.files:
             local = hub.fetch(snapshot.repo_id, snapshot.sha, name)
-            out.append(HubFile(snapshot.repo_id, snapshot.sha, name, local.stat().st_size, _sha256_local(local),
+            out.append(HubFile(snapshot.repo_id, snapshot.sha, name, local.stat().st_size, file_sha256(local),
                                endpoint))
         return out
     from huggingface_hub import HfApi
@@ -82,14 +83,6 @@ def describe(snapshot: hub.HubSnapshot) -> list[HubFile]:
                     endpoint)
         out.append(f if f.digest else _with_digest(f))
     return out
-
-
-def _sha256_local(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(HASH_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _with_digest(f: HubFile) -> HubFile:
